@@ -1,0 +1,1 @@
+"""The barn_vqa TFDS dataset, installed as `keras_adahan.datasets`."""

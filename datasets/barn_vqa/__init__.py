@@ -1,0 +1,1 @@
+"""barn_vqa dataset."""

@@ -1,0 +1,1 @@
+"""SavedModel and TFLite export, installed as `keras_adahan.export`."""
