@@ -1,0 +1,33 @@
+"""Keras layers of HAN and AdaHAN, written with `keras.ops` only."""
+
+from keras_adahan.layers.adahan_mask import AdaHANMask
+from keras_adahan.layers.broadcast_to_cells import BroadcastToCells
+from keras_adahan.layers.flatten_head import FlattenHead
+from keras_adahan.layers.han_mask import HANMask
+from keras_adahan.layers.han_mask import num_kept_cells
+from keras_adahan.layers.keep_all_mask import KeepAllMask
+from keras_adahan.layers.l2_presence import L2Presence
+from keras_adahan.layers.masked_sum_pooling import MaskedSumPooling
+from keras_adahan.layers.merge_leading_axes import MergeLeadingAxes
+from keras_adahan.layers.relational_aggregation import RelationalAggregation
+from keras_adahan.layers.repeat_batch import RepeatBatch
+from keras_adahan.layers.soft_attention_pooling import SoftAttentionPooling
+from keras_adahan.layers.soft_attention_weights import SoftAttentionWeights
+from keras_adahan.layers.split_leading_axis import SplitLeadingAxis
+
+__all__ = [
+    "AdaHANMask",
+    "BroadcastToCells",
+    "FlattenHead",
+    "HANMask",
+    "KeepAllMask",
+    "L2Presence",
+    "MaskedSumPooling",
+    "MergeLeadingAxes",
+    "RelationalAggregation",
+    "RepeatBatch",
+    "SoftAttentionPooling",
+    "SoftAttentionWeights",
+    "SplitLeadingAxis",
+    "num_kept_cells",
+]

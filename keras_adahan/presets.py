@@ -1,0 +1,65 @@
+"""Named model configurations: `get_preset(name, **overrides)`.
+
+- `reference`: the PyTorch reference (PyTorch-AdaHAN) layer for layer.
+  Train: `python -m keras_adahan.train --preset reference`
+- `default`: tuned for accuracy and speed on 2 CPU cores (the `ModelConfig` defaults).
+  Train: `python -m keras_adahan.train --preset default`
+
+Both take `--variant han|adahan|soft|none`; the trainer sets `vocab_size`, `num_answers`
+and `max_question_length` from the dataset.
+"""
+
+from keras_adahan.model import ModelConfig
+
+PRESETS = {
+    # The PyTorch reference exactly: 256x256 input; 3 x [conv 5x5, 8 channels, 'same'
+    # padding -> average pooling 3/2 'same' -> ReLU] -> 32x32 = 1024 cells; embedding 8 +
+    # GRU 8; the question vector ADDED to every cell; a linear 1x1 conv to 2 channels;
+    # squared-L2 presence; HAN with k = 2 cells; its head: the 2 channels summed per cell,
+    # the masked 1024-vector -> Dense(num_answers).
+    # One difference: Keras' 'same' average pooling leaves the zero padding out of the
+    # border averages, PyTorch's AvgPool2d(3, 2, padding=1) counts it.
+    # Train: python -m keras_adahan.train --preset reference
+    "reference": ModelConfig(
+        image_size=256,
+        conv_filters=(8, 8, 8),
+        conv_kernel_sizes=(5, 5, 5),
+        conv_strides=(1, 1, 1),
+        pool_sizes=(3, 3, 3),
+        pool_strides=(2, 2, 2),
+        pooling="average",
+        embedding_dim=8,
+        rnn="gru",
+        rnn_units=8,
+        fusion="add",
+        fusion_units=(2,),
+        variant="han",
+        k=2,
+        squared_presence=True,
+        aggregation="flatten",
+        classifier_units=(),
+    ),
+    # 128x128 input; 5 ReLU convs 3x3 (16, 32, 64 channels at stride 2, then 2 x 64 at
+    # stride 1) -> 16x16 = 256 cells, each seeing ~47 px; embedding 32 + GRU 32; concat
+    # fusion + 1x1 convs (64, 64); L2 presence; HAN keeping 5% of the cells (13); sum
+    # pooling; MLP (64) -> answers. About 33M multiply-adds per image.
+    # Train: python -m keras_adahan.train --preset default
+    "default": ModelConfig(),
+}
+
+
+def get_preset(name, **overrides):
+    """The `ModelConfig` of preset `name`, with `overrides` applied (validated).
+
+    Args:
+        name: str. One of `PRESETS`: "reference" or "default".
+        **overrides: `ModelConfig` fields to change, e.g. `variant="adahan"`.
+
+    Returns:
+        A `ModelConfig`.
+    """
+    if name not in PRESETS:
+        raise ValueError(
+            f"`name` must be one of the presets {sorted(PRESETS)}, received {name!r}"
+        )
+    return PRESETS[name].replace(**overrides)

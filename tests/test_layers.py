@@ -1,0 +1,340 @@
+"""Tests of keras_adahan.layers: hand-computed cases, generic layer behaviour, errors."""
+
+import unittest
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_adahan import layers
+
+RNG = np.random.default_rng(0)
+
+
+def uniform(*shape):
+    return RNG.uniform(-1.0, 1.0, size=shape).astype("float32")
+
+
+def as_numpy(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+class LayerTestCase(unittest.TestCase):
+    def run_layer_test(self, cls, init_kwargs, inputs, expected_output_shape, restore_batch=None):
+        """Config round trip, symbolic call, eager call and one `fit` step in a tiny model.
+
+        `restore_batch`: a layer undoing a change of the batch size, so `fit` sees as many
+        labels as inputs.
+        """
+        layer = cls(**init_kwargs)
+        # Config round trip: a layer rebuilt from its config has the same config.
+        config = layer.get_config()
+        for key in init_kwargs:
+            self.assertIn(key, config)
+        restored = cls.from_config(config)
+        self.assertEqual(restored.get_config(), config)
+
+        # Symbolic call.
+        symbolic = [keras.Input(x.shape[1:], dtype=x.dtype) for x in inputs]
+        output = layer(*symbolic)
+        self.assertEqual(tuple(output.shape), (None,) + tuple(expected_output_shape[1:]))
+
+        # Eager call.
+        eager = cls(**init_kwargs)(*inputs)
+        self.assertEqual(tuple(eager.shape), tuple(expected_output_shape))
+
+        # One fit step: the layer inside a tiny model, then a trainable Dense.
+        model_inputs = [keras.Input(x.shape[1:], dtype=x.dtype) for x in inputs]
+        y = cls(**init_kwargs)(*model_inputs)
+        y = keras.layers.Dense(2)(y)
+        if restore_batch is not None:
+            y = restore_batch(y)
+        y = keras.layers.Dense(1)(keras.layers.Flatten()(y))
+        model = keras.Model(model_inputs, y)
+        model.compile(optimizer="sgd", loss="mse")
+        batch = inputs[0].shape[0]
+        history = model.fit(list(inputs), np.zeros((batch, 1)), epochs=1, verbose=0)
+        self.assertTrue(np.isfinite(history.history["loss"][0]))
+        return layer
+
+
+class L2PresenceTest(LayerTestCase):
+    def test_hand_computed(self):
+        fused = np.array([[[3.0, 4.0], [1.0, 0.0]], [[0.0, 0.0], [2.0, 2.0]]], "float32")
+        np.testing.assert_allclose(
+            as_numpy(layers.L2Presence()(fused)), [[5.0, 1.0], [1e-6, np.sqrt(8.0)]], rtol=1e-6
+        )
+        np.testing.assert_allclose(
+            as_numpy(layers.L2Presence(squared=True)(fused)), [[25.0, 1.0], [0.0, 8.0]]
+        )
+
+    def test_gradient_finite_at_zero_cell(self):
+        fused = tf.zeros((1, 2, 3))
+        with tf.GradientTape() as tape:
+            tape.watch(fused)
+            presence = layers.L2Presence()(fused)
+        self.assertTrue(np.all(np.isfinite(tape.gradient(presence, fused).numpy())))
+
+    def test_layer_behaviours(self):
+        self.run_layer_test(layers.L2Presence, {"squared": True}, [uniform(2, 4, 3)], (2, 4))
+
+    def test_errors(self):
+        with self.assertRaisesRegex(ValueError, "`epsilon` must be >= 0, received -1"):
+            layers.L2Presence(epsilon=-1)
+
+
+class HANMaskTest(LayerTestCase):
+    def test_hand_computed_with_ties(self):
+        presence = np.array([[0.1, 0.9, 0.5, 0.9], [0.3, 0.3, 0.3, 0.3]], "float32")
+        # Ties: the lower cell index wins.
+        np.testing.assert_array_equal(
+            as_numpy(layers.HANMask(k=2)(presence)), [[0, 1, 0, 1], [1, 1, 0, 0]]
+        )
+        np.testing.assert_array_equal(
+            as_numpy(layers.HANMask(k=3)(presence)), [[0, 1, 1, 1], [1, 1, 1, 0]]
+        )
+
+    def test_k_equal_to_num_cells(self):
+        presence = np.array([[0.1, 0.9, 0.5, 0.9]], "float32")
+        np.testing.assert_array_equal(as_numpy(layers.HANMask(k=4)(presence)), [[1, 1, 1, 1]])
+        np.testing.assert_array_equal(as_numpy(layers.HANMask(k=1.0)(presence)), [[1, 1, 1, 1]])
+
+    def test_share(self):
+        presence = np.array([[0.1, 0.9, 0.5, 0.7]], "float32")
+        np.testing.assert_array_equal(as_numpy(layers.HANMask(k=0.25)(presence)), [[0, 1, 0, 0]])
+        np.testing.assert_array_equal(as_numpy(layers.HANMask(k=0.5)(presence)), [[0, 1, 0, 1]])
+        # A share rounding to zero still keeps one cell.
+        np.testing.assert_array_equal(as_numpy(layers.HANMask(k=0.01)(presence)), [[0, 1, 0, 0]])
+        self.assertEqual(layers.num_kept_cells(0.05, 256), 13)
+        self.assertEqual(layers.num_kept_cells(2, 1024), 2)
+
+    def test_layer_behaviours(self):
+        self.run_layer_test(layers.HANMask, {"k": 2}, [uniform(2, 6)], (2, 6))
+        self.run_layer_test(layers.HANMask, {"k": 0.5}, [uniform(2, 6)], (2, 6))
+
+    def test_errors(self):
+        with self.assertRaisesRegex(ValueError, r"`k` must be in \[1, num_cells\], received 0"):
+            layers.HANMask(k=0)
+        with self.assertRaisesRegex(ValueError, r"`k` given as a share .* \(0, 1\], received 1.5"):
+            layers.HANMask(k=1.5)
+        with self.assertRaisesRegex(ValueError, r"\(0, 1\], received 0.0"):
+            layers.HANMask(k=0.0)
+        with self.assertRaisesRegex(ValueError, "`k` must be an int count .* received 'a'"):
+            layers.HANMask(k="a")
+        with self.assertRaisesRegex(ValueError, r"`k` must be in \[1, num_cells\] = \[1, 4\], received 5"):
+            layers.HANMask(k=5)(np.zeros((1, 4), "float32"))
+
+
+class AdaHANMaskTest(LayerTestCase):
+    # softmax(log p) = p for p summing to one.
+    presence = np.log(np.array([[0.5, 0.3, 0.1, 0.1], [0.4, 0.2, 0.2, 0.2]], "float32"))
+
+    def test_default_threshold_is_one_over_num_cells(self):
+        np.testing.assert_array_equal(
+            as_numpy(layers.AdaHANMask()(self.presence)), [[1, 1, 0, 0], [1, 0, 0, 0]]
+        )
+
+    def test_threshold(self):
+        np.testing.assert_array_equal(
+            as_numpy(layers.AdaHANMask(threshold=0.15)(self.presence)), [[1, 1, 0, 0], [1, 1, 1, 1]]
+        )
+        np.testing.assert_array_equal(
+            as_numpy(layers.AdaHANMask(threshold=0.05)(self.presence)), [[1, 1, 1, 1], [1, 1, 1, 1]]
+        )
+
+    def test_floor(self):
+        # Nothing reaches 0.9: the floor keeps the top cells, the lower index on ties.
+        np.testing.assert_array_equal(
+            as_numpy(layers.AdaHANMask(threshold=0.9)(self.presence)), [[1, 0, 0, 0], [1, 0, 0, 0]]
+        )
+        np.testing.assert_array_equal(
+            as_numpy(layers.AdaHANMask(threshold=0.9, min_cells=3)(self.presence)),
+            [[1, 1, 1, 0], [1, 1, 1, 0]],
+        )
+        np.testing.assert_array_equal(
+            as_numpy(layers.AdaHANMask(threshold=0.9, min_cells=0)(self.presence)),
+            [[0, 0, 0, 0], [0, 0, 0, 0]],
+        )
+
+    def test_ceiling(self):
+        np.testing.assert_array_equal(
+            as_numpy(layers.AdaHANMask(threshold=0.05, max_cells=2)(self.presence)),
+            [[1, 1, 0, 0], [1, 1, 0, 0]],
+        )
+        np.testing.assert_array_equal(
+            as_numpy(layers.AdaHANMask(threshold=0.05, max_cells=3)(self.presence)),
+            [[1, 1, 1, 0], [1, 1, 1, 0]],
+        )
+
+    def test_never_zero_cells_by_default(self):
+        presence = uniform(64, 16) * 100.0
+        kept = as_numpy(layers.AdaHANMask(threshold=1.0)(presence)).sum(1)
+        self.assertTrue(np.all(kept >= 1))
+
+    def test_layer_behaviours(self):
+        self.run_layer_test(
+            layers.AdaHANMask, {"threshold": 0.2, "min_cells": 2, "max_cells": 4},
+            [uniform(2, 6)], (2, 6),
+        )
+
+    def test_errors(self):
+        with self.assertRaisesRegex(ValueError, r"`threshold` must be in \(0, 1\], received 0"):
+            layers.AdaHANMask(threshold=0)
+        with self.assertRaisesRegex(ValueError, r"`threshold` must be in \(0, 1\], received 1.5"):
+            layers.AdaHANMask(threshold=1.5)
+        with self.assertRaisesRegex(ValueError, "`min_cells` must be >= 0, received -1"):
+            layers.AdaHANMask(min_cells=-1)
+        with self.assertRaisesRegex(ValueError, r"`max_cells` must be >= max\(1, min_cells\) = 3, received 2"):
+            layers.AdaHANMask(min_cells=3, max_cells=2)
+        with self.assertRaisesRegex(ValueError, r"`max_cells` must be in \[1, num_cells\] = \[1, 4\], received 5"):
+            layers.AdaHANMask(max_cells=5)(np.zeros((1, 4), "float32"))
+        with self.assertRaisesRegex(ValueError, r"`min_cells` must be in \[0, num_cells\] = \[0, 4\], received 6"):
+            layers.AdaHANMask(min_cells=6)(np.zeros((1, 4), "float32"))
+
+
+class AggregationTest(LayerTestCase):
+    def test_masked_sum_pooling(self):
+        features = np.array([[[1.0, 2.0], [10.0, 20.0], [100.0, 200.0]]], "float32")
+        mask = np.array([[1.0, 0.0, 1.0]], "float32")
+        np.testing.assert_allclose(as_numpy(layers.MaskedSumPooling()(features, mask)), [[101, 202]])
+        np.testing.assert_allclose(as_numpy(layers.MaskedSumPooling()(features)), [[111, 222]])
+        self.run_layer_test(layers.MaskedSumPooling, {}, [uniform(2, 4, 3), uniform(2, 4)], (2, 3))
+
+    def test_relational_matches_brute_force(self):
+        features, presence = uniform(2, 6, 3), uniform(2, 6)
+        mask = as_numpy(layers.HANMask(k=3)(presence))
+        layer = layers.RelationalAggregation(hidden_units=(5, 4))
+        output = as_numpy(layer(features, mask))
+        (w_left, b_left), (w_right,), (w_2, b_2) = [
+            [as_numpy(v) for v in sub.weights]
+            for sub in (layer.pair_left, layer.pair_right, layer.pair_layers[0])
+        ]
+        relu = lambda x: np.maximum(x, 0.0)  # noqa: E731
+        expected = np.zeros((2, 4), "float32")
+        for b in range(2):
+            for i in range(6):
+                for j in range(6):
+                    # g([x_i, x_j]) with the first layer's kernel split in two.
+                    h = relu(features[b, i] @ w_left + b_left + features[b, j] @ w_right)
+                    expected[b] += mask[b, i] * mask[b, j] * relu(h @ w_2 + b_2)
+        np.testing.assert_allclose(output, expected, rtol=1e-5, atol=1e-5)
+
+        # Gathering the k kept cells first gives the same result at O(k^2) cost.
+        gathered = layers.RelationalAggregation(hidden_units=(5, 4), max_cells=3)
+        gathered(features, mask)
+        gathered.set_weights(layer.get_weights())
+        np.testing.assert_allclose(as_numpy(gathered(features, mask)), output, rtol=1e-5, atol=1e-5)
+
+    def test_relational_behaviours(self):
+        self.run_layer_test(
+            layers.RelationalAggregation, {"hidden_units": (8, 8), "max_cells": 2},
+            [uniform(2, 5, 3), np.array([[1, 0, 1, 0, 0], [0, 0, 0, 1, 1]], "float32")], (2, 8),
+        )
+
+    def test_flatten_head(self):
+        features = np.array([[[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]], "float32")
+        mask = np.array([[1.0, 0.0, 1.0]], "float32")
+        head = layers.FlattenHead(units=2)
+        output = as_numpy(head(features, mask))
+        kernel, bias = (as_numpy(w) for w in head.dense.weights)
+        # Channels summed per cell, dropped cells zeroed: [3, 0, 11].
+        np.testing.assert_allclose(output, np.array([[3.0, 0.0, 11.0]]) @ kernel + bias, rtol=1e-6)
+        self.run_layer_test(layers.FlattenHead, {"units": 3}, [uniform(2, 4, 2), uniform(2, 4)], (2, 3))
+
+    def test_soft_attention_pooling(self):
+        features = uniform(2, 4, 3)
+        pooling = layers.SoftAttentionPooling()
+        pooled, weights = pooling(features, return_attention_scores=True)
+        np.testing.assert_allclose(as_numpy(keras.ops.sum(weights, axis=1)), [1.0, 1.0], rtol=1e-6)
+        np.testing.assert_allclose(
+            as_numpy(pooled), np.einsum("bn,bnd->bd", as_numpy(weights), features), rtol=1e-5
+        )
+        # Equal scores: the plain mean of the cells.
+        pooling.attention.score.set_weights([np.zeros((3, 1)), np.zeros((1,))])
+        np.testing.assert_allclose(as_numpy(pooling(features)), features.mean(1), rtol=1e-5)
+        self.run_layer_test(layers.SoftAttentionPooling, {}, [uniform(2, 4, 3)], (2, 3))
+        self.run_layer_test(layers.SoftAttentionWeights, {}, [uniform(2, 4, 3)], (2, 4))
+
+    def test_keep_all_mask(self):
+        np.testing.assert_array_equal(as_numpy(layers.KeepAllMask()(uniform(2, 3))), np.ones((2, 3)))
+        self.run_layer_test(layers.KeepAllMask, {}, [uniform(2, 3)], (2, 3))
+
+    def test_errors(self):
+        with self.assertRaisesRegex(ValueError, r"`max_cells` must be in \[1, num_cells\], received 0"):
+            layers.RelationalAggregation(max_cells=0)
+        with self.assertRaisesRegex(ValueError, r"`max_cells` must be in \[1, num_cells\] = \[1, 4\], received 5"):
+            layers.RelationalAggregation(max_cells=5)(uniform(1, 4, 2), uniform(1, 4))
+        with self.assertRaisesRegex(ValueError, r"`hidden_units` must be a non-empty tuple .* received \(\)"):
+            layers.RelationalAggregation(hidden_units=())
+        with self.assertRaisesRegex(ValueError, "`units` must be a positive int, received 0"):
+            layers.FlattenHead(units=0)
+
+
+class GradientTest(unittest.TestCase):
+    """The encoders learn only through the kept cells."""
+
+    def check_gradient(self, aggregate, mask):
+        features = tf.constant(uniform(2, 6, 3))
+        with tf.GradientTape() as tape:
+            tape.watch(features)
+            loss = tf.reduce_sum(aggregate(features, mask) ** 2)
+        grad = np.abs(tape.gradient(loss, features).numpy()).sum(-1)  # (B, N)
+        np.testing.assert_array_equal(grad[mask == 0], 0.0)
+        self.assertTrue(np.all(grad[mask == 1] > 0))
+
+    def test_gradient_only_through_kept_cells(self):
+        mask = as_numpy(layers.HANMask(k=2)(uniform(2, 6)))
+        self.check_gradient(layers.MaskedSumPooling(), mask)
+        self.check_gradient(layers.FlattenHead(units=3), mask)
+        relational = layers.RelationalAggregation(
+            hidden_units=(4,), activation="tanh", max_cells=3
+        )
+        self.check_gradient(relational, mask)
+        self.check_gradient(layers.RelationalAggregation(hidden_units=(4,), activation="tanh"), mask)
+
+    def test_no_gradient_through_selection(self):
+        presence = tf.constant(uniform(2, 6))
+        for mask_layer in (layers.HANMask(k=2), layers.AdaHANMask()):
+            with tf.GradientTape() as tape:
+                tape.watch(presence)
+                mask = mask_layer(presence)
+            self.assertIsNone(tape.gradient(mask, presence))
+
+
+class HelperLayersTest(LayerTestCase):
+    def test_broadcast_to_cells(self):
+        vector = np.array([[1.0, 2.0], [3.0, 4.0]], "float32")
+        output = as_numpy(layers.BroadcastToCells()(vector, np.zeros((2, 3, 3, 5), "float32")))
+        self.assertEqual(output.shape, (2, 3, 3, 2))
+        np.testing.assert_array_equal(output[1, 2, 0], [3.0, 4.0])
+        self.run_layer_test(
+            layers.BroadcastToCells, {}, [uniform(2, 4), uniform(2, 3, 3, 5)], (2, 3, 3, 4)
+        )
+
+    def test_batch_axis_layers(self):
+        x = np.array([[1.0], [2.0]], "float32")
+        np.testing.assert_array_equal(as_numpy(layers.RepeatBatch(2)(x)), [[1], [1], [2], [2]])
+        questions = np.arange(12, dtype="int32").reshape(2, 3, 2)
+        merged = as_numpy(layers.MergeLeadingAxes()(questions))
+        np.testing.assert_array_equal(merged, questions.reshape(6, 2))
+        np.testing.assert_array_equal(as_numpy(layers.SplitLeadingAxis(3)(merged)), questions)
+        self.run_layer_test(
+            layers.RepeatBatch, {"repeats": 3}, [uniform(2, 4)], (6, 4),
+            restore_batch=layers.SplitLeadingAxis(3),
+        )
+        self.run_layer_test(
+            layers.MergeLeadingAxes, {}, [uniform(2, 3, 4)], (6, 4),
+            restore_batch=layers.SplitLeadingAxis(3),
+        )
+        self.run_layer_test(
+            layers.SplitLeadingAxis, {"size": 2}, [uniform(4, 3)], (2, 2, 3),
+            restore_batch=layers.RepeatBatch(2),
+        )
+        with self.assertRaisesRegex(ValueError, "`repeats` must be a positive int, received 0"):
+            layers.RepeatBatch(0)
+        with self.assertRaisesRegex(ValueError, "`size` must be a positive int, received 0"):
+            layers.SplitLeadingAxis(0)
+
+
+if __name__ == "__main__":
+    unittest.main()

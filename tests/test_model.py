@@ -1,0 +1,279 @@
+"""Tests of keras_adahan.model and keras_adahan.presets, on tiny configs (32x32 images, 4x4 grid)."""
+
+import dataclasses
+import json
+import os
+import tempfile
+import unittest
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_adahan.model import AGGREGATIONS
+from keras_adahan.model import VARIANTS
+from keras_adahan.model import ModelConfig
+from keras_adahan.model import build_model
+from keras_adahan.model import build_training_model
+from keras_adahan.model import cell_boxes
+from keras_adahan.model import grid_size
+from keras_adahan.presets import PRESETS
+from keras_adahan.presets import get_preset
+
+TINY = ModelConfig(
+    image_size=32,
+    conv_filters=(4, 8),
+    conv_kernel_sizes=(3, 3),
+    conv_strides=(2, 4),  # 32 -> 16 -> 4: a 4x4 grid, 16 cells.
+    vocab_size=10,
+    max_question_length=5,
+    embedding_dim=4,
+    rnn_units=4,
+    num_answers=3,
+    fusion_units=(8, 8),
+    k=0.25,  # 4 of 16 cells.
+    relational_units=(8, 8),
+    classifier_units=(8,),
+)
+
+
+def inputs(config, batch=2, seed=0):
+    rng = np.random.default_rng(seed)
+    image = rng.uniform(0, 255, (batch, config.image_size, config.image_size, 3))
+    question = rng.integers(0, config.vocab_size, (batch, config.max_question_length))
+    question[:, :2] = 0  # Left padding.
+    return {"image": image.astype("float32"), "question": question.astype("int32")}
+
+
+def numpy_outputs(outputs):
+    return {key: keras.ops.convert_to_numpy(value) for key, value in outputs.items()}
+
+
+class ConfigTest(unittest.TestCase):
+    def test_grid(self):
+        self.assertEqual(TINY.grid_size, 4)
+        self.assertEqual(TINY.num_cells, 16)
+        self.assertEqual(grid_size(ModelConfig()), 16)
+        self.assertEqual(grid_size(PRESETS["reference"]), 32)
+
+    def test_cell_boxes(self):
+        np.testing.assert_allclose(
+            cell_boxes(2),
+            [[0, 0, 0.5, 0.5], [0, 0.5, 0.5, 1], [0.5, 0, 1, 0.5], [0.5, 0.5, 1, 1]],
+        )
+        boxes = cell_boxes(16, image_size=128)
+        self.assertEqual(boxes.shape, (256, 4))
+        np.testing.assert_allclose(boxes[17], [8, 8, 16, 16])  # Cell (1, 1).
+        np.testing.assert_allclose(boxes[255], [120, 120, 128, 128])
+        # The same row-major order as the model's (B, G, G, D) -> (B, N, D) reshape.
+        grid = np.zeros((1, 3, 3, 2), "float32")
+        grid[0, 1, 2] = 1.0  # Row 1, column 2.
+        flat = keras.ops.convert_to_numpy(keras.layers.Reshape((9, 2))(grid))
+        cell = int(np.argmax(flat[0, :, 0]))
+        np.testing.assert_allclose(cell_boxes(3)[cell], [1 / 3, 2 / 3, 2 / 3, 1.0], rtol=1e-6)
+        with self.assertRaisesRegex(ValueError, "`grid_size` must be a positive int, received 0"):
+            cell_boxes(0)
+
+    def test_replace_and_dict_round_trip(self):
+        config = TINY.replace(variant="adahan", max_cells=6)
+        self.assertEqual((config.variant, config.max_cells, config.k), ("adahan", 6, 0.25))
+        self.assertEqual(dataclasses.replace(TINY, k=2).k, 2)
+        restored = ModelConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+        self.assertEqual(restored, config)
+        self.assertEqual(ModelConfig.from_dict(dataclasses.asdict(config)), config)
+        with self.assertRaisesRegex(ValueError, r"Unknown ModelConfig field\(s\) \['colour'\]"):
+            TINY.replace(colour="red")
+        with self.assertRaises(dataclasses.FrozenInstanceError):
+            TINY.k = 3
+
+    def test_validation_errors(self):
+        cases = [
+            (dict(variant="hard"), r"`variant` must be one of \('han', 'adahan', 'soft', 'none'\), received 'hard'"),
+            (dict(aggregation="mean"), r"`aggregation` must be one of .* received 'mean'"),
+            (dict(fusion="mul"), r"`fusion` must be one of \('concat', 'add'\), received 'mul'"),
+            (dict(rnn="rnn"), r"`rnn` must be one of \('gru', 'lstm'\), received 'rnn'"),
+            (dict(pooling="min"), r"`pooling` must be one of .* received 'min'"),
+            (dict(k=0), r"`k` must be in \[1, num_cells\], received 0"),
+            (dict(k=17), r"`k` must be in \[1, num_cells\] = \[1, 16\], received 17"),
+            (dict(k=1.5), r"`k` given as a share of the cells must be in \(0, 1\], received 1.5"),
+            (dict(threshold=0.0), r"`threshold` must be in \(0, 1\], received 0.0"),
+            (dict(threshold=2.0), r"`threshold` must be in \(0, 1\], received 2.0"),
+            (dict(max_cells=17), r"`max_cells` must be in \[1, num_cells\] = \[1, 16\], received 17"),
+            (dict(min_cells=-1), "`min_cells` must be >= 0, received -1"),
+            (dict(image_size=0), "`image_size` must be an int >= 1, received 0"),
+            (dict(conv_strides=(2,)), r"`conv_strides` must have one entry per conv layer \(2"),
+            (dict(pool_sizes=(3, 3)), "`pool_sizes` and `pool_strides` must be both empty or both set"),
+            (dict(fusion_units=()), r"`fusion_units` must not be empty, received \(\)"),
+            (dict(fusion="add"), "`rnn_units` must equal the last of `conv_filters` \\(8\\), received 4"),
+            (dict(vocab_size=1), "`vocab_size` must be >= 2"),
+        ]
+        for changes, message in cases:
+            with self.subTest(changes=changes):
+                with self.assertRaisesRegex(ValueError, message):
+                    TINY.replace(**changes)
+
+
+class PresetTest(unittest.TestCase):
+    def test_reference_preset(self):
+        config = get_preset("reference", vocab_size=20, num_answers=4)
+        self.assertEqual(config.grid_size, 32)
+        self.assertEqual(
+            (config.fusion, config.fusion_units, config.k, config.squared_presence,
+             config.aggregation, config.classifier_units, config.rnn, config.rnn_units),
+            ("add", (2,), 2, True, "flatten", (), "gru", 8),
+        )
+        model = build_model(config)
+        # The PyTorch reference's parameters: 3 convs 5x5 (608 + 1608 + 1608), embedding
+        # 20 x 8, GRU(8, 8) 432, 1x1 conv 8 -> 2 (18), Linear(1024 -> 4) 4100.
+        self.assertEqual(model.count_params(), 3824 + 160 + 432 + 18 + 4100)
+        outputs = numpy_outputs(model(inputs(config, batch=1)))
+        self.assertEqual(outputs["answer"].shape, (1, 4))
+        self.assertEqual(outputs["mask"].shape, (1, 1024))
+        self.assertEqual(outputs["mask"].sum(), 2.0)
+
+    def test_default_preset(self):
+        config = get_preset("default")
+        self.assertEqual(config, ModelConfig())
+        self.assertEqual((config.image_size, config.grid_size), (128, 16))
+        self.assertEqual(get_preset("default", variant="adahan").variant, "adahan")
+
+    def test_unknown_preset(self):
+        with self.assertRaisesRegex(
+            ValueError, r"`name` must be one of the presets \['default', 'reference'\], received 'big'"
+        ):
+            get_preset("big")
+
+
+class ModelTest(unittest.TestCase):
+    def test_inputs_outputs_and_submodels(self):
+        model = build_model(TINY)
+        self.assertEqual(set(model.input), {"image", "question"})
+        self.assertEqual(model.input["question"].dtype, "int32")
+        self.assertEqual(tuple(model.input["image"].shape), (None, 32, 32, 3))
+        data = {key: tf.constant(value) for key, value in inputs(TINY, batch=3).items()}
+        outputs = numpy_outputs(model(data))
+        self.assertEqual(set(outputs), {"answer", "presence", "mask"})
+        self.assertEqual(outputs["answer"].shape, (3, 3))
+        self.assertEqual(outputs["presence"].shape, (3, 16))
+        np.testing.assert_array_equal(outputs["mask"].sum(1), [4, 4, 4])
+        # Encode the image once, ask several questions with the head alone.
+        cells = model.get_layer("image_encoder")(data["image"])
+        self.assertEqual(tuple(cells.shape), (3, 4, 4, 8))
+        head = model.get_layer("answer_head")
+        for seed in (1, 2):
+            question = tf.constant(inputs(TINY, batch=3, seed=seed)["question"])
+            expected = numpy_outputs(model({"image": data["image"], "question": question}))
+            got = numpy_outputs(head({"cells": cells, "question": question}))
+            for key in expected:
+                np.testing.assert_allclose(got[key], expected[key], rtol=1e-5, atol=1e-6)
+
+    def test_all_variants_and_aggregations(self):
+        data = inputs(TINY, batch=2)
+        for variant in VARIANTS:
+            for aggregation in AGGREGATIONS:
+                config = TINY.replace(variant=variant, aggregation=aggregation, max_cells=8)
+                with self.subTest(variant=variant, aggregation=aggregation):
+                    outputs = numpy_outputs(build_model(config)(data))
+                    self.assertEqual(outputs["answer"].shape, (2, 3))
+                    self.assertTrue(np.all(np.isfinite(outputs["answer"])))
+                    kept = outputs["mask"].sum(1)
+                    self.assertTrue(np.all(np.isin(outputs["mask"], [0.0, 1.0])))
+                    if variant == "han":
+                        np.testing.assert_array_equal(kept, [4, 4])
+                    elif variant == "adahan":
+                        self.assertTrue(np.all((kept >= 1) & (kept <= 8)))
+                    else:
+                        np.testing.assert_array_equal(kept, [16, 16])
+        # The reference's variations: LSTM, add fusion, pooling, squared presence.
+        config = TINY.replace(
+            rnn="lstm", fusion="add", rnn_units=8, pool_sizes=(3, 0), pool_strides=(2, 1),
+            conv_strides=(1, 4), squared_presence=True, aggregation="flatten", classifier_units=(),
+        )
+        self.assertEqual(config.grid_size, 4)
+        outputs = numpy_outputs(build_model(config)(data))
+        self.assertEqual(outputs["answer"].shape, (2, 3))
+
+    def test_gradients_only_through_kept_cells(self):
+        data = inputs(TINY, batch=2)
+        cases = [("han", "sum"), ("han", "relational"), ("han", "flatten"), ("adahan", "sum")]
+        for variant, aggregation in cases:
+            with self.subTest(variant=variant, aggregation=aggregation):
+                model = build_model(TINY.replace(variant=variant, aggregation=aggregation))
+                head = model.get_layer("answer_head")
+                fused_cells = head.get_layer("fused_cells")
+                # The head from the fused embedding (B, N, D) on, to differentiate w.r.t. it.
+                from_fused = keras.Model(
+                    fused_cells.output, [head.output["answer"], head.output["mask"]]
+                )
+                to_fused = keras.Model(head.input, fused_cells.output)
+                cells = model.get_layer("image_encoder")(data["image"])
+                question = tf.constant(data["question"])
+                fused = tf.convert_to_tensor(to_fused({"cells": cells, "question": question}))
+                weights = tf.constant(np.random.default_rng(0).normal(size=(2, 3)), tf.float32)
+                with tf.GradientTape() as tape:
+                    tape.watch(fused)
+                    answer, mask = from_fused(fused)
+                    loss = tf.reduce_sum(answer * weights)
+                grad = np.abs(tape.gradient(loss, fused).numpy()).sum(-1)  # (B, N)
+                mask = mask.numpy()
+                self.assertGreater((mask == 0).sum(), 0)
+                np.testing.assert_array_equal(grad[mask == 0], 0.0)
+                self.assertTrue(np.all(grad[mask == 1] > 0))
+
+    def test_save_load_round_trip(self):
+        data = inputs(TINY, batch=2)
+        configs = [
+            TINY,
+            TINY.replace(variant="adahan", aggregation="relational", max_cells=6),
+            TINY.replace(variant="soft", aggregation="flatten"),
+        ]
+        with tempfile.TemporaryDirectory() as folder:
+            for index, config in enumerate(configs):
+                with self.subTest(variant=config.variant, aggregation=config.aggregation):
+                    model = build_model(config)
+                    expected = numpy_outputs(model(data))
+                    path = os.path.join(folder, f"model_{index}.keras")
+                    model.save(path)
+                    restored = keras.models.load_model(path, safe_mode=True)
+                    got = numpy_outputs(restored(data))
+                    self.assertEqual(set(got), set(expected))
+                    for key in expected:
+                        np.testing.assert_allclose(got[key], expected[key], rtol=1e-6, atol=1e-6)
+                    restored.get_layer("image_encoder")
+                    restored.get_layer("answer_head")
+                    layers = restored.get_layer("answer_head").layers
+                    self.assertFalse(any(isinstance(layer, keras.layers.Lambda) for layer in layers))
+
+    def test_training_model_matches_single_question_model(self):
+        model = build_model(TINY.replace(variant="adahan"))
+        training_model = build_training_model(model, questions_per_image=3)
+        self.assertEqual(set(training_model.input), {"image", "questions"})
+        rng = np.random.default_rng(0)
+        image = inputs(TINY, batch=4)["image"]
+        questions = rng.integers(0, TINY.vocab_size, (4, 3, TINY.max_question_length)).astype("int32")
+        logits = keras.ops.convert_to_numpy(training_model({"image": image, "questions": questions}))
+        self.assertEqual(logits.shape, (4, 3, 3))
+        for q in range(3):
+            single = model({"image": image, "question": questions[:, q]})["answer"]
+            np.testing.assert_allclose(logits[:, q], keras.ops.convert_to_numpy(single), rtol=1e-5, atol=1e-6)
+
+        # One fit step as the trainer compiles it; the weights are shared with `model`.
+        training_model.compile(
+            optimizer=keras.optimizers.Adam(1e-2),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        )
+        before = keras.ops.convert_to_numpy(model({"image": image, "question": questions[:, 0]})["answer"])
+        labels = rng.integers(0, 3, (4, 3))
+        history = training_model.fit(
+            {"image": image, "questions": questions}, labels, epochs=1, verbose=0
+        )
+        self.assertTrue(np.isfinite(history.history["loss"][0]))
+        after = keras.ops.convert_to_numpy(model({"image": image, "question": questions[:, 0]})["answer"])
+        self.assertFalse(np.allclose(before, after))
+        with self.assertRaisesRegex(ValueError, "`questions_per_image` must be a positive int, received 0"):
+            build_training_model(model, 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
