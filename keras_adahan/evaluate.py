@@ -1,0 +1,181 @@
+"""Evaluates a trained run: `python -m keras_adahan.evaluate RUN_DIR`.
+
+Reports accuracy overall and per question type, the share of cells kept (and, for
+AdaHAN, its distribution), and grounding: how often the highest-presence kept cell lies
+on the object that answers the question, and what share of the kept cells' image area
+lies on it. Writes `metrics.json` (or `metrics_SPLIT.json`) and plots into the run folder.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+from keras_adahan import run_files
+
+# Questions whose answer is not one object (counting) have no single target to look at.
+UNGROUNDED_TYPES = ("count",)
+
+
+def cell_centres(grid):
+    """Normalized `(y, x)` centres of a `grid x grid` cell layout, row-major, `(N, 2)`."""
+    centres = (np.arange(grid) + 0.5) / grid
+    y, x = np.meshgrid(centres, centres, indexing="ij")
+    return np.stack([y.ravel(), x.ravel()], axis=1)
+
+
+def grounding(presence, mask, boxes):
+    """Grounding of each question's attention on its target box.
+
+    Args:
+        presence, mask: `(Q, N)` presence scores and 0/1 kept cells of a square grid.
+        boxes: `(Q, 4)` normalized `(ymin, xmin, ymax, xmax)` target boxes.
+
+    Returns:
+        `(top_on_target, kept_area_share)`, each `(Q,)`: whether the centre of the kept
+        cell with the highest presence lies inside the box, and the share of the kept
+        cells' area that lies inside the box.
+    """
+    grid = int(round(np.sqrt(presence.shape[1])))
+    kept = mask > 0.5
+    top = np.argmax(np.where(kept, presence, -np.inf), axis=1)
+    centres = cell_centres(grid)[top]
+    ymin, xmin, ymax, xmax = boxes.T
+    top_on_target = (
+        (centres[:, 0] >= ymin) & (centres[:, 0] <= ymax)
+        & (centres[:, 1] >= xmin) & (centres[:, 1] <= xmax)
+    )
+    # Overlap of every cell with every box, as a share of the cell's area.
+    edges = np.arange(grid) / grid
+    low, high = edges, edges + 1.0 / grid
+    overlap_y = np.clip(np.minimum(high, ymax[:, None]) - np.maximum(low, ymin[:, None]), 0, None)
+    overlap_x = np.clip(np.minimum(high, xmax[:, None]) - np.maximum(low, xmin[:, None]), 0, None)
+    cell_share = (overlap_y[:, :, None] * overlap_x[:, None, :]).reshape(len(boxes), -1) * grid**2
+    kept_area_share = (cell_share * kept).sum(1) / np.maximum(kept.sum(1), 1)
+    return top_on_target, kept_area_share
+
+
+def compute_metrics(outputs, arrays, answer_names, type_names, variant):
+    """All evaluation figures of one split, as a JSON-ready dict."""
+    predictions = outputs["answer"].argmax(-1)
+    correct = predictions == arrays.answers
+    num_cells = outputs["mask"].shape[1]
+    kept_counts = outputs["mask"].sum(1)
+    metrics = {
+        "num_questions": int(len(correct)),
+        "accuracy": float(correct.mean()),
+        "accuracy_per_type": {
+            name: float(correct[arrays.types == t].mean())
+            for t, name in enumerate(type_names) if np.any(arrays.types == t)
+        },
+        "num_cells": int(num_cells),
+        "kept_share_mean": float(kept_counts.mean() / num_cells),
+    }
+    if variant == "adahan":
+        quantiles = np.percentile(kept_counts, [0, 10, 50, 90, 100])
+        metrics["kept_cells_distribution"] = dict(
+            zip(("min", "p10", "median", "p90", "max"), map(float, quantiles))
+        )
+    grounded = ~np.isin(arrays.types, [type_names.index(t) for t in UNGROUNDED_TYPES if t in type_names])
+    if grounded.any():
+        top_on, area_share = grounding(
+            outputs["presence"][grounded], outputs["mask"][grounded], arrays.boxes[grounded]
+        )
+        metrics["grounding_top_cell"] = float(top_on.mean())
+        metrics["grounding_kept_area_share"] = float(area_share.mean())
+    return metrics
+
+
+def predict_split(model, arrays, batch_size=256):
+    """Runs the single-question model over every question of a split, as numpy arrays."""
+    parts = [model.predict_on_batch(inputs) for inputs in arrays.batches(batch_size)]
+    return {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in ("answer", "presence", "mask")}
+
+
+def write_plots(outputs, arrays, answer_names, metrics, variant, run_dir, suffix=""):
+    from keras_adahan import plots
+
+    os.makedirs(os.path.join(run_dir, "plots"), exist_ok=True)
+    # A few test questions, spread over the split so several types show up.
+    rows = np.linspace(0, len(arrays.answers) - 1, num=min(6, len(arrays.answers))).astype(int)
+    predictions = outputs["answer"].argmax(-1)
+    plots.plot_attention(
+        images=arrays.images[arrays.image_index[rows]],
+        questions=[arrays.texts[r] for r in rows],
+        answers=[answer_names[a] for a in arrays.answers[rows]],
+        predictions=[answer_names[p] for p in predictions[rows]],
+        presence=outputs["presence"][rows],
+        mask=outputs["mask"][rows],
+        path=os.path.join(run_dir, "plots", f"attention{suffix}.png"),
+    )
+    if variant == "adahan":
+        plots.plot_kept_cells(
+            outputs["mask"].sum(1), metrics["num_cells"],
+            os.path.join(run_dir, "plots", f"kept_cells{suffix}.png"),
+        )
+
+
+def format_summary(metrics, title):
+    lines = [title, f"  accuracy            {metrics['accuracy']:.2%}  ({metrics['num_questions']} questions)"]
+    for name, acc in metrics["accuracy_per_type"].items():
+        lines.append(f"    {name:<17} {acc:.2%}")
+    lines.append(f"  cells kept (mean)   {metrics['kept_share_mean']:.2%} of {metrics['num_cells']}")
+    if "kept_cells_distribution" in metrics:
+        d = metrics["kept_cells_distribution"]
+        lines.append("  cells kept          min {min:.0f} / p10 {p10:.0f} / median {median:.0f} / "
+                     "p90 {p90:.0f} / max {max:.0f}".format(**d))
+    if "grounding_top_cell" in metrics:
+        lines.append(f"  grounding top cell  {metrics['grounding_top_cell']:.2%}"
+                     "  (highest-presence kept cell on the target object)")
+        lines.append(f"  kept area on target {metrics['grounding_kept_area_share']:.2%}")
+    return "\n".join(lines)
+
+
+def evaluate(model, builder, vocabulary, run_dir, variant, split="test", plots=True):
+    """Evaluates `model` on a split of `builder`'s dataset; writes metrics and plots."""
+    from keras_adahan import data
+
+    image_size = model.input["image"].shape[1]
+    max_length = model.input["question"].shape[1]
+    arrays = data.question_arrays(builder, split, vocabulary, image_size, max_length)
+    outputs = predict_split(model, arrays)
+    answer_names = data.answer_names(builder)
+    metrics = compute_metrics(outputs, arrays, answer_names, data.question_type_names(builder), variant)
+    metrics["split"] = split
+    suffix = "" if split == "test" else f"_{split}"
+    run_files.write_json(os.path.join(run_dir, f"metrics{suffix}.json"), metrics)
+    if plots:
+        write_plots(outputs, arrays, answer_names, metrics, variant, run_dir, suffix)
+    return metrics
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m keras_adahan.evaluate",
+        description="Evaluate a trained keras-adahan run folder on a barn_vqa split.",
+    )
+    parser.add_argument("run_dir", help="a run folder written by keras_adahan.train")
+    parser.add_argument("--split", default="test", choices=("train", "validation", "test"),
+                        help="which split to evaluate (default: test)")
+    parser.add_argument("--data_dir", default=None,
+                        help="TFDS data folder (default: the one the run was trained with)")
+    args = parser.parse_args(argv)
+    try:
+        run = run_files.load_run(args.run_dir)
+        from keras_adahan import data
+
+        builder = data.dataset_builder(
+            run.config["train"]["dataset"], args.data_dir or run.config["train"]["data_dir"], build=False
+        )
+    except (FileNotFoundError, ValueError) as error:
+        sys.exit(f"error: {error}")
+    metrics = evaluate(run.model, builder, run.vocabulary, args.run_dir,
+                       run.config["model"]["variant"], split=args.split)
+    print(format_summary(metrics, f"{args.run_dir} on barn_vqa/{run.config['train']['dataset']} {args.split}"))
+    print(json.dumps(metrics))
+
+
+if __name__ == "__main__":
+    main()

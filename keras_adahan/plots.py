@@ -1,0 +1,76 @@
+"""PNG figures of a run: learning curves, attention over test images, cells kept."""
+
+import matplotlib
+
+matplotlib.use("Agg")  # Files only: no screen on training machines.
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def plot_history(history, path):
+    """Training and validation accuracy and loss per epoch, from a Keras history dict."""
+    epochs = np.arange(1, len(history["loss"]) + 1)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, metric in zip(axes, ("accuracy", "loss")):
+        ax.plot(epochs, history[metric], "o-", label="train")
+        if f"val_{metric}" in history:
+            ax.plot(epochs, history[f"val_{metric}"], "o-", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_attention(images, questions, answers, predictions, presence, mask, path):
+    """One row per example: the image with its kept cells outlined, and a presence map.
+
+    Cells map to the input pixels they cover: cell (i, j) of a G x G grid covers the
+    rectangle [i*S/G, (i+1)*S/G) x [j*S/G, (j+1)*S/G) of an S x S image.
+
+    Args:
+        images: `(E, S, S, 3)` pixel values. questions, answers, predictions: E strings.
+        presence, mask: `(E, N)`, N a square number of cells in row-major order.
+    """
+    num = len(images)
+    grid = int(round(np.sqrt(presence.shape[1])))
+    size = images.shape[1]
+    cell = size / grid
+    fig, axes = plt.subplots(num, 2, figsize=(7, 3.3 * num), squeeze=False)
+    for row in range(num):
+        ax = axes[row, 0]
+        ax.imshow(images[row].astype(np.uint8))
+        kept = mask[row].reshape(grid, grid) > 0.5
+        # Dim what the model dropped, outline what it kept.
+        shade = np.where(kept, 0.0, 0.55)
+        ax.imshow(shade, cmap="gray_r", alpha=shade, vmin=0, vmax=1,
+                  extent=(0, size, size, 0), interpolation="nearest")
+        for i, j in zip(*np.nonzero(kept)):
+            ax.add_patch(plt.Rectangle((j * cell, i * cell), cell, cell, fill=False,
+                                       edgecolor="yellow", linewidth=1.2))
+        verdict = "right" if predictions[row] == answers[row] else "WRONG"
+        ax.set_title(f"{questions[row]}\nanswer {answers[row]}, predicted "
+                     f"{predictions[row]} ({verdict})", fontsize=8)
+        ax.axis("off")
+        ax = axes[row, 1]
+        heat = ax.imshow(presence[row].reshape(grid, grid), cmap="magma")
+        ax.set_title(f"presence; {int(kept.sum())} of {grid * grid} cells kept", fontsize=8)
+        ax.axis("off")
+        fig.colorbar(heat, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def plot_kept_cells(kept_counts, num_cells, path):
+    """Histogram of how many cells each question kept (AdaHAN's adaptive budget)."""
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.hist(kept_counts, bins=min(50, max(1, int(kept_counts.max() - kept_counts.min()) + 1)))
+    ax.set_xlabel(f"cells kept (of {num_cells})")
+    ax.set_ylabel("questions")
+    ax.set_title("cells kept per question")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

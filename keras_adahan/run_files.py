@@ -1,0 +1,99 @@
+"""The run folder: what training writes and what evaluation, export and prediction read.
+
+    RUN_DIR/
+      model.keras        the single-question VQA model (inputs `image`, `question`)
+      vocabulary.json    question words (see keras_adahan.text.Vocabulary)
+      answers.json       answer labels, in the order of the model's logits
+      config.json        {"model": ModelConfig fields, "train": trainer settings}
+      history.csv        per-epoch metrics, appended as epochs finish
+      metrics.json       test-split evaluation
+      plots/*.png        learning curves, attention examples
+
+Every file is written to a temporary name and renamed into place, so a killed process
+never leaves a half-written file behind.
+"""
+
+import contextlib
+import dataclasses
+import json
+import os
+
+MODEL = "model.keras"
+VOCABULARY = "vocabulary.json"
+ANSWERS = "answers.json"
+CONFIG = "config.json"
+HISTORY = "history.csv"
+METRICS = "metrics.json"
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yields a temporary path beside `path`; renames it onto `path` on success only."""
+    directory, name = os.path.split(os.path.abspath(path))
+    # Keep the extension: Keras and TFLite writers look at it.
+    tmp = os.path.join(directory, f".tmp-{os.getpid()}-{name}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.isdir(tmp):
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_json(path, obj):
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=2)
+
+
+def read_json(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+@dataclasses.dataclass
+class Run:
+    """A trained run, loaded: the model, its vocabulary, answer labels and config."""
+
+    model: object
+    vocabulary: object
+    answers: list
+    config: dict
+
+
+def load_run(run_dir_or_model):
+    """Loads a run folder (or the `model.keras` inside one).
+
+    Raises `FileNotFoundError` naming what is missing.
+    """
+    import keras
+
+    from keras_adahan.text import Vocabulary
+
+    path = run_dir_or_model
+    run_dir = os.path.dirname(path) if path.endswith(".keras") else path
+    if not os.path.isdir(run_dir):
+        raise FileNotFoundError(f"run folder {run_dir!r} does not exist")
+    missing = [n for n in (MODEL, VOCABULARY, ANSWERS, CONFIG)
+               if not os.path.exists(os.path.join(run_dir, n))]
+    if missing:
+        raise FileNotFoundError(
+            f"{run_dir!r} is not a complete run folder: missing {', '.join(missing)} "
+            "(train one with `python -m keras_adahan.train`)"
+        )
+    import keras_adahan.layers  # noqa: F401  (registers the custom layers)
+
+    try:
+        model = keras.models.load_model(os.path.join(run_dir, MODEL))
+    except Exception as error:  # A truncated or foreign file: say which one.
+        raise ValueError(f"cannot load {os.path.join(run_dir, MODEL)!r}: {error}") from None
+    return Run(
+        model=model,
+        vocabulary=Vocabulary.load(os.path.join(run_dir, VOCABULARY)),
+        answers=read_json(os.path.join(run_dir, ANSWERS))["answers"],
+        config=read_json(os.path.join(run_dir, CONFIG)),
+    )
