@@ -106,6 +106,7 @@ class ConfigTest(unittest.TestCase):
             (dict(fusion_units=()), r"`fusion_units` must not be empty, received \(\)"),
             (dict(fusion="add"), "`rnn_units` must equal the last of `conv_filters` \\(8\\), received 4"),
             (dict(vocab_size=1), "`vocab_size` must be >= 2"),
+            (dict(conv_batch_norm=1), "`conv_batch_norm` must be a bool, received 1"),
         ]
         for changes, message in cases:
             with self.subTest(changes=changes):
@@ -123,6 +124,9 @@ class PresetTest(unittest.TestCase):
             ("add", (2,), 2, True, "flatten", (), "gru", 8),
         )
         model = build_model(config)
+        layer_types = {type(layer) for layer in model.get_layer("image_encoder").layers}
+        self.assertNotIn(keras.layers.BatchNormalization, layer_types)
+        self.assertIn(keras.layers.AveragePooling2D, layer_types)
         # The PyTorch reference's parameters: 3 convs 5x5 (608 + 1608 + 1608), embedding
         # 20 x 8, GRU(8, 8) 432, 1x1 conv 8 -> 2 (18), Linear(1024 -> 4) 4100.
         self.assertEqual(model.count_params(), 3824 + 160 + 432 + 18 + 4100)
@@ -135,6 +139,7 @@ class PresetTest(unittest.TestCase):
         config = get_preset("default")
         self.assertEqual(config, ModelConfig())
         self.assertEqual((config.image_size, config.grid_size), (128, 16))
+        self.assertEqual(config.replace(max_question_length=12, vocab_size=20).num_cells, 256)
         self.assertEqual(get_preset("default", variant="adahan").variant, "adahan")
 
     def test_unknown_preset(self):
