@@ -36,6 +36,7 @@ PRESETS = {
         fusion_units=(2,),
         variant="han",
         k=2,
+        min_cells=1,  # AdaHAN: the reference has no floor; at least one cell always passes.
         squared_presence=True,
         aggregation="flatten",
         classifier_units=(),
@@ -44,9 +45,10 @@ PRESETS = {
     # 128x128 input; 5 convs 3x3 + batch norm + ReLU (16, 32, 64 channels at stride 2,
     # then 2 x 64 at stride 1) -> 16x16 = 256 cells, each seeing ~47 px; embedding 32 +
     # GRU 32; concat fusion + 1x1 convs (64, 64); L2 presence; HAN keeping 5% of the cells
-    # (13); sum pooling + LayerNorm; MLP (64) -> answers. About 33M multiply-adds per
-    # image. On barn_vqa/classic, HAN passes 99% validation accuracy after ~400 steps of
-    # 32 images (about 1.3 epochs); without the batch norm it stays at chance.
+    # (13) (AdaHAN: threshold 1/N, at least 4 cells); sum pooling + LayerNorm; MLP (64) ->
+    # answers. About 33M multiply-adds per image. On barn_vqa/classic (one seed, batches
+    # of 32 images): HAN passes 99% validation accuracy after ~400 steps, AdaHAN reaches
+    # 100% after ~800; without the batch norm the model stays at chance.
     # Train: python -m keras_adahan.train --preset default
     "default": ModelConfig(),
 }

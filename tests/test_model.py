@@ -248,6 +248,14 @@ class ModelTest(unittest.TestCase):
                     restored.get_layer("answer_head")
                     layers = restored.get_layer("answer_head").layers
                     self.assertFalse(any(isinstance(layer, keras.layers.Lambda) for layer in layers))
+                    # Training can resume from the restored model.
+                    questions = np.stack([data["question"]] * 2, axis=1)  # (B, 2, L)
+                    logits = build_training_model(restored, 2)(
+                        {"image": data["image"], "questions": questions}
+                    )
+                    np.testing.assert_allclose(
+                        keras.ops.convert_to_numpy(logits)[:, 1], expected["answer"], rtol=1e-5, atol=1e-6
+                    )
 
     def test_training_model_matches_single_question_model(self):
         model = build_model(TINY.replace(variant="adahan"))
