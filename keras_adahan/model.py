@@ -29,7 +29,7 @@ from keras_adahan.layers.han_mask import num_kept_cells
 
 VARIANTS = ("han", "adahan", "soft", "none")
 AGGREGATIONS = ("sum", "relational", "flatten")
-FUSIONS = ("concat", "add")
+FUSIONS = ("concat", "add", "gated")
 RNNS = ("gru", "lstm")
 POOLINGS = ("average", "max")
 
@@ -45,10 +45,13 @@ class ModelConfig:
     # --- Image encoder: conv -> [batch norm] -> [pool] -> ReLU per layer, 'same' padding. ---
     # 128 px keeps a barn-scene animal a few cells wide at a quarter of 256 px's cost.
     image_size: int = 128
-    # Stride-2 convs down to 16x16, then two 3x3 convs at grid resolution so a cell sees
-    # ~47 px (an animal and the barn/hay beside it); ~30M multiply-adds.
+    # Stride-2 convs down to 16x16 (a cell's own features see ~14 px), then two 3x3 convs
+    # at grid resolution, the context, that see ~46 px (an animal and the barn or hay
+    # beside it); ~32M multiply-adds. Even kernels at stride 2 (4, 4, 2) centre each
+    # cell's receptive field on the cell: 'same' 3x3 kernels at stride 2 shift it half a
+    # pixel per layer, 3.5 px (half a cell) after three, off the object it should show.
     conv_filters: tuple = (16, 32, 64, 64, 64)
-    conv_kernel_sizes: tuple = (3, 3, 3, 3, 3)
+    conv_kernel_sizes: tuple = (4, 4, 2, 3, 3)
     conv_strides: tuple = (2, 2, 2, 1, 1)
     # Pooling after a conv: pool size per layer, 0 = none; () = no pooling at all.
     # The reference downsamples by average pooling 3/2 instead of strided convs.
@@ -72,7 +75,15 @@ class ModelConfig:
     num_answers: int = 4  # chicken, sheep, cow, pig.
 
     # --- Fusion of the question with every cell. ---
-    fusion: str = "concat"  # The paper's; "add" (the reference's) needs rnn_units == C.
+    # "concat" is the paper's; "add" (the reference's) needs rnn_units == C.
+    fusion: str = "gated"
+    # "gated": the fused embedding is a cell's LOCAL features (the encoder up to the last
+    # `context_convs` convs, which see little beyond the cell) fused with the question,
+    # scaled by a gate in (0, 1) computed from the question and the cell's wide CONTEXT
+    # (the last `context_convs` convs). Only cells that show the answer carry it, so the
+    # highest-presence cell lands on the object asked about (grounding), while the gate
+    # can still use relations (on the roof, left of the hay) to pick it.
+    context_convs: int = 2  # Used by "gated" fusion only.
     # 1x1 convs on the fused cells, ReLU between, the last one linear (its norm is the
     # presence, a linear layer lets any direction grow). ~2.6M multiply-adds at 16x16.
     fusion_units: tuple = (64, 64)
@@ -173,6 +184,20 @@ class ModelConfig:
         choice("fusion", FUSIONS)
         choice("variant", VARIANTS)
         choice("aggregation", AGGREGATIONS)
+        positive("context_convs", allow_zero=True)
+        if self.fusion == "gated" and not 1 <= self.context_convs < num_convs:
+            raise ValueError(
+                "`fusion='gated'` needs `context_convs` in [1, number of convs - 1] = "
+                f"[1, {num_convs - 1}], received {self.context_convs}"
+            )
+        if self.fusion == "gated":
+            context = slice(num_convs - self.context_convs, None)
+            if any(s != 1 for s in self.conv_strides[context]) or any(self.pool_sizes[context]):
+                raise ValueError(
+                    "`fusion='gated'` needs its context convs (the last `context_convs`) at "
+                    "stride 1 without pooling, so local and context cells line up; received "
+                    f"conv_strides={self.conv_strides}, pool_sizes={self.pool_sizes}"
+                )
         if self.fusion == "add" and self.rnn_units != self.conv_filters[-1]:
             raise ValueError(
                 "`fusion='add'` adds the question vector to every cell, so `rnn_units` must "
@@ -186,6 +211,11 @@ class ModelConfig:
         check_k(self.k)
         num_kept_cells(self.k, num_cells)  # Raises for an int k > N.
         check_adahan_arguments(self.threshold, self.min_cells, self.max_cells, num_cells)
+
+    @property
+    def context_layers(self):
+        """Convs at the end of the encoder that form the gate's context (gated fusion)."""
+        return self.context_convs if self.fusion == "gated" else 0
 
     @property
     def grid_size(self):
@@ -279,13 +309,24 @@ def build_image_encoder(config):
                 padding="same", name=f"pool_{index + 1}",
             )(x)
         x = keras.layers.ReLU(name=f"relu_{index + 1}")(x)  # (B, G_i, G_i, C_i)
+        if index == len(config.conv_filters) - 1 - config.context_layers:
+            local = x  # Gated fusion: what the cell itself shows.
+    if config.context_layers:
+        # (B, G, G, C_local + C): local features, then their wide context.
+        x = keras.layers.Concatenate(name="local_and_context")([local, x])
     return keras.Model(image, x, name="image_encoder")
+
+
+def cell_channels(config):
+    """Channels C of the image encoder's output cells."""
+    local = config.conv_filters[-1 - config.context_layers] if config.context_layers else 0
+    return local + config.conv_filters[-1]
 
 
 def build_answer_head(config):
     """(cells (B, G, G, C), question (B, L)) -> {"answer", "presence", "mask"}."""
     grid, num_cells = config.grid_size, config.num_cells
-    cells = keras.Input((grid, grid, config.conv_filters[-1]), name="cells")
+    cells = keras.Input((grid, grid, cell_channels(config)), name="cells")
     question = keras.Input((config.max_question_length,), dtype="int32", name="question")
 
     # Question: left-padded ids, so the unrolled RNN reads the words last; no masking.
@@ -299,7 +340,16 @@ def build_answer_head(config):
     on_cells = adahan_layers.BroadcastToCells(name="broadcast_question")(
         question_vector, cells
     )  # (B, G, G, U)
-    if config.fusion == "concat":
+    gate = None
+    if config.fusion == "gated":
+        local, context = adahan_layers.SplitChannels(
+            config.conv_filters[-1 - config.context_layers], name="split_local_context"
+        )(cells)
+        x = keras.layers.Concatenate(name="fuse_concat")([local, on_cells])
+        g = keras.layers.Concatenate(name="gate_concat")([context, on_cells])
+        g = keras.layers.Conv2D(config.fusion_units[0], 1, activation="relu", name="gate_1")(g)
+        gate = keras.layers.Conv2D(1, 1, activation="sigmoid", name="gate")(g)  # (B, G, G, 1)
+    elif config.fusion == "concat":
         x = keras.layers.Concatenate(name="fuse_concat")([cells, on_cells])
     else:
         x = keras.layers.Add(name="fuse_add")([cells, on_cells])
@@ -308,6 +358,8 @@ def build_answer_head(config):
         x = keras.layers.Conv2D(
             units, 1, activation=None if last else "relu", name=f"fusion_{index + 1}"
         )(x)
+    if gate is not None:
+        x = keras.layers.Multiply(name="gated_cells")([x, gate])  # (B, G, G, D)
     fused = keras.layers.Reshape(
         (num_cells, config.fusion_units[-1]), name="fused_cells"
     )(x)  # (B, G, G, D) -> (B, N, D), row-major like `cell_boxes`.

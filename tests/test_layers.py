@@ -335,6 +335,20 @@ class HelperLayersTest(LayerTestCase):
         with self.assertRaisesRegex(ValueError, "`size` must be a positive int, received 0"):
             layers.SplitLeadingAxis(0)
 
+    def test_split_channels(self):
+        x = np.arange(2 * 2 * 2 * 5, dtype="float32").reshape(2, 2, 2, 5)
+        local, context = layers.SplitChannels(2)(x)
+        np.testing.assert_array_equal(as_numpy(local), x[..., :2])
+        np.testing.assert_array_equal(as_numpy(context), x[..., 2:])
+        layer = layers.SplitChannels(2)
+        self.assertEqual(layers.SplitChannels.from_config(layer.get_config()).channels, 2)
+        symbolic = layer(keras.Input((3, 3, 5)))
+        self.assertEqual([tuple(t.shape) for t in symbolic], [(None, 3, 3, 2), (None, 3, 3, 3)])
+        with self.assertRaisesRegex(ValueError, "`channels` must be a positive int, received 0"):
+            layers.SplitChannels(0)
+        with self.assertRaisesRegex(ValueError, "smaller than the input's 5 channels, received 5"):
+            layers.SplitChannels(5)(keras.Input((3, 3, 5)))
+
 
 if __name__ == "__main__":
     unittest.main()

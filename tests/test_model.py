@@ -22,9 +22,10 @@ from keras_adahan.presets import get_preset
 
 TINY = ModelConfig(
     image_size=32,
-    conv_filters=(4, 8),
-    conv_kernel_sizes=(3, 3),
-    conv_strides=(2, 4),  # 32 -> 16 -> 4: a 4x4 grid, 16 cells.
+    conv_filters=(4, 8, 8),
+    conv_kernel_sizes=(3, 3, 3),
+    conv_strides=(2, 4, 1),  # 32 -> 16 -> 4: a 4x4 grid, 16 cells.
+    context_convs=1,  # Gated fusion (the default): convs 1-2 local, conv 3 context.
     vocab_size=10,
     max_question_length=5,
     embedding_dim=4,
@@ -101,8 +102,10 @@ class ConfigTest(unittest.TestCase):
             (dict(max_cells=17), r"`max_cells` must be in \[1, num_cells\] = \[1, 16\], received 17"),
             (dict(min_cells=-1), "`min_cells` must be >= 0, received -1"),
             (dict(image_size=0), "`image_size` must be an int >= 1, received 0"),
-            (dict(conv_strides=(2,)), r"`conv_strides` must have one entry per conv layer \(2"),
-            (dict(pool_sizes=(3, 3)), "`pool_sizes` and `pool_strides` must be both empty or both set"),
+            (dict(conv_strides=(2,)), r"`conv_strides` must have one entry per conv layer \(3"),
+            (dict(pool_sizes=(3, 3, 3)), "`pool_sizes` and `pool_strides` must be both empty or both set"),
+            (dict(context_convs=3), r"`fusion='gated'` needs `context_convs` in .* = \[1, 2\], received 3"),
+            (dict(conv_strides=(2, 2, 2)), "context convs .* at stride 1 without pooling"),
             (dict(fusion_units=()), r"`fusion_units` must not be empty, received \(\)"),
             (dict(fusion="add"), "`rnn_units` must equal the last of `conv_filters` \\(8\\), received 4"),
             (dict(vocab_size=1), "`vocab_size` must be >= 2"),
@@ -163,7 +166,7 @@ class ModelTest(unittest.TestCase):
         np.testing.assert_array_equal(outputs["mask"].sum(1), [4, 4, 4])
         # Encode the image once, ask several questions with the head alone.
         cells = model.get_layer("image_encoder")(data["image"])
-        self.assertEqual(tuple(cells.shape), (3, 4, 4, 8))
+        self.assertEqual(tuple(cells.shape), (3, 4, 4, 16))  # Gated: 8 local + 8 context.
         head = model.get_layer("answer_head")
         for seed in (1, 2):
             question = tf.constant(inputs(TINY, batch=3, seed=seed)["question"])
@@ -191,8 +194,8 @@ class ModelTest(unittest.TestCase):
                         np.testing.assert_array_equal(kept, [16, 16])
         # The reference's variations: LSTM, add fusion, pooling, squared presence.
         config = TINY.replace(
-            rnn="lstm", fusion="add", rnn_units=8, pool_sizes=(3, 0), pool_strides=(2, 1),
-            conv_strides=(1, 4), squared_presence=True, aggregation="flatten", classifier_units=(),
+            rnn="lstm", fusion="add", rnn_units=8, pool_sizes=(3, 0, 0),
+            pool_strides=(2, 1, 1), conv_strides=(1, 4, 1), squared_presence=True, aggregation="flatten", classifier_units=(),
         )
         self.assertEqual(config.grid_size, 4)
         outputs = numpy_outputs(build_model(config)(data))

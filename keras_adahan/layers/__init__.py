@@ -13,6 +13,7 @@ from keras_adahan.layers.relational_aggregation import RelationalAggregation
 from keras_adahan.layers.repeat_batch import RepeatBatch
 from keras_adahan.layers.soft_attention_pooling import SoftAttentionPooling
 from keras_adahan.layers.soft_attention_weights import SoftAttentionWeights
+from keras_adahan.layers.split_channels import SplitChannels
 from keras_adahan.layers.split_leading_axis import SplitLeadingAxis
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "RepeatBatch",
     "SoftAttentionPooling",
     "SoftAttentionWeights",
+    "SplitChannels",
     "SplitLeadingAxis",
     "num_kept_cells",
 ]
