@@ -1,0 +1,78 @@
+"""Trains han / adahan / soft / none over several seeds and prints the README's table.
+
+    python benchmarks/variants_table.py --dataset classic --seeds 0 1 2
+    python benchmarks/variants_table.py --dataset randomized --seeds 0 1 2 --epochs 15
+
+Each run is a normal `python -m keras_adahan.train` run folder under --runs_dir (default
+runs/table); finished runs are reused, so an interrupted table picks up where it stopped.
+Prints mean and spread (sample standard deviation) of test accuracy, share of cells kept
+and grounding, as a Markdown table.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+VARIANTS = ("han", "adahan", "soft", "none")
+COLUMNS = (
+    ("accuracy", "test accuracy"),
+    ("kept_share_mean", "cells kept"),
+    ("grounding_top_cell", "grounding (top cell on target)"),
+)
+
+
+def run(dataset, variant, seed, args):
+    out = os.path.join(args.runs_dir, f"{dataset}-{args.preset}-{variant}-seed{seed}")
+    metrics = os.path.join(out, "metrics.json")
+    if not os.path.exists(metrics):
+        command = [sys.executable, "-m", "keras_adahan.train", "--dataset", dataset,
+                   "--preset", args.preset, "--variant", variant, "--seed", str(seed),
+                   "--output_dir", out, "--overwrite"]
+        if args.epochs:
+            command += ["--epochs", str(args.epochs)]
+        print("$", " ".join(command[1:]), flush=True)
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL if args.quiet else None)
+    with open(metrics) as f:
+        return json.load(f)
+
+
+def cell(values, percent=True):
+    values = np.array([v for v in values if v is not None], dtype=float)
+    if not len(values):
+        return "-"
+    scale = 100 if percent else 1
+    spread = values.std(ddof=1) * scale if len(values) > 1 else 0.0
+    return f"{values.mean() * scale:.1f} ± {spread:.1f}"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", default="classic")
+    parser.add_argument("--preset", default="default")
+    parser.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=None, help="default: the trainer's")
+    parser.add_argument("--runs_dir", default=os.path.join("runs", "table"))
+    parser.add_argument("--quiet", action="store_true", help="hide the training output")
+    args = parser.parse_args()
+
+    rows = []
+    for variant in args.variants:
+        results = [run(args.dataset, variant, seed, args) for seed in args.seeds]
+        rows.append((variant, results))
+
+    print(f"\nbarn_vqa/{args.dataset}, {args.preset} preset, seeds {args.seeds} "
+          "(mean ± standard deviation, %):\n")
+    print("| variant | " + " | ".join(title for _, title in COLUMNS) + " |")
+    print("|---" * (len(COLUMNS) + 1) + "|")
+    for variant, results in rows:
+        cells = [cell([r.get(key) for r in results]) for key, _ in COLUMNS]
+        print(f"| {variant} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
