@@ -28,6 +28,7 @@ PRESETS = {
         pool_sizes=(3, 3, 3),
         pool_strides=(2, 2, 2),
         pooling="average",
+        fuse_conv_pool=True,
         conv_batch_norm=False,
         embedding_dim=8,
         rnn="gru",

@@ -350,5 +350,48 @@ class HelperLayersTest(LayerTestCase):
             layers.SplitChannels(5)(keras.Input((3, 3, 5)))
 
 
+
+class ConvAveragePoolTest(LayerTestCase):
+    def pytorch_conv_then_pool(self, x, kernel, bias, pool, stride):
+        """Conv2d(padding=k//2) then AvgPool2d(pool, stride, pool//2), count_include_pad."""
+        k = kernel.shape[0]
+        xp = np.pad(x, [(0, 0), (k // 2,) * 2, (k // 2,) * 2, (0, 0)])
+        h, w = x.shape[1:3]
+        conv = np.zeros(x.shape[:3] + (kernel.shape[-1],))
+        for i in range(h):
+            for j in range(w):
+                conv[:, i, j] = np.einsum("bhwc,hwcf->bf", xp[:, i:i + k, j:j + k], kernel) + bias
+        cp = np.pad(conv, [(0, 0), (pool // 2,) * 2, (pool // 2,) * 2, (0, 0)])
+        out_h, out_w = -(-h // stride), -(-w // stride)
+        return np.stack([np.stack([
+            cp[:, i * stride:i * stride + pool, j * stride:j * stride + pool].sum((1, 2))
+            / pool**2 for j in range(out_w)], 1) for i in range(out_h)], 1)
+
+    def test_matches_conv_then_pool_away_from_top_left_border(self):
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(2, 10, 8, 3)).astype("float32")  # Even: no bottom overhang.
+        layer = layers.ConvAveragePool2D(4, kernel_size=5, pool_size=3, pool_strides=2)
+        out = as_numpy(layer(x))
+        self.assertEqual(out.shape, (2, 5, 4, 4))
+        self.assertEqual(layer(np.zeros((1, 9, 9, 3), "float32")).shape, (1, 5, 5, 4))
+        layer.bias.assign(rng.normal(size=4).astype("float32"))
+        out = as_numpy(layer(x))
+        expected = self.pytorch_conv_then_pool(
+            x, as_numpy(layer.kernel), as_numpy(layer.bias), pool=3, stride=2)
+        np.testing.assert_allclose(out[:, 1:, 1:], expected[:, 1:, 1:], rtol=1e-4, atol=1e-4)
+        self.assertFalse(np.allclose(out[:, 0], expected[:, 0], atol=1e-4))
+
+    def test_layer_behaviours(self):
+        self.run_layer_test(
+            layers.ConvAveragePool2D,
+            {"filters": 2, "kernel_size": 3, "pool_size": 3, "pool_strides": 2},
+            [uniform(2, 8, 8, 3)], (2, 4, 4, 2),
+        )
+        with self.assertRaisesRegex(ValueError, "`kernel_size` must be odd .* received 4"):
+            layers.ConvAveragePool2D(2, kernel_size=4, pool_size=3)
+        with self.assertRaisesRegex(ValueError, "`filters` must be a positive int, received 0"):
+            layers.ConvAveragePool2D(0, kernel_size=3, pool_size=3)
+
+
 if __name__ == "__main__":
     unittest.main()

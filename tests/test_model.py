@@ -17,6 +17,7 @@ from keras_adahan.model import build_model
 from keras_adahan.model import build_training_model
 from keras_adahan.model import cell_boxes
 from keras_adahan.model import grid_size
+from keras_adahan import layers as adahan_layers
 from keras_adahan.presets import PRESETS
 from keras_adahan.presets import get_preset
 
@@ -129,7 +130,10 @@ class PresetTest(unittest.TestCase):
         model = build_model(config)
         layer_types = {type(layer) for layer in model.get_layer("image_encoder").layers}
         self.assertNotIn(keras.layers.BatchNormalization, layer_types)
-        self.assertIn(keras.layers.AveragePooling2D, layer_types)
+        # Conv -> average pool, fused into one strided conv per layer.
+        self.assertIn(adahan_layers.ConvAveragePool2D, layer_types)
+        unfused = build_model(config.replace(fuse_conv_pool=False))
+        self.assertEqual(unfused.count_params(), model.count_params())
         # The PyTorch reference's parameters: 3 convs 5x5 (608 + 1608 + 1608), embedding
         # 20 x 8, GRU(8, 8) 432, 1x1 conv 8 -> 2 (18), Linear(1024 -> 4) 4100.
         self.assertEqual(model.count_params(), 3824 + 160 + 432 + 18 + 4100)

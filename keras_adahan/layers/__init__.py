@@ -2,6 +2,7 @@
 
 from keras_adahan.layers.adahan_mask import AdaHANMask
 from keras_adahan.layers.broadcast_to_cells import BroadcastToCells
+from keras_adahan.layers.conv_average_pool import ConvAveragePool2D
 from keras_adahan.layers.flatten_head import FlattenHead
 from keras_adahan.layers.han_mask import HANMask
 from keras_adahan.layers.han_mask import num_kept_cells
@@ -19,6 +20,7 @@ from keras_adahan.layers.split_leading_axis import SplitLeadingAxis
 __all__ = [
     "AdaHANMask",
     "BroadcastToCells",
+    "ConvAveragePool2D",
     "FlattenHead",
     "HANMask",
     "KeepAllMask",
