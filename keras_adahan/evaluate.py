@@ -98,8 +98,14 @@ def write_plots(outputs, arrays, answer_names, metrics, variant, run_dir, suffix
     from keras_adahan import plots
 
     os.makedirs(os.path.join(run_dir, "plots"), exist_ok=True)
-    # A few test questions, spread over the split so several types show up.
-    rows = np.linspace(0, len(arrays.answers) - 1, num=min(6, len(arrays.answers))).astype(int)
+    # 6 test questions cycling through the question types, each from another image.
+    types = np.unique(arrays.types)
+    rows = []
+    for n in range(6):
+        of_type = np.flatnonzero(arrays.types == types[n % len(types)])
+        if n < len(of_type):
+            rows.append(of_type[n])
+    rows = np.array(rows)
     predictions = outputs["answer"].argmax(-1)
     plots.plot_attention(
         images=arrays.images[arrays.image_index[rows]],

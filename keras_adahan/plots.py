@@ -6,6 +6,8 @@ matplotlib.use("Agg")  # Files only: no screen on training machines.
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from keras_adahan import run_files  # noqa: E402
+
 
 def plot_history(history, path):
     """Training and validation accuracy and loss per epoch, from a Keras history dict."""
@@ -20,12 +22,15 @@ def plot_history(history, path):
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with run_files.atomic_path(path) as tmp:  # Never a half-written PNG.
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
 
 
 def plot_attention(images, questions, answers, predictions, presence, mask, path):
     """One row per example: the image with its kept cells outlined, and a presence map.
+
+    Kept cells are outlined in yellow, the one with the highest presence in red.
 
     Cells map to the input pixels they cover: cell (i, j) of a G x G grid covers the
     rectangle [i*S/G, (i+1)*S/G) x [j*S/G, (j+1)*S/G) of an S x S image.
@@ -50,6 +55,10 @@ def plot_attention(images, questions, answers, predictions, presence, mask, path
         for i, j in zip(*np.nonzero(kept)):
             ax.add_patch(plt.Rectangle((j * cell, i * cell), cell, cell, fill=False,
                                        edgecolor="yellow", linewidth=1.2))
+        # The kept cell with the highest presence: what grounding is measured on.
+        top = np.argmax(np.where(mask[row] > 0.5, presence[row], -np.inf))
+        ax.add_patch(plt.Rectangle(((top % grid) * cell, (top // grid) * cell), cell, cell,
+                                   fill=False, edgecolor="red", linewidth=2))
         verdict = "right" if predictions[row] == answers[row] else "WRONG"
         ax.set_title(f"{questions[row]}\nanswer {answers[row]}, predicted "
                      f"{predictions[row]} ({verdict})", fontsize=8)
@@ -60,7 +69,8 @@ def plot_attention(images, questions, answers, predictions, presence, mask, path
         ax.axis("off")
         fig.colorbar(heat, ax=ax, fraction=0.046)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    with run_files.atomic_path(path) as tmp:  # Never a half-written PNG.
+        fig.savefig(tmp, dpi=90)
     plt.close(fig)
 
 
@@ -72,5 +82,6 @@ def plot_kept_cells(kept_counts, num_cells, path):
     ax.set_ylabel("questions")
     ax.set_title("cells kept per question")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with run_files.atomic_path(path) as tmp:  # Never a half-written PNG.
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
