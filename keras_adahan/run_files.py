@@ -5,7 +5,9 @@
       vocabulary.json    question words (see keras_adahan.text.Vocabulary)
       answers.json       answer labels, in the order of the model's logits
       config.json        {"model": ModelConfig fields, "train": trainer settings}
-      history.csv        per-epoch metrics, appended as epochs finish
+      history.csv        per-epoch metrics, rewritten as epochs finish
+      backup/            weights, optimizer state and history of the last completed
+                         epoch, for `--resume` (see keras_adahan.backup)
       metrics.json       test-split evaluation
       plots/*.png        learning curves, attention examples
 
@@ -42,6 +44,21 @@ def atomic_path(path):
             shutil.rmtree(tmp, ignore_errors=True)
         elif os.path.exists(tmp):
             os.remove(tmp)
+
+
+def remove_temporary_files(directory):
+    """Deletes what `atomic_path` left in `directory` (and below) when its process was killed."""
+    import shutil
+
+    for parent, folders, files in os.walk(directory):
+        for name in folders + files:
+            if name.startswith(".tmp-"):
+                path = os.path.join(parent, name)
+                if os.path.isdir(path):
+                    shutil.rmtree(path)
+                else:
+                    os.remove(path)
+        folders[:] = [name for name in folders if not name.startswith(".tmp-")]
 
 
 def write_json(path, obj):

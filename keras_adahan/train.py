@@ -8,9 +8,12 @@ fit, save, evaluate.
 
 import argparse
 import dataclasses
+import json
+import math
 import os
 import shutil
 import sys
+import tempfile
 import time
 
 # Quieter TensorFlow start-up; must be set before TensorFlow is imported.
@@ -19,6 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 
 from keras_adahan import run_files  # noqa: E402
+from keras_adahan.backup import AtomicBackupAndRestore  # noqa: E402
 from keras_adahan.presets import PRESETS  # noqa: E402
 
 VARIANTS = ("han", "adahan", "soft", "none")
@@ -55,7 +59,8 @@ def parse_args(argv=None):
         help="AdaHAN softmax threshold in (0, 1]. Default: 1/number of cells")
     add("--epochs", type=int, default=None, help="default: the preset's")
     add("--batch_size", type=int, default=None,
-        help="images per step; each brings all its questions. Default: the preset's")
+        help="images per step; each brings all its questions. Global: with --distribute "
+             "it is split across the replicas. Default: the preset's")
     add("--learning_rate", type=float, default=None, help="Adam; default: the preset's")
     add("--seed", type=int, default=0, help="seeds weights and shuffling")
     add("--output_dir", default=None,
@@ -64,9 +69,12 @@ def parse_args(argv=None):
         help="TFDS data folder. Default: TFDS's (~/tensorflow_datasets)")
     add("--overwrite", action="store_true", help="replace an existing run folder")
     add("--resume", action="store_true",
-        help="continue an interrupted run from its last completed epoch")
-    add("--distribute", default="none", choices=("none", "mirrored"),
-        help="mirrored: tf.distribute.MirroredStrategy over all local devices")
+        help="continue an interrupted run from its last completed epoch (weights, optimizer "
+             "state, history); starts a new run if the folder is empty or missing")
+    add("--distribute", default="none", choices=("none", "mirrored", "multiworker"),
+        help="mirrored: tf.distribute.MirroredStrategy over all local devices (GPUs, else "
+             "CPU); multiworker: MultiWorkerMirroredStrategy over the machines in TF_CONFIG, "
+             "run on each (see keras_adahan.multiworker)")
     args = parser.parse_args(argv)
 
     for name, value in TRAIN_DEFAULTS[args.preset].items():
@@ -103,8 +111,11 @@ def prepare_run_dir(args):
     path = args.output_dir
     exists = os.path.exists(path) and os.listdir(path)
     if args.resume:
-        if not os.path.exists(os.path.join(path, run_files.CONFIG)):
+        if not exists:  # Killed before it wrote anything: nothing to lose.
+            print(f"--resume: nothing to resume in {path!r}; starting a new run")
+        elif not os.path.exists(os.path.join(path, run_files.CONFIG)):
             raise SystemExit(f"error: --resume: {path!r} holds no run to resume; drop --resume")
+        run_files.remove_temporary_files(path)
     elif exists:
         if not args.overwrite:
             raise SystemExit(
@@ -120,14 +131,50 @@ def distribution_strategy(name):
     import tensorflow as tf
 
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
+        strategy = tf.distribute.MirroredStrategy()
+        print(f"MirroredStrategy over {strategy.num_replicas_in_sync} replicas: "
+              f"{', '.join(strategy.extended.worker_devices)}")
+        return strategy
+    if name == "multiworker":
+        from keras_adahan import multiworker
+
+        return multiworker.multi_worker_strategy()
     return tf.distribute.get_strategy()  # The default, single-device strategy.
+
+
+def check_batch_split(builder, batch_size, replicas):
+    """Every replica must get a share of every batch, and full batches equal shares.
+
+    Keras 3.15's `fit` under MirroredStrategy averages the first batch across replicas to
+    build the model and fails on unequal shares; an empty share (a last batch smaller
+    than the number of replicas) fails in batch normalization, under either strategy.
+    """
+    sizes = {split: builder.info.splits[split].num_examples for split in ("train", "validation")}
+    last = {split: n % batch_size for split, n in sizes.items()}
+    if batch_size % replicas or any(0 < r < replicas for r in last.values()):
+        raise SystemExit(
+            f"error: --batch_size {batch_size} does not split across {replicas} replicas: it "
+            f"must be a multiple of {replicas}, and the last batch of each split must hold "
+            f"at least {replicas} images (split sizes {sizes})")
 
 
 def main(argv=None):
     args, parser = parse_args(argv)
-    from keras_adahan import data, evaluate, plots
+    from keras_adahan import data, evaluate, multiworker, plots
     from keras_adahan.model import build_model, build_training_model
+
+    # First of all: MultiWorkerMirroredStrategy must exist before TensorFlow runs an op.
+    # Keras splits each batch of --batch_size images across the replicas (and sums the
+    # gradients of the per-replica share of the mean loss): --batch_size is global.
+    strategy = distribution_strategy(args.distribute)
+    chief, chief_backup = multiworker.is_chief(strategy), None
+    if not chief:
+        # Trains in step with the chief, which alone writes the run folder; this worker
+        # writes into a scratch folder, deleted at the end, and resumes from the chief's
+        # backup.
+        if args.resume:
+            chief_backup = os.path.join(args.output_dir, "backup")
+        args.output_dir, args.resume = tempfile.mkdtemp(prefix="keras_adahan_worker_"), False
 
     # --- Data -------------------------------------------------------------------------
     try:
@@ -144,12 +191,20 @@ def main(argv=None):
         parser.error(str(error))
     pipeline = dict(builder=builder, vocabulary=vocabulary, image_size=config.image_size,
                     max_question_length=config.max_question_length, batch_size=args.batch_size)
-    train_ds = data.training_batches(split="train", shuffle=True, seed=args.seed, **pipeline)
+    # Completed epochs in the run's backup (0 for a new run). Epoch e's shuffle depends on
+    # (seed, e) only, so a resumed run sees the same batches as an uninterrupted one.
+    backup = AtomicBackupAndRestore(
+        chief_backup or os.path.join(run_dir, "backup"),
+        history_path=os.path.join(run_dir, run_files.HISTORY), read_only=not chief)
+    first_epoch = min(backup.epoch, args.epochs)
+    train_ds = data.training_batches(split="train", shuffle=True, seed=args.seed,
+                                     epochs=(first_epoch, args.epochs), **pipeline)
     val_ds = data.training_batches(split="validation", **pipeline)
     questions_per_image = train_ds.element_spec[0]["questions"].shape[1]
 
     # --- Model and optimizer ----------------------------------------------------------
-    strategy = distribution_strategy(args.distribute)
+    if args.distribute != "none":
+        check_batch_split(builder, args.batch_size, strategy.num_replicas_in_sync)
     with strategy.scope():
         model = build_model(config)
         train_model = build_training_model(model, questions_per_image)
@@ -160,13 +215,15 @@ def main(argv=None):
         )
 
     run_config = {"model": dataclasses.asdict(config), "train": vars(args)}
-    if args.resume:
+    if args.resume and os.path.exists(os.path.join(run_dir, run_files.CONFIG)):
         saved = run_files.read_json(os.path.join(run_dir, run_files.CONFIG))
-        if saved["model"] != run_config["model"]:
+        # Through JSON both ways: the saved config holds lists where the fresh one has tuples.
+        if saved["model"] != json.loads(json.dumps(run_config["model"])):
             raise SystemExit(f"error: --resume: {run_dir!r} was trained with another model "
                              "config; resume with the command that started it")
     run_files.write_json(os.path.join(run_dir, run_files.CONFIG), run_config)
-    vocabulary.save(os.path.join(run_dir, run_files.VOCABULARY))
+    with run_files.atomic_path(os.path.join(run_dir, run_files.VOCABULARY)) as tmp:
+        vocabulary.save(tmp)
     run_files.write_json(os.path.join(run_dir, run_files.ANSWERS), {"answers": answers})
 
     # --- Fit ----------------------------------------------------------------------------
@@ -174,24 +231,43 @@ def main(argv=None):
           f"parameters) on barn_vqa/{args.dataset}: {builder.info.splits['train'].num_examples} "
           f"images x {questions_per_image} questions, {args.epochs} epochs -> {run_dir}")
     callbacks = [
-        # Saves weights, optimizer state and epoch after every epoch; --resume restores.
-        keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup")),
-        keras.callbacks.CSVLogger(os.path.join(run_dir, run_files.HISTORY), append=args.resume),
+        # Saves weights, optimizer state, epoch and history.csv after every epoch, each by
+        # write-then-rename; restores them at the start of fit (see keras_adahan.backup).
+        backup,
         keras.callbacks.TerminateOnNaN(),
     ]
     start = time.time()
-    history = train_model.fit(train_ds, validation_data=val_ds, epochs=args.epochs,
-                              callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
+    fit = dict(epochs=args.epochs, initial_epoch=first_epoch, callbacks=callbacks,
+               steps_per_epoch=data.epoch_steps(builder, "train", args.batch_size),
+               verbose=(1 if sys.stdout.isatty() else 2) if chief else 0)
+    if args.distribute == "multiworker":  # Keras 3.15's fit fails under this strategy.
+        history = multiworker.fit(train_model, train_ds, val_ds, strategy=strategy, **fit)
+    else:
+        history = train_model.fit(train_ds, validation_data=val_ds, **fit,
+                                  shuffle=False)  # The pipeline shuffles (data.training_batches).
     train_seconds = time.time() - start
-    if train_model.stop_training and any(
-        v != v for v in history.history.get("loss", [])  # NaN != NaN
+    if not chief:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    if train_model.stop_training and not all(
+        math.isfinite(v) for v in history.history.get("loss", [])  # TerminateOnNaN stopped it.
     ):
-        raise SystemExit("error: the training loss became NaN; lower --learning_rate. "
-                         f"The last completed epoch is kept in {run_dir}/backup.")
+        kept = (f"the last good epoch ({backup.epoch}) is kept in {backup.backup_dir}"
+                if backup.epoch else "no epoch completed")
+        raise SystemExit(f"error: the training loss became NaN in epoch "
+                         f"{first_epoch + len(history.epoch)}; lower --learning_rate. No "
+                         f"model.keras was written; {kept}.")
+
+    if not chief:
+        print(f"Worker done: trained {len(history.epoch)} epochs in step with the chief")
+        return None
 
     # --- Save and evaluate -------------------------------------------------------------
     with run_files.atomic_path(os.path.join(run_dir, run_files.MODEL)) as tmp:
         model.save(tmp)
+    if args.distribute != "none":
+        # A model built under MirroredStrategy answers `predict_on_batch` with one copy of
+        # the outputs per replica (Keras 3.15): evaluate a single-device copy of the file.
+        model = run_files.load_run(run_dir).model
     epochs_history = read_history(os.path.join(run_dir, run_files.HISTORY))
     os.makedirs(os.path.join(run_dir, "plots"), exist_ok=True)
     plots.plot_history(epochs_history, os.path.join(run_dir, "plots", "history.png"))

@@ -75,27 +75,63 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             homepage=_HOMEPAGE,
         )
 
+    def _download_and_prepare(self, dl_manager, download_config):
+        # Beam options or a runner (`tfds build --beam_pipeline_options=...`) switch
+        # generation to Apache Beam; without them it stays a plain loop in this process.
+        self._use_beam = (
+            download_config.beam_options is not None or download_config.beam_runner is not None
+        )
+        super()._download_and_prepare(dl_manager, download_config)
+
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         del dl_manager  # Everything is rendered.
+        if getattr(self, "_use_beam", False):
+            return {split: self._generate_examples_beam(split) for split in scenes.SPLITS}
         return {split: self._generate_examples(split) for split in scenes.SPLITS}
 
     def _generate_examples(self, split):
-        for index, scene in scenes.render_split(self.builder_config.scene, split):
-            key = f"{split}_{index:06d}"
-            yield key, {
-                "image": scene.image,
-                "image_id": key,
-                "questions": [
-                    {
-                        "question": q.text,
-                        "answer": q.answer,
-                        "type": q.type,
-                        "box": tfds.features.BBox(*q.box),
-                    }
-                    for q in scene.questions
-                ],
-                "objects": [
-                    {"label": o.label, "box": tfds.features.BBox(*o.box)}
-                    for o in scene.objects
-                ],
+        scene = self.builder_config.scene
+        for index in range(scene.num_examples(split)):
+            yield make_example(index, scene, split)
+
+    def _generate_examples_beam(self, split):
+        """The same examples as `_generate_examples`, rendered by Beam workers."""
+        beam = tfds.core.lazy_imports.apache_beam
+        # Beam pickles functions by module name. `tfds build datasets/barn_vqa` imports
+        # this file as `barn_vqa.barn_vqa_dataset_builder`, which workers cannot import;
+        # the installed name they can.
+        from keras_adahan.datasets.barn_vqa import barn_vqa_dataset_builder as installed
+
+        scene = self.builder_config.scene
+        return (
+            beam.Create(range(scene.num_examples(split)))
+            # Without it a runner may render a whole split in one worker.
+            | beam.Reshuffle()
+            | beam.Map(installed.make_example, scene, split)
+        )
+
+
+def make_example(index, scene_config, split):
+    """`(key, example)` of image `index` of `split`: the one place examples are made.
+
+    The index comes first, as `beam.Map` passes the element first.
+    """
+    scene = scenes.render_scene(scene_config, split, index)
+    key = f"{split}_{index:06d}"
+    return key, {
+        "image": scene.image,
+        "image_id": key,
+        "questions": [
+            {
+                "question": q.text,
+                "answer": q.answer,
+                "type": q.type,
+                "box": tfds.features.BBox(*q.box),
             }
+            for q in scene.questions
+        ],
+        "objects": [
+            {"label": o.label, "box": tfds.features.BBox(*o.box)}
+            for o in scene.objects
+        ],
+    }

@@ -1,0 +1,159 @@
+"""Crash-safe training backups for `python -m keras_adahan.train --resume`.
+
+`keras.callbacks.BackupAndRestore` (Keras 3.15) is not enough to resume after a SIGKILL:
+
+- it overwrites `latest.weights.h5` in place, then writes `training_metadata.json`: a kill
+  during the first write leaves a truncated weights file (restore then fails with an
+  `OSError`), a kill between the two leaves weights one epoch ahead of the recorded epoch,
+  so that epoch is trained twice;
+- it backs up the epoch that `TerminateOnNaN` cut short, so NaN weights replace the last
+  good ones;
+- it deletes the backup as soon as `fit` returns, before the trainer has written
+  `model.keras`: a kill during the final save or evaluation loses the whole run;
+- it knows nothing of `history.csv`, which `CSVLogger` appends separately: a kill between
+  the two writes loses or repeats that epoch's row.
+
+`AtomicBackupAndRestore` writes every file under a temporary name and renames it into
+place, makes one rename (`state.json`) the commit point of an epoch, keeps the history
+inside the backup and rewrites `history.csv` from it, so the history always matches the
+weights that a resumed run starts from.
+"""
+
+import csv
+import math
+import os
+
+import keras
+
+from keras_adahan import run_files
+
+STATE = "state.json"
+
+
+class AtomicBackupAndRestore(keras.callbacks.Callback):
+    """Backs up weights, optimizer state, epoch and history after each epoch; restores them.
+
+    After epoch `e` (0-based) completes, the callback writes, each file to a temporary
+    name renamed into place:
+
+    1. `backup_dir/epoch-{e + 1:04d}.weights.h5`: the model's and the optimizer's
+       variables (`Model.save_weights` holds both, so Adam's moments and iteration count
+       survive);
+    2. `backup_dir/state.json`: `{"epoch": e + 1, "weights": <that file>, "history": [...]}`,
+       one history row per completed epoch. This rename commits the epoch;
+    3. `history_path`, rewritten from the state's history (CSVLogger's format: `epoch`,
+       then the metrics in name order).
+
+    Then it deletes the previous weights file. A kill at any point leaves the previous or
+    the new state, each complete; at the start of `fit` the callback loads the state's
+    weights, sets the initial epoch and rewrites `history_path` from the state, dropping
+    rows of an epoch whose backup never committed.
+
+    An epoch whose logs hold a NaN or infinite value (one that `TerminateOnNaN` stopped)
+    is not backed up: the last good epoch stays the one to resume from. The backup is
+    kept when `fit` returns; delete `backup_dir` once it is no longer needed.
+
+    Args:
+        backup_dir: str. Folder of the backup, used by nothing else.
+        history_path: str or None. CSV file of per-epoch metrics kept in step with the
+            backup. Defaults to None (no CSV).
+        read_only: bool. Restore from `backup_dir` but write nothing: the workers of a
+            multi-worker run other than the chief, which writes. Defaults to False.
+
+    Example:
+
+    ```python
+    backup = AtomicBackupAndRestore("run/backup", history_path="run/history.csv")
+    model.fit(train_ds, epochs=10, initial_epoch=backup.epoch, callbacks=[backup])
+    # Killed? The same two lines continue from the last completed epoch.
+    ```
+    """
+
+    def __init__(self, backup_dir, history_path=None, read_only=False):
+        super().__init__()
+        if not backup_dir:
+            raise ValueError(f"`backup_dir` must be a folder path, received {backup_dir!r}")
+        self.backup_dir = backup_dir
+        self.history_path = None if read_only else history_path
+        self.read_only = read_only
+        self._history = []
+
+    @property
+    def state_path(self):
+        return os.path.join(self.backup_dir, STATE)
+
+    def read_state(self):
+        """The committed state (`epoch`, `weights`, `history`), or None if there is none."""
+        if not os.path.exists(self.state_path):
+            return None
+        return run_files.read_json(self.state_path)
+
+    @property
+    def epoch(self):
+        """Number of completed epochs in the backup: the epoch `fit` resumes at."""
+        state = self.read_state()
+        return state["epoch"] if state else 0
+
+    def on_train_begin(self, logs=None):
+        if not self.read_only:
+            self._remove_leftovers(keep=None)
+        state = self.read_state()
+        if state is None:
+            self._history = []
+            if self.history_path and os.path.exists(self.history_path):
+                os.remove(self.history_path)  # Rows of epochs that were never backed up.
+            return
+        weights = os.path.join(self.backup_dir, state["weights"])
+        if not os.path.exists(weights):
+            raise FileNotFoundError(
+                f"{self.state_path!r} names {state['weights']!r}, which is missing: the "
+                f"backup is damaged; delete {self.backup_dir!r} to start over"
+            )
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+            # The optimizer's variables must exist before their values can be loaded.
+            self.model.optimizer.build(self.model.trainable_variables)
+        self.model.load_weights(weights)
+        # Keras' own BackupAndRestore resumes this way; `fit` reads it at its start.
+        self.model._initial_epoch = state["epoch"]
+        self._history = list(state["history"])
+        if not self.read_only:
+            self._write_history()
+            self._remove_leftovers(keep=state["weights"])
+        step = int(self.model.optimizer.iterations.numpy()) if self.model.optimizer else 0
+        total = (self.params or {}).get("epochs")
+        left = (f"continuing at epoch {state['epoch'] + 1}/{total}"
+                if total is None or state["epoch"] < total else "no epoch left to train")
+        print(f"Restored {weights}: {state['epoch']} epochs done, optimizer step {step}; {left}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = {name: float(value) for name, value in (logs or {}).items()}
+        if self.read_only or not all(math.isfinite(value) for value in logs.values()):
+            return  # Not ours to write, or a NaN epoch: keep the last good backup.
+        os.makedirs(self.backup_dir, exist_ok=True)
+        name = f"epoch-{epoch + 1:04d}.weights.h5"
+        with run_files.atomic_path(os.path.join(self.backup_dir, name)) as tmp:
+            self.model.save_weights(tmp)
+        self._history.append({"epoch": epoch, **logs})
+        state = {"epoch": epoch + 1, "weights": name, "history": self._history}
+        run_files.write_json(self.state_path, state)  # The commit point.
+        self._remove_leftovers(keep=name)
+        self._write_history()
+
+    def _write_history(self):
+        if not self.history_path:
+            return
+        names = sorted({name for row in self._history for name in row} - {"epoch"})
+        with run_files.atomic_path(self.history_path) as tmp:
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=["epoch"] + names)
+                writer.writeheader()
+                writer.writerows(self._history)
+
+    def _remove_leftovers(self, keep):
+        """Deletes weights files other than `keep` and temporary files of killed writes."""
+        if not os.path.isdir(self.backup_dir):
+            return
+        for name in os.listdir(self.backup_dir):
+            stale_weights = name.endswith(".weights.h5") and name != keep and keep is not None
+            if name.startswith(".tmp-") or stale_weights:
+                os.remove(os.path.join(self.backup_dir, name))

@@ -1,0 +1,148 @@
+"""Training under `--distribute mirrored` (two logical CPUs) and `multiworker` (localhost).
+
+The mirrored test runs in a fresh Python process: the logical devices must be configured
+before TensorFlow initializes its devices, which the test process has already done (the
+way Keras' own distribution tests run). The multi-worker test starts two trainer
+processes, a cluster of two workers on localhost described by TF_CONFIG.
+"""
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from keras_adahan import data
+from keras_adahan import run_files
+from keras_adahan import train
+
+EPOCHS = 30
+
+SCRIPT = r'''
+import json, os, sys
+import tensorflow as tf
+
+# Two logical CPU devices, set before TensorFlow initializes them (as Keras' tests do).
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+import h5py
+from keras_adahan import data, run_files, train
+
+data_dir, out_dir, epochs = sys.argv[1], sys.argv[2], sys.argv[3]
+result = {}
+
+# The input pipeline as Keras distributes it: each global batch split across replicas.
+builder = data.dataset_builder("tiny", data_dir)
+vocabulary = data.build_vocabulary(builder)
+batches = data.training_batches(builder, "train", vocabulary, 64, 12, batch_size=4,
+                                epochs=(0, 1))
+strategy = tf.distribute.MirroredStrategy()
+first = next(iter(strategy.experimental_distribute_dataset(batches)))
+result["replica_batch_sizes"] = [
+    int(t.shape[0]) for t in strategy.experimental_local_results(first[0]["image"])]
+
+for name, extra in (("one_device", []), ("mirrored", ["--distribute", "mirrored"])):
+    run_dir = os.path.join(out_dir, name)
+    metrics = train.main(["--dataset", "tiny", "--data_dir", data_dir, "--output_dir", run_dir,
+                          "--epochs", epochs, "--batch_size", "4", "--seed", "0", *extra])
+    history = train.read_history(os.path.join(run_dir, run_files.HISTORY))
+    state = run_files.read_json(os.path.join(run_dir, "backup", "state.json"))
+    with h5py.File(os.path.join(run_dir, "backup", state["weights"]), "r") as f:
+        step = int(f["optimizer"]["vars"]["0"][()])
+    result[name] = dict(accuracy=history["accuracy"][-1], loss=history["loss"][-1],
+                        first_loss=history["loss"][0], step=step,
+                        test_accuracy=metrics["accuracy"])
+try:  # An odd batch cannot be split evenly over two replicas: refused up front.
+    train.main(["--dataset", "tiny", "--data_dir", data_dir, "--batch_size", "3",
+                "--output_dir", os.path.join(out_dir, "odd"), "--distribute", "mirrored"])
+except SystemExit as error:
+    result["odd_batch_error"] = str(error.code)
+print("RESULT " + json.dumps(result))
+'''
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("tfds"))
+    data.dataset_builder("tiny", path)
+    return path
+
+
+def test_mirrored_on_two_cpus_matches_one_device(data_dir, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT, data_dir, str(tmp_path), str(EPOCHS)],
+        capture_output=True, text=True, timeout=600,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "MirroredStrategy over 2 replicas" in result.stdout
+    line = [l for l in result.stdout.splitlines() if l.startswith("RESULT ")][-1]
+    result = json.loads(line[len("RESULT "):])
+
+    # --batch_size is global: a batch of 4 images reaches each replica as 2, and an
+    # epoch takes as many optimizer steps as on one device (8 images / 4 = 2).
+    assert result["replica_batch_sizes"] == [2, 2]
+    one, two = result["one_device"], result["mirrored"]
+    assert one["step"] == two["step"] == EPOCHS * 2
+    # Both learn the training split to the same band. Not bit-equal: batch norm takes
+    # its statistics per replica, and tf.distribute's rewrite of the input pipeline
+    # changes the shuffle order within each epoch.
+    for run in (one, two):
+        assert run["accuracy"] >= 0.6, result
+        assert run["loss"] <= 0.65 * run["first_loss"], result
+    assert abs(one["accuracy"] - two["accuracy"]) <= 0.25, result
+    assert "--batch_size 3 does not split across 2 replicas" in result["odd_batch_error"]
+
+
+def free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def run_workers(data_dir, run_dir, *extra):
+    """Runs the trainer as worker 0 (the chief) and worker 1 of a localhost cluster."""
+    workers = [f"localhost:{port}" for port in free_ports(2)]
+    processes = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "keras_adahan.train", "--dataset", "tiny", "--data_dir",
+             data_dir, "--output_dir", run_dir, "--batch_size", "4", "--distribute",
+             "multiworker", *extra],
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_CONFIG": json.dumps(tf_config)},
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    try:
+        outputs = [p.communicate(timeout=300)[0] for p in processes]
+    finally:
+        for p in processes:  # A worker left alone would wait for its peer forever.
+            if p.poll() is None:
+                p.kill()
+    for p, output in zip(processes, outputs):
+        assert p.returncode == 0, output[-3000:]
+    return outputs
+
+
+def test_multiworker_on_localhost_trains_and_resumes(data_dir, tmp_path):
+    run_dir = str(tmp_path / "run")
+    chief, worker = run_workers(data_dir, run_dir, "--epochs", "2")
+    assert "Worker done: trained 2 epochs in step with the chief" in worker
+    scratch = re.search(r"-> (\S*keras_adahan_worker_\S+)", worker).group(1)
+    assert not os.path.exists(scratch)  # The other worker wrote nothing that stays.
+    assert len(train.read_history(os.path.join(run_dir, run_files.HISTORY))["loss"]) == 2
+    run_files.load_run(run_dir)  # The chief saved the model.
+
+    # Both resume from the chief's backup: 2 epochs done, 2 steps each.
+    chief, worker = run_workers(data_dir, run_dir, "--epochs", "3", "--resume")
+    for output in (chief, worker):
+        assert "2 epochs done, optimizer step 4; continuing at epoch 3/3" in output
+    assert len(train.read_history(os.path.join(run_dir, run_files.HISTORY))["loss"]) == 3
+    state = run_files.read_json(os.path.join(run_dir, "backup", "state.json"))
+    assert state["epoch"] == 3
