@@ -1,0 +1,323 @@
+"""Exports a trained run: SavedModel, four .tflite files, labels and a parity report.
+
+    OUTPUT_DIR/
+      model.keras                the run's Keras model (keras.models.load_model)
+      vocabulary.json, answers.json, config.json
+                                 the run's files: `load_run(OUTPUT_DIR)` works too
+      saved_model/               SavedModel; signatures serving_default (= vqa), vqa,
+                                 encode, answer; dynamic batch
+      vqa_float32.tflite         signatures vqa, encode, answer; batch 1; builtin ops only
+      vqa_float16.tflite
+      vqa_dynamic_range.tflite
+      vqa_int8.tflite            int8 image input (scale 1, zero point -128)
+      labels.json                what an app needs: words, answers, sizes, tokenizer
+      export_report.json         sizes, ops, parity on the test split
+
+The folder is built under a temporary name beside OUTPUT_DIR and renamed into place when
+everything succeeded, so a failed or killed export leaves no partial folder behind.
+"""
+
+import os
+import shutil
+import tempfile
+import time
+
+import numpy as np
+
+from keras_adahan import run_files
+from keras_adahan.export import serving
+from keras_adahan.export import tflite
+from keras_adahan.export.tflite import ExportError
+
+SAVED_MODEL = "saved_model"
+LABELS = "labels.json"
+REPORT = "export_report.json"
+FORMAT = "keras_adahan.export/1"
+
+
+def tflite_name(quantization):
+    return f"vqa_{quantization}.tflite"
+
+
+def export(
+    run_dir_or_model,
+    output_dir,
+    quantizations=tflite.QUANTIZATIONS,
+    calibration_steps=100,
+    data_dir=None,
+    parity=True,
+    max_parity_questions=None,
+    overwrite=False,
+    log=print,
+):
+    """Exports a run folder (or its `model.keras`) into `output_dir`.
+
+    Args:
+        run_dir_or_model: str. A run folder of `keras_adahan.train`, or its model.keras.
+        output_dir: str. Created; must not exist or be empty unless `overwrite`.
+        quantizations: tuple of str. Which .tflite files to write (`tflite.QUANTIZATIONS`).
+        calibration_steps: int. Training images the int8 model is calibrated on; each
+            brings all its questions.
+        data_dir: str or `None`. TFDS folder of the run's dataset (calibration and
+            parity). Defaults to the run's `config.json` "train" "data_dir".
+        parity: bool. Compare every artifact with Keras on the test split.
+        max_parity_questions: int or `None`. Use only the first questions of the test
+            split (`None`: all).
+        overwrite: bool. Replace an existing, non-empty `output_dir`.
+        log: callable. Progress messages.
+
+    Returns:
+        The report (also written to `export_report.json`).
+
+    Raises:
+        ExportError: with a message saying what is wrong; nothing is left in or beside
+            `output_dir`.
+    """
+    unknown = [q for q in quantizations if q not in tflite.QUANTIZATIONS]
+    if unknown or not quantizations:
+        raise ExportError(
+            f"quantizations must be among {', '.join(tflite.QUANTIZATIONS)}, received "
+            f"{', '.join(quantizations) or 'none'}"
+        )
+    if isinstance(calibration_steps, bool) or int(calibration_steps) < 1:
+        raise ExportError(f"--calibration_steps must be >= 1, received {calibration_steps}")
+    output_dir = os.path.abspath(output_dir)
+    if os.path.isfile(output_dir):
+        raise ExportError(f"the output folder {output_dir!r} is a file")
+    if os.path.isdir(output_dir) and os.listdir(output_dir) and not overwrite:
+        raise ExportError(
+            f"the output folder {output_dir!r} is not empty; pass --overwrite to replace it "
+            "or choose another --output_dir"
+        )
+
+    try:
+        run = run_files.load_run(run_dir_or_model)
+    except (FileNotFoundError, ValueError) as error:
+        raise ExportError(str(error)) from None
+    run_dir = (os.path.dirname(run_dir_or_model) if run_dir_or_model.endswith(".keras")
+               else run_dir_or_model)
+    model = run.model
+    image_size, max_question_length, cells_shape, num_cells = serving.model_shapes(model)
+
+    builder = None
+    if "int8" in quantizations or parity:
+        builder = _dataset_builder(run.config, data_dir)
+    calibration = None
+    if "int8" in quantizations:
+        log(f"Loading {calibration_steps} training images of barn_vqa/"
+            f"{run.config['train']['dataset']} to calibrate the int8 model")
+        calibration = calibration_samples(model, builder, run.vocabulary, calibration_steps)
+
+    parent, name = os.path.split(output_dir)
+    os.makedirs(parent, exist_ok=True)
+    staging = os.path.join(parent, f".tmp-{os.getpid()}-{name}")
+    shutil.rmtree(staging, ignore_errors=True)
+    scratch = tempfile.mkdtemp(prefix="keras_adahan_export_")
+    try:
+        os.makedirs(staging)
+        _copy_run_files(run_dir, staging)
+        labels = labels_dict(run, image_size, max_question_length, cells_shape, num_cells)
+        run_files.write_json(os.path.join(staging, LABELS), labels)
+
+        start = time.time()
+        log("Writing the SavedModel (signatures serving_default = vqa, encode, answer)")
+        serving.serving_archive(model).write_out(
+            os.path.join(staging, SAVED_MODEL), verbose=False
+        )
+        # TFLite from batch-1 signatures: static shapes, no shape arithmetic in the graph.
+        batch_one = os.path.join(scratch, "batch_one")
+        serving.serving_archive(model, batch_size=1).write_out(batch_one, verbose=False)
+        artifacts = {SAVED_MODEL: {"bytes": _folder_bytes(os.path.join(staging, SAVED_MODEL))}}
+        for quantization in quantizations:
+            log(f"Converting to TFLite, {quantization}"
+                + (f" (calibrating on {calibration.num_images} images, "
+                   f"{calibration.num_questions} questions)" if quantization == "int8" else ""))
+            flatbuffer = tflite.convert(
+                batch_one, serving.SIGNATURES, quantization,
+                representative_dataset=calibration.dataset if quantization == "int8" else None,
+            )
+            path = os.path.join(staging, tflite_name(quantization))
+            with open(path, "wb") as f:
+                f.write(flatbuffer)
+            ops, custom = tflite.op_names(flatbuffer)
+            artifacts[tflite_name(quantization)] = {
+                "bytes": len(flatbuffer), "quantization": quantization,
+                "ops": ops, "custom_ops": custom,
+            }
+        log(f"  converted in {time.time() - start:.0f} s")
+
+        report = {
+            "format": FORMAT,
+            "source": os.path.abspath(run_dir),
+            "variant": run.config.get("model", {}).get("variant"),
+            "image_size": image_size,
+            "max_question_length": max_question_length,
+            "num_cells": num_cells,
+            "num_parameters": int(model.count_params()),
+            "calibration": None if calibration is None else {
+                "images": calibration.num_images, "questions": calibration.num_questions,
+                "split": "train", "dataset": run.config["train"]["dataset"],
+            },
+            "artifacts": artifacts,
+        }
+        if parity:
+            from keras_adahan.export import parity as parity_module
+
+            report["parity"] = parity_module.check(
+                model, staging, builder, run.vocabulary, quantizations,
+                max_questions=max_parity_questions, log=log,
+            )
+        run_files.write_json(os.path.join(staging, REPORT), report)
+
+        if os.path.isdir(output_dir) and os.listdir(output_dir):  # overwrite
+            old = os.path.join(parent, f".tmp-{os.getpid()}-old-{name}")
+            os.replace(output_dir, old)
+            os.replace(staging, output_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            if os.path.isdir(output_dir):
+                os.rmdir(output_dir)
+            os.replace(staging, output_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
+    log(f"Exported to {output_dir}")
+    return report
+
+
+def _dataset_builder(config, data_dir):
+    from keras_adahan import data
+
+    train = config.get("train", {})
+    if "dataset" not in train:
+        raise ExportError("the run's config.json names no training dataset (\"train\" "
+                          "\"dataset\"); int8 calibration and parity need it")
+    try:
+        return data.dataset_builder(train["dataset"], data_dir or train.get("data_dir"),
+                                    build=False)
+    except (FileNotFoundError, ValueError) as error:
+        raise ExportError(
+            f"{error}. The int8 calibration and the parity check read it; pass --data_dir, "
+            "or skip them with --quantizations float32,float16,dynamic_range --skip_parity"
+        ) from None
+
+
+def _copy_run_files(run_dir, destination):
+    for name in (run_files.MODEL, run_files.VOCABULARY, run_files.ANSWERS, run_files.CONFIG):
+        shutil.copyfile(os.path.join(run_dir, name), os.path.join(destination, name))
+
+
+def _folder_bytes(path):
+    return sum(os.path.getsize(os.path.join(parent, name))
+               for parent, _, names in os.walk(path) for name in names)
+
+
+def labels_dict(run, image_size, max_question_length, cells_shape, num_cells):
+    """What an app needs beside the .tflite file to ask questions and read answers."""
+    return {
+        "format": FORMAT,
+        "words": list(run.vocabulary.words),
+        "answers": list(run.answers),
+        "image_size": image_size,
+        "max_question_length": max_question_length,
+        "grid_size": int(round(num_cells**0.5)),
+        "num_cells": num_cells,
+        "cells_shape": list(cells_shape),
+        "tokenizer": (
+            "lower-case the question, take the words matching [a-z0-9]+, map word i of "
+            "`words` to id i + 2 and any other word to 1, left-pad with 0 to "
+            "max_question_length (keras_adahan.text.Vocabulary.encode)"
+        ),
+        "image": (
+            "RGB, transparent areas over white, resized to image_size x image_size by "
+            "area averaging and rounded, float pixel values 0..255 "
+            "(keras_adahan.preprocessing.load_image); int8 models: quantize with the "
+            "input's scale and zero point"
+        ),
+        "cells": (
+            "cell n = i * grid_size + j covers rows [i, i+1) * image_size / grid_size and "
+            "columns [j, j+1) * image_size / grid_size (keras_adahan.model.cell_boxes)"
+        ),
+        "signatures": {
+            "vqa": "image (1,S,S,3), question (1,L) int32 -> probabilities (1,A), "
+                   "mask (1,N), presence (1,N)",
+            "encode": "image (1,S,S,3) -> cells (1,G,G,C)",
+            "answer": "cells (1,G,G,C), question (1,L) int32 -> probabilities, mask, presence",
+        },
+    }
+
+
+class Calibration:
+    """Representative inputs of the three signatures, from training images and questions."""
+
+    def __init__(self, images, questions, cells):
+        self.images = images  # uint8 (M, S, S, 3)
+        self.questions = questions  # int32 (M, Q, L)
+        self.cells = cells  # float32 (M, G, G, C): Keras' encoder output
+        self.num_images = len(images)
+        self.num_questions = int(np.prod(questions.shape[:2]))
+
+    def dataset(self):
+        for image, questions, cells in zip(self.images, self.questions, self.cells):
+            image = image[None].astype(np.float32)
+            yield "encode", {"image": image}
+            for question in questions:
+                question = question[None]
+                yield "vqa", {"image": image, "question": question}
+                yield "answer", {"cells": cells[None], "question": question}
+
+
+def calibration_samples(model, builder, vocabulary, num_images):
+    """`num_images` training images with all their questions, and their encoded cells."""
+    from keras_adahan import data
+
+    image_size, max_question_length, _, _ = serving.model_shapes(model)
+    batches = data.training_batches(
+        builder, "train", vocabulary, image_size, max_question_length, batch_size=1
+    ).take(num_images)
+    images, questions = [], []
+    for inputs, _ in batches.as_numpy_iterator():
+        images.append(inputs["image"][0].astype(np.uint8))
+        questions.append(inputs["questions"][0])
+    images, questions = np.stack(images), np.stack(questions)
+    # The int8 image input then gets the range 0..255 exactly (scale 1, zero point -128),
+    # so whole pixel values quantize without rounding, whatever the scenes' darkest and
+    # brightest pixels are. Two pixels of one image: no effect on the other ranges.
+    images[0, 0, 0], images[0, 0, 1] = 0, 255
+    encoder = model.get_layer("image_encoder")
+    cells = np.concatenate([
+        np.asarray(encoder.predict_on_batch(images[i:i + 64].astype(np.float32)))
+        for i in range(0, len(images), 64)
+    ])
+    return Calibration(images, questions, cells)
+
+
+def format_report(report):
+    """The report as a table: one row per artifact."""
+    parity = report.get("parity", {}).get("artifacts", {})
+    lines = []
+    if "parity" in report:
+        lines.append(f"Parity on {report['parity']['questions']} test questions; Keras "
+                     f"accuracy {report['parity']['keras_accuracy']:.2%}")
+    header = (f"{'artifact':<26}{'size':>10}  {'agree':>8}{'accuracy':>10}{'change':>9}"
+              f"{'max|dp|':>10}{'masks':>8}  ops")
+    lines += [header, "-" * len(header)]
+    for name, artifact in report["artifacts"].items():
+        figures = parity.get(name)
+        row = f"{name:<26}{_size(artifact['bytes']):>10}  "
+        if figures:
+            row += (f"{figures['answer_agreement']:>8.2%}{figures['accuracy']:>10.2%}"
+                    f"{figures['accuracy_change_points']:>+9.2f}"
+                    f"{figures['max_probability_difference']:>10.4f}"
+                    f"{figures['mask_agreement']:>8.2%}")
+        else:
+            row += " " * 45
+        if "ops" in artifact:
+            ops = sorted({op for names in artifact["ops"].values() for op in names})
+            row += f"  {len(ops)} builtin: {', '.join(ops)}"
+        lines.append(row)
+    return "\n".join(lines)
+
+
+def _size(num_bytes):
+    return f"{num_bytes / 1024:.1f} KB" if num_bytes < 1024**2 else f"{num_bytes / 1024**2:.2f} MB"

@@ -1,0 +1,111 @@
+"""Runs an exported VQA .tflite with LiteRT (`ai_edge_litert`), in any quantization.
+
+Example:
+
+```python
+from keras_adahan.export.litert_vqa import LiteRTVQA
+
+vqa = LiteRTVQA("export/vqa_int8.tflite")
+out = vqa.predict(image, question_ids)          # one call: image (S, S, 3) 0..255, ids (L,)
+cells = vqa.encode(image)                       # encode once ...
+out = vqa.answer(cells, other_question_ids)     # ... ask many: head only
+out["probabilities"], out["mask"], out["presence"]   # (A,), (N,), (N,) float32
+```
+"""
+
+import numpy as np
+
+SIGNATURES = ("vqa", "encode", "answer")
+
+
+def quantize(values, details):
+    """Float values -> the integer type of a quantized input tensor (its scale, zero point)."""
+    dtype = details["dtype"]
+    scale, zero_point = details["quantization"]
+    if not np.issubdtype(dtype, np.integer) or scale == 0:
+        return np.asarray(values, dtype=dtype)  # Not quantized (e.g. int32 token ids).
+    info = np.iinfo(dtype)
+    quantized = np.round(np.asarray(values, np.float32) / scale) + zero_point
+    return np.clip(quantized, info.min, info.max).astype(dtype)
+
+
+def dequantize(values, details):
+    """A quantized output tensor -> float32 values; float outputs pass through."""
+    scale, zero_point = details["quantization"]
+    if np.issubdtype(values.dtype, np.integer) and scale != 0:
+        return ((values.astype(np.float32) - zero_point) * scale).astype(np.float32)
+    return values.astype(np.float32, copy=False)
+
+
+class LiteRTVQA:
+    """A VQA .tflite file with its `vqa`, `encode` and `answer` signatures.
+
+    Quantized inputs are quantized and quantized outputs dequantized with each tensor's
+    scale and zero point, so float32, float16, dynamic-range and int8 files are called the
+    same way: images as float pixel values 0..255, questions as int32 token ids.
+
+    Args:
+        model: str or bytes. Path of the .tflite file, or its content.
+        num_threads: int. CPU threads of the interpreter. Defaults to 1.
+        xnnpack: bool. Use the XNNPACK delegate (LiteRT's default CPU path); `False` runs
+            the builtin kernels only. Defaults to `True`.
+    """
+
+    def __init__(self, model, num_threads=1, xnnpack=True):
+        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert.interpreter import OpResolverType
+
+        resolver = (OpResolverType.AUTO if xnnpack
+                    else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        source = {"model_content": model} if isinstance(model, (bytes, bytearray)) else {
+            "model_path": str(model)}
+        self.interpreter = Interpreter(
+            **source, num_threads=num_threads, experimental_op_resolver_type=resolver
+        )
+        available = self.interpreter.get_signature_list()
+        missing = [key for key in SIGNATURES if key not in available]
+        if missing:
+            raise ValueError(
+                f"the .tflite file has no {', '.join(missing)} signature(s) (it has "
+                f"{', '.join(available) or 'none'}); export it with `python -m "
+                "keras_adahan.export`"
+            )
+        self.runners = {key: self.interpreter.get_signature_runner(key) for key in SIGNATURES}
+        self.inputs = {key: r.get_input_details() for key, r in self.runners.items()}
+        self.outputs = {key: r.get_output_details() for key, r in self.runners.items()}
+        image = self.inputs["vqa"]["image"]["shape"]  # (1, S, S, 3)
+        self.image_size = int(image[1])
+        self.max_question_length = int(self.inputs["vqa"]["question"]["shape"][1])
+        self.num_cells = int(self.outputs["vqa"]["mask"]["shape"][-1])
+        self.grid_size = int(round(self.num_cells**0.5))
+
+    def _feed(self, signature, **values):
+        feed = {}
+        for name, value in values.items():
+            details = self.inputs[signature][name]
+            value = np.asarray(value)
+            if value.ndim == len(details["shape"]) - 1:
+                value = value[None]  # Add the batch axis.
+            if value.dtype != details["dtype"]:
+                value = quantize(value, details)
+            feed[name] = value
+        return feed
+
+    def _run(self, signature, **values):
+        raw = self.runners[signature](**self._feed(signature, **values))
+        return {name: dequantize(value, self.outputs[signature][name])[0]
+                for name, value in raw.items()}
+
+    def predict(self, image, question):
+        """One call. Returns `{"probabilities": (A,), "mask": (N,), "presence": (N,)}`."""
+        return self._run("vqa", image=image, question=question)
+
+    def encode(self, image):
+        """Encodes an image once: its cells, already in the `answer` signature's input type."""
+        (name, cells), = self.runners["encode"](**self._feed("encode", image=image)).items()
+        cells = dequantize(cells, self.outputs["encode"][name])
+        return quantize(cells, self.inputs["answer"]["cells"])
+
+    def answer(self, cells, question):
+        """A further question on encoded cells: runs the question branch and the head only."""
+        return self._run("answer", cells=cells, question=question)

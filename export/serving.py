@@ -1,0 +1,72 @@
+"""The serving functions of a VQA model: one-call `vqa`, and `encode` + `answer`.
+
+    vqa(image, question)    -> {"probabilities", "mask", "presence"}
+    encode(image)           -> {"cells"}
+    answer(cells, question) -> {"probabilities", "mask", "presence"}
+
+`encode` + `answer` is "encode once, ask many": an app encodes a photo once and pays only
+the question branch and the head for each further question. Written against the model's
+interface only (dict inputs `image`, `question`; dict outputs `answer`, `presence`, `mask`;
+nested models `image_encoder` and `answer_head`), not against layer names.
+"""
+
+import keras
+import tensorflow as tf
+
+SIGNATURES = ("vqa", "encode", "answer")
+OUTPUTS = ("probabilities", "mask", "presence")
+
+
+def model_shapes(model):
+    """Input sizes of `model`: `(image_size, max_question_length, cells_shape, num_cells)`."""
+    image_size = model.input["image"].shape[1]
+    max_question_length = model.input["question"].shape[1]
+    cells_shape = tuple(model.get_layer("image_encoder").output.shape[1:])  # (G, G, C)
+    num_cells = model.output["mask"].shape[-1]
+    return image_size, max_question_length, cells_shape, num_cells
+
+
+def _app_outputs(outputs):
+    # Probabilities, not logits: what an app shows. The mask is 0/1 float.
+    return {
+        "probabilities": tf.nn.softmax(outputs["answer"], axis=-1),
+        "mask": outputs["mask"],
+        "presence": outputs["presence"],
+    }
+
+
+def serving_archive(model, batch_size=None):
+    """A `keras.export.ExportArchive` with the endpoints `vqa`, `encode` and `answer`.
+
+    Args:
+        model: the single-question VQA model of `keras_adahan.model.build_model`.
+        batch_size: int or `None`. Static batch size of every input; `None` keeps it
+            dynamic (the SavedModel), TFLite wants 1 (no shape arithmetic in the graph).
+
+    Returns:
+        The archive; `archive.write_out(path)` writes a SavedModel whose signatures are the
+        three endpoints plus `serving_default` (= `vqa`).
+    """
+    image_encoder = model.get_layer("image_encoder")
+    answer_head = model.get_layer("answer_head")
+    image_size, max_question_length, cells_shape, _ = model_shapes(model)
+    image = tf.TensorSpec((batch_size, image_size, image_size, 3), tf.float32, name="image")
+    question = tf.TensorSpec((batch_size, max_question_length), tf.int32, name="question")
+    cells = tf.TensorSpec((batch_size,) + cells_shape, tf.float32, name="cells")
+
+    def vqa(image, question):
+        return _app_outputs(model({"image": image, "question": question}, training=False))
+
+    def encode(image):
+        return {"cells": image_encoder(image, training=False)}
+
+    def answer(cells, question):
+        return _app_outputs(answer_head({"cells": cells, "question": question}, training=False))
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    # The first endpoint is also `serving_default`.
+    archive.add_endpoint("vqa", vqa, input_signature=[image, question])
+    archive.add_endpoint("encode", encode, input_signature=[image])
+    archive.add_endpoint("answer", answer, input_signature=[cells, question])
+    return archive

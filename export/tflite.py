@@ -1,0 +1,194 @@
+"""SavedModel -> .tflite with TFLite builtin ops only, in four quantizations.
+
+    float32        the reference: same numbers as Keras up to float rounding
+    float16        weights stored as float16, computed in float32 (half the size)
+    dynamic_range  weights int8, activations quantized on the fly
+    int8           full-integer: weights and activations int8, calibrated on
+                   representative inputs; the image input is int8 too
+
+Every conversion restricts `target_spec.supported_ops` to TFLite builtins (plus their int8
+versions for `int8`): the converter's default would let a TensorFlow op slip in as a Flex op,
+which needs the large Flex delegate on the device. A model needing one fails here with
+`ExportError` naming the op, and every written file is checked again by `check_builtin_ops`.
+"""
+
+import re
+import warnings
+
+QUANTIZATIONS = ("float32", "float16", "dynamic_range", "int8")
+
+
+class ExportError(Exception):
+    """An export step failed for a reason the user can act on; the message says which."""
+
+
+def convert(saved_model_dir, signature_keys, quantization="float32", representative_dataset=None):
+    """Converts signatures of a SavedModel to a .tflite flatbuffer (bytes).
+
+    Args:
+        saved_model_dir: str. A SavedModel with static input shapes.
+        signature_keys: list of str. The signatures to convert; each becomes a signature
+            of the .tflite file.
+        quantization: str. One of `QUANTIZATIONS`. Defaults to `"float32"`.
+        representative_dataset: callable returning an iterator of
+            `(signature_key, {input_name: array})`; required for `"int8"`.
+
+    Raises:
+        ExportError: the model needs an op TFLite has no builtin for (named), or the
+            converter failed.
+    """
+    import tensorflow as tf
+
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(
+            f"`quantization` must be one of {QUANTIZATIONS}, received {quantization!r}"
+        )
+    converter = tf.lite.TFLiteConverter.from_saved_model(
+        saved_model_dir, signature_keys=list(signature_keys)
+    )
+    # Builtins only: no Flex (SELECT_TF_OPS), no custom ops.
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantization == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantization == "dynamic_range":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif quantization == "int8":
+        if representative_dataset is None:
+            raise ValueError("`representative_dataset` is required for int8 quantization")
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative_dataset
+        # INT8 builtins where an op has them; the rest (e.g. TOPK_V2 on float presence)
+        # stay float builtins behind a DEQUANTIZE, still no Flex.
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+            tf.lite.OpsSet.TFLITE_BUILTINS,
+        ]
+        # Calibrate only; quantized below with ops kept float (see _quantize).
+        converter._experimental_calibrate_only = True
+    try:
+        with warnings.catch_warnings():
+            # The calibrator runs tf.lite.Interpreter, which warns it is deprecated.
+            warnings.simplefilter("ignore")
+            flatbuffer = converter.convert()
+            if quantization == "int8":
+                flatbuffer = _quantize(flatbuffer)
+    except Exception as error:  # ConverterError and friends, from deep inside TF.
+        raise ExportError(_conversion_message(error, quantization)) from None
+    check_builtin_ops(flatbuffer, what=f"the {quantization} model")
+    return flatbuffer
+
+
+# Ops left in float in the int8 model (measured on barn_vqa/classic, default preset, HAN):
+# - ONE_HOT: the quantizer gives its int8 output a scale its on/off values (1, 0) do not
+#   get, so the HAN/AdaHAN mask (a sum of one-hot rows) holds ~0.5 where it should be 0 and
+#   every cell counts as kept: the int8 model answered at chance (25%) with it quantized.
+# - SQUARE, SUM, MAXIMUM, SQRT: the presence (L2 norm per cell) and the sums over cells.
+#   In int8 the sum of squares gets one coarse scale, near-equal presences tie, and top-k
+#   keeps other cells: -1.5 accuracy points with them quantized, +0.1 in float (answers
+#   agreeing with Keras 96.4% -> 98.9%). They touch N x D values, a few microseconds.
+FLOAT_OPS_IN_INT8 = ("ONE_HOT", "SQUARE", "SUM", "MAXIMUM", "SQRT")
+
+
+def _quantize(calibrated):
+    """Full-integer quantization of a calibrated model, `FLOAT_OPS_IN_INT8` kept float.
+
+    What `converter.convert()` does after calibration, plus the op denylist that
+    `tf.lite.experimental.QuantizationDebugger` uses for selective quantization (which
+    handles neither several signatures nor an int8 input type).
+    """
+    import tensorflow as tf
+    from tensorflow.lite.python import convert as tflite_convert
+
+    return tflite_convert.mlir_quantize(
+        calibrated,
+        # Float inputs become int8 (the image: scale 1, zero point -128 when calibrated on
+        # 0..255 pixels, so whole pixel values pass exactly); outputs stay float32.
+        input_data_type=tf.int8,
+        output_data_type=tf.float32,
+        denylisted_ops=list(FLOAT_OPS_IN_INT8),
+    )
+
+
+def _conversion_message(error, quantization):
+    """A short message for a failed conversion, naming the ops TFLite builtins lack."""
+    text = str(error)
+    flex_ops, custom_ops = set(), set()
+    for item in getattr(error, "errors", None) or ():
+        code = _error_code_name(item)
+        name = item.operator.name if item.HasField("operator") else ""
+        name = name[3:] if name.startswith("tf.") else name
+        if name and code == "ERROR_NEEDS_FLEX_OPS":
+            flex_ops.add(name)
+        elif name and code == "ERROR_NEEDS_CUSTOM_OPS":
+            custom_ops.add(name)
+    for label, found in (("TF Select ops", flex_ops), ("Custom ops", custom_ops)):
+        match = re.search(rf"{label}: ([^\n]*)", text)
+        if match:
+            found.update(op.strip() for op in match.group(1).split(",") if op.strip())
+    if flex_ops or custom_ops:
+        ops = ", ".join(sorted(flex_ops | custom_ops))
+        return (
+            f"the model uses TensorFlow op(s) {ops} that have no TFLite builtin: converting "
+            f"them would need a Flex (SELECT_TF_OPS) or custom op, which this export does not "
+            f"allow. Rewrite the layer with ops TFLite has builtins for ({quantization} "
+            "conversion)."
+        )
+    first_lines = "\n".join(text.strip().splitlines()[:5])
+    return f"the TFLite converter failed ({quantization}): {first_lines}"
+
+
+def _error_code_name(item):
+    try:
+        return item.ErrorCode.Name(item.error_code)
+    except (AttributeError, ValueError):
+        return ""
+
+
+def op_names(flatbuffer):
+    """The operator names a .tflite flatbuffer uses, per signature, and for custom ops.
+
+    Returns:
+        `(ops, custom)`: `ops` maps each signature key (or `"subgraph_I"` for a subgraph
+        without one) to the sorted list of its builtin op names plus custom op names;
+        `custom` is the sorted list of custom (incl. Flex) op names anywhere in the file.
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    names = {value: key for key, value in vars(schema.BuiltinOperator).items()
+             if not key.startswith("_")}
+    model = schema.Model.GetRootAsModel(bytearray(flatbuffer), 0)
+    codes, custom = [], set()
+    for index in range(model.OperatorCodesLength()):
+        code = model.OperatorCodes(index)
+        if code.CustomCode():
+            name = code.CustomCode().decode()
+            custom.add(name)
+        else:
+            # Codes above 127 live in `builtin_code`; older files only fill the deprecated one.
+            builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+            name = names.get(builtin, f"BUILTIN_{builtin}")
+        codes.append(name)
+    subgraph_keys = {}
+    for index in range(model.SignatureDefsLength()):
+        signature = model.SignatureDefs(index)
+        subgraph_keys[signature.SubgraphIndex()] = signature.SignatureKey().decode()
+    ops = {}
+    for index in range(model.SubgraphsLength()):
+        subgraph = model.Subgraphs(index)
+        used = {codes[subgraph.Operators(i).OpcodeIndex()]
+                for i in range(subgraph.OperatorsLength())}
+        ops[subgraph_keys.get(index, f"subgraph_{index}")] = sorted(used)
+    return ops, sorted(custom)
+
+
+def check_builtin_ops(flatbuffer, what="the model"):
+    """Raises `ExportError` naming any Flex or custom op in a .tflite flatbuffer."""
+    _, custom = op_names(flatbuffer)
+    if custom:
+        flex = [name for name in custom if name.startswith("Flex")]
+        kind = "Flex (TensorFlow) op(s)" if flex else "custom op(s)"
+        raise ExportError(
+            f"{what} uses {kind} {', '.join(custom)}: only TFLite builtin ops are allowed, "
+            "so the model runs on the plain LiteRT runtime without the Flex delegate"
+        )

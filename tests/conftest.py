@@ -1,0 +1,27 @@
+"""Shared pytest fixtures."""
+
+import os
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def exported_tiny_run(tmp_path_factory):
+    """A run trained 1 epoch on barn_vqa/tiny and exported, once per test session.
+
+    Returns a dict: `run_dir`, `export_dir`, `data_dir`, `report` (the export report).
+    Used by tests/test_export.py and tests/test_predict.py.
+    """
+    from keras_adahan import train
+    from keras_adahan.export import export
+
+    root = tmp_path_factory.mktemp("export_tiny")
+    data_dir = str(root / "tfds")
+    run_dir = str(root / "run")
+    export_dir = str(root / "export")
+    train.main(["--dataset", "tiny", "--epochs", "1", "--data_dir", data_dir,
+                "--output_dir", run_dir])
+    report = export(run_dir, export_dir, calibration_steps=8, log=lambda message: None)
+    assert os.path.isdir(export_dir)
+    return {"run_dir": run_dir, "export_dir": export_dir, "data_dir": data_dir,
+            "report": report}

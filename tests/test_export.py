@@ -1,0 +1,187 @@
+"""Tests of keras_adahan.export on a run trained one epoch on barn_vqa/tiny (see conftest)."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_adahan import data
+from keras_adahan import run_files
+from keras_adahan.export import exporter
+from keras_adahan.export import tflite
+from keras_adahan.export.litert_vqa import LiteRTVQA
+from keras_adahan.export.litert_vqa import dequantize
+from keras_adahan.export.litert_vqa import quantize
+from keras_adahan.export.tflite import ExportError
+
+TFLITE_FILES = [exporter.tflite_name(q) for q in tflite.QUANTIZATIONS]
+
+
+def test_writes_every_artifact(exported_tiny_run):
+    names = set(os.listdir(exported_tiny_run["export_dir"]))
+    expected = {"model.keras", "vocabulary.json", "answers.json", "config.json",
+                exporter.SAVED_MODEL, exporter.LABELS, exporter.REPORT, *TFLITE_FILES}
+    assert names == expected
+    labels = run_files.read_json(os.path.join(exported_tiny_run["export_dir"], exporter.LABELS))
+    run = run_files.load_run(exported_tiny_run["run_dir"])
+    assert labels["words"] == run.vocabulary.words
+    assert labels["answers"] == run.answers
+    assert labels["grid_size"] ** 2 == labels["num_cells"]
+    report = run_files.read_json(os.path.join(exported_tiny_run["export_dir"], exporter.REPORT))
+    assert set(report["artifacts"]) == {exporter.SAVED_MODEL, *TFLITE_FILES}
+
+
+@pytest.mark.parametrize("name", TFLITE_FILES)
+def test_tflite_uses_builtin_ops_only(exported_tiny_run, name):
+    with open(os.path.join(exported_tiny_run["export_dir"], name), "rb") as f:
+        flatbuffer = f.read()
+    ops, custom = tflite.op_names(flatbuffer)
+    assert custom == []
+    assert set(ops) == {"vqa", "encode", "answer"}
+    all_ops = {op for names in ops.values() for op in names}
+    assert not any(op.startswith("Flex") or op.startswith("BUILTIN_") for op in all_ops)
+    # The image branch only in `encode`; the question branch only in `answer` (and `vqa`).
+    assert "CONV_2D" in ops["encode"] and "GATHER" not in ops["encode"]
+    assert "GATHER" in ops["answer"] and "TOPK_V2" in ops["vqa"]
+    tflite.check_builtin_ops(flatbuffer)  # Does not raise.
+
+
+def test_parity_on_test_split(exported_tiny_run):
+    parity = exported_tiny_run["report"]["parity"]
+    artifacts = parity["artifacts"]
+    assert parity["questions"] == 12  # tiny: 4 test images x 3 questions.
+    for name in (exporter.SAVED_MODEL, "vqa_float32.tflite"):
+        assert artifacts[name]["answer_agreement"] == 1.0, name
+        assert artifacts[name]["mask_agreement"] == 1.0, name
+        assert artifacts[name]["max_probability_difference"] < 1e-4, name
+    for name in TFLITE_FILES:
+        # Encode once + answer gives the one-call answers.
+        assert artifacts[name]["encode_answer_agreement"] == 1.0, name
+    # A one-epoch model on 12 questions: a loose check (the 1-point bound is measured on
+    # barn_vqa/classic, docs/export.md).
+    assert artifacts["vqa_int8.tflite"]["answer_agreement"] >= 0.75
+    assert artifacts["vqa_float16.tflite"]["answer_agreement"] >= 0.9
+
+
+def test_keras_saved_model_and_tflite_answer_the_same(exported_tiny_run):
+    import keras_adahan.layers  # noqa: F401  (registers the custom layers)
+
+    export_dir = exported_tiny_run["export_dir"]
+    model = keras.models.load_model(os.path.join(export_dir, "model.keras"))
+    run = run_files.load_run(exported_tiny_run["run_dir"])
+    builder = data.dataset_builder("tiny", exported_tiny_run["data_dir"], build=False)
+    size = model.input["image"].shape[1]
+    arrays = data.question_arrays(builder, "test", run.vocabulary, size,
+                                  model.input["question"].shape[1])
+    inputs = next(arrays.batches(12))
+    keras_out = model.predict_on_batch(inputs)
+    keras_probabilities = keras.ops.convert_to_numpy(keras.ops.softmax(keras_out["answer"]))
+    serve = tf.saved_model.load(os.path.join(export_dir, exporter.SAVED_MODEL)).signatures[
+        "serving_default"]
+    saved = serve(image=tf.constant(inputs["image"]), question=tf.constant(inputs["question"]))
+    np.testing.assert_allclose(saved["probabilities"].numpy(), keras_probabilities, atol=1e-5)
+    np.testing.assert_array_equal(saved["mask"].numpy(), keras_out["mask"])
+    # Another batch size: the SavedModel's batch is dynamic.
+    one = serve(image=tf.constant(inputs["image"][:1]), question=tf.constant(inputs["question"][:1]))
+    np.testing.assert_allclose(one["probabilities"].numpy(), keras_probabilities[:1], atol=1e-5)
+
+    float32 = LiteRTVQA(os.path.join(export_dir, "vqa_float32.tflite"))
+    for row in range(len(inputs["question"])):
+        out = float32.predict(inputs["image"][row], inputs["question"][row])
+        np.testing.assert_allclose(out["probabilities"], keras_probabilities[row], atol=1e-4)
+        np.testing.assert_array_equal(out["mask"], keras_out["mask"][row])
+        assert out["probabilities"].argmax() == saved["probabilities"].numpy()[row].argmax()
+
+
+def test_int8_model_takes_int8_images(exported_tiny_run):
+    vqa = LiteRTVQA(os.path.join(exported_tiny_run["export_dir"], "vqa_int8.tflite"))
+    image = vqa.inputs["vqa"]["image"]
+    assert image["dtype"] == np.int8
+    # Calibrated on 0..255: whole pixel values quantize exactly.
+    assert image["quantization"] == (1.0, -128)
+    assert vqa.inputs["vqa"]["question"]["dtype"] == np.int32
+    pixels = np.arange(256, dtype=np.float32)
+    np.testing.assert_array_equal(dequantize(quantize(pixels, image), image), pixels)
+    out = vqa.predict(np.full((vqa.image_size, vqa.image_size, 3), 128.0, np.float32),
+                      np.ones(vqa.max_question_length, np.int32))
+    assert out["probabilities"].dtype == np.float32
+    assert abs(out["probabilities"].sum() - 1) < 0.02
+    assert set(np.unique(out["mask"])) <= {0.0, 1.0}
+
+
+def _tf_only_saved_model(path):
+    """A SavedModel using MatrixDeterminant, which has no TFLite builtin."""
+
+    class WithDeterminant(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec((1, 3, 3), tf.float32, name="x")])
+        def serve(self, x):
+            return {"y": tf.linalg.det(x)}
+
+    module = WithDeterminant()
+    tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
+    return path
+
+
+def test_tf_only_op_fails_with_its_name(tmp_path):
+    path = _tf_only_saved_model(str(tmp_path / "det"))
+    with pytest.raises(ExportError, match=r"MatrixDeterminant.*no TFLite builtin"):
+        tflite.convert(path, ["serving_default"], "float32")
+
+
+def test_checker_names_a_flex_op(tmp_path):
+    path = _tf_only_saved_model(str(tmp_path / "det"))
+    converter = tf.lite.TFLiteConverter.from_saved_model(path)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS,
+                                           tf.lite.OpsSet.SELECT_TF_OPS]
+    flatbuffer = converter.convert()
+    assert tflite.op_names(flatbuffer)[1] == ["FlexMatrixDeterminant"]
+    with pytest.raises(ExportError, match="Flex .*FlexMatrixDeterminant"):
+        tflite.check_builtin_ops(flatbuffer)
+
+
+def test_failed_export_leaves_nothing(exported_tiny_run, tmp_path, monkeypatch):
+    convert = tflite.convert
+
+    def failing_convert(saved_model_dir, signature_keys, quantization="float32", **kwargs):
+        if quantization == "float16":
+            raise ExportError("the model uses TensorFlow op(s) Fake that have no TFLite builtin")
+        return convert(saved_model_dir, signature_keys, quantization, **kwargs)
+
+    monkeypatch.setattr(tflite, "convert", failing_convert)
+    output_dir = tmp_path / "out"
+    with pytest.raises(ExportError, match="Fake"):
+        exporter.export(exported_tiny_run["run_dir"], str(output_dir),
+                        quantizations=("float32", "float16"), parity=False,
+                        log=lambda message: None)
+    assert os.listdir(tmp_path) == []  # No output folder, no temporary leftovers.
+
+    # An existing export is kept whole when a replacement fails.
+    output_dir.mkdir()
+    (output_dir / "keep.txt").write_text("old")
+    with pytest.raises(ExportError, match="not empty"):
+        exporter.export(exported_tiny_run["run_dir"], str(output_dir), parity=False,
+                        log=lambda message: None)
+    with pytest.raises(ExportError, match="Fake"):
+        exporter.export(exported_tiny_run["run_dir"], str(output_dir),
+                        quantizations=("float32", "float16"), parity=False, overwrite=True,
+                        log=lambda message: None)
+    assert os.listdir(tmp_path) == ["out"]
+    assert os.listdir(output_dir) == ["keep.txt"]
+
+
+def test_cli_errors(exported_tiny_run, tmp_path, capsys):
+    from keras_adahan.export.__main__ import main
+
+    empty_run = tmp_path / "run"
+    empty_run.mkdir()
+    with pytest.raises(SystemExit, match=r"^error: .*missing model.keras"):
+        main([str(empty_run), "--output_dir", str(tmp_path / "out")])
+    with pytest.raises(SystemExit, match=r"^error: .*quantizations"):
+        main([exported_tiny_run["run_dir"], "--output_dir", str(tmp_path / "out"),
+              "--quantizations", "int4"])
+    with pytest.raises(SystemExit, match=r"^error: .*not built"):
+        main([exported_tiny_run["run_dir"], "--output_dir", str(tmp_path / "out"),
+              "--data_dir", str(tmp_path / "no_data")])
+    assert sorted(os.listdir(tmp_path)) == ["run"]
