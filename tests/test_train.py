@@ -1,0 +1,108 @@
+"""The trainer and evaluation end to end, on the tiny barn_vqa config."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from keras_adahan import data, evaluate, run_files, train
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    data_dir, run_dir = str(root / "tfds"), str(root / "run")
+    metrics = train.main(["--dataset", "tiny", "--epochs", "2", "--data_dir", data_dir,
+                          "--output_dir", run_dir])
+    return run_dir, data_dir, metrics
+
+
+def test_run_folder_holds_a_usable_model(tiny_run):
+    run_dir, data_dir, metrics = tiny_run
+    for name in ("model.keras", "vocabulary.json", "answers.json", "config.json",
+                 "history.csv", "metrics.json", "plots/history.png", "plots/attention.png"):
+        assert os.path.exists(os.path.join(run_dir, name)), name
+    run = run_files.load_run(run_dir)
+    assert run.answers == ["chicken", "sheep", "cow", "pig"]
+    assert run.config["train"]["dataset"] == "tiny"
+    history = train.read_history(os.path.join(run_dir, "history.csv"))
+    assert len(history["loss"]) == 2 and "val_accuracy" in history
+    # The saved model answers like the evaluation said it does.
+    builder = data.dataset_builder("tiny", data_dir, build=False)
+    arrays = data.question_arrays(builder, "test", run.vocabulary, 128, 16)
+    outputs = evaluate.predict_split(run.model, arrays)
+    accuracy = (outputs["answer"].argmax(-1) == arrays.answers).mean()
+    assert accuracy == pytest.approx(metrics["accuracy"])
+    assert metrics["num_questions"] == 12  # 4 test images x 3 questions
+    assert set(metrics["accuracy_per_type"]) == {"roof", "front", "hay"}
+    assert metrics["kept_share_mean"] == pytest.approx(13 / 256)  # HAN keeps 5% of 256 cells
+    assert 0 <= metrics["grounding_top_cell"] <= 1
+
+
+def test_tokenizer_and_labels_are_the_training_ones(tiny_run):
+    run_dir, _, _ = tiny_run
+    words = json.load(open(os.path.join(run_dir, "vocabulary.json")))["words"]
+    assert {"what", "animal", "roof", "barn", "hay"} <= set(words)
+
+
+def test_existing_run_folder_is_refused(tiny_run):
+    run_dir, data_dir, _ = tiny_run
+    before = sorted(os.listdir(run_dir))
+    with pytest.raises(SystemExit, match="already exists. Pass --overwrite"):
+        train.main(["--dataset", "tiny", "--data_dir", data_dir, "--output_dir", run_dir])
+    assert sorted(os.listdir(run_dir)) == before
+
+
+def test_evaluate_cli(tiny_run):
+    run_dir, data_dir, metrics = tiny_run
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_adahan.evaluate", run_dir, "--split", "validation",
+         "--data_dir", data_dir], capture_output=True, text=True, check=True)
+    assert "accuracy" in result.stdout and "grounding top cell" in result.stdout
+    assert json.load(open(os.path.join(run_dir, "metrics_validation.json")))["split"] == "validation"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--variant", "hard"], "argument --variant: invalid choice: 'hard'"),
+    (["--epochs", "0"], "--epochs must be a positive integer, received 0"),
+    (["--k", "0"], "`k` must be in"),
+    (["--threshold", "1.5"], "`threshold` must be in (0, 1], received 1.5"),
+    (["--dataset", "farm"], "argument --dataset: invalid choice: 'farm'"),
+])
+def test_bad_flags_give_clear_errors(tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit):
+        train.main(["--dataset", "tiny", *argv] + ["--data_dir", str(tmp_path / "tfds"),
+                                                   "--output_dir", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert message in err, err
+    # Refused before anything was written: no dataset, no run folder.
+    assert not os.path.exists(tmp_path / "run") and not os.path.exists(tmp_path / "tfds")
+
+
+def test_evaluate_reports_missing_pieces(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "keras_adahan.evaluate", str(tmp_path)],
+                            capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "is not a complete run folder: missing model.keras" in result.stderr
+
+
+def test_grounding_hand_computed():
+    # 2x2 grid; one question whose box covers the top-left quarter exactly.
+    presence = np.array([[5.0, 1.0, 9.0, 0.0]])
+    boxes = np.array([[0.0, 0.0, 0.5, 0.5]])
+    top, share = evaluate.grounding(presence, np.array([[1.0, 1.0, 0.0, 0.0]]), boxes)
+    assert top.tolist() == [True]  # Cell 2 has more presence but was dropped.
+    assert share.tolist() == [0.5]  # Of the 2 kept cells, one lies on the box.
+    top, share = evaluate.grounding(presence, np.array([[0.0, 1.0, 1.0, 0.0]]), boxes)
+    assert top.tolist() == [False] and share.tolist() == [0.0]
+
+
+def test_training_model_is_saved_as_the_single_question_model(tiny_run):
+    run_dir, _, _ = tiny_run
+    model = keras.models.load_model(os.path.join(run_dir, "model.keras"))
+    assert set(model.input) == {"image", "question"}
+    assert set(model.output) == {"answer", "presence", "mask"}
