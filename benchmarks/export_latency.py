@@ -1,0 +1,226 @@
+"""Latency per question of the exported VQA model, 1 thread: Keras, SavedModel, TFLite.
+
+    python benchmarks/export_latency.py --run reference=/tmp/runs/export_reference \\
+        --run default=/tmp/runs/export_default --output /tmp/export_latency.json
+
+For each preset: exports the run (or, without `--run`, a freshly built model with the
+classic vocabulary sizes; latency does not depend on training), then times with one
+thread, median (and 10th percentile) over `--repeats` calls after a warm-up:
+- Keras (a `tf.function` of the model) and the SavedModel's serving_default, batch 1;
+- each .tflite: the one-call `vqa` signature, `encode` alone, and `answer` alone (the cost
+  of a further question on an already-encoded image), as interpreter invokes (what a C++,
+  Kotlin or Swift app pays) and as a Python `LiteRTVQA.predict` call; with XNNPACK (LiteRT's
+  default) and without;
+- with `--profile`, where the image encoder's time goes: the encoder cut after each
+  layer, converted like the export (float32 and int8) and timed; the differences are the
+  per-layer costs.
+Also the file sizes, and how much of each .tflite is weights.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+# One thread for TensorFlow (Keras, SavedModel) as for LiteRT; before any TF op runs.
+tf.config.threading.set_intra_op_parallelism_threads(1)
+tf.config.threading.set_inter_op_parallelism_threads(1)
+
+import keras  # noqa: E402
+
+from keras_adahan import run_files  # noqa: E402
+from keras_adahan.export import exporter  # noqa: E402
+from keras_adahan.export import serving  # noqa: E402
+from keras_adahan.export import tflite  # noqa: E402
+from keras_adahan.export.litert_vqa import LiteRTVQA  # noqa: E402
+
+
+def timed(function, repeats, warmup=20):
+    for _ in range(warmup):
+        function()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    times.sort()
+    return {"median_ms": 1000 * statistics.median(times),
+            "p10_ms": 1000 * times[len(times) // 10]}
+
+
+def invoke_only(vqa, signature, **inputs):
+    """Times the interpreter alone: inputs set once, then `Invoke` of the signature."""
+    runner = vqa.runners[signature]
+    runner(**vqa._feed(signature, **inputs))  # Allocates and sets the inputs.
+    # The SignatureRunner's own invoke, without its per-call resize/allocate/copy.
+    return lambda: runner._interpreter_wrapper.Invoke(runner._subgraph_index)
+
+
+def fresh_run(preset, folder):
+    """A run folder holding an untrained model of `preset` with barn_vqa/classic sizes."""
+    from keras_adahan import data
+    from keras_adahan.model import build_model
+    from keras_adahan.presets import get_preset
+
+    builder = data.dataset_builder("classic", None, build=False)
+    vocabulary = data.build_vocabulary(builder)
+    answers = data.answer_names(builder)
+    config = get_preset(preset, vocab_size=vocabulary.size, num_answers=len(answers))
+    os.makedirs(folder, exist_ok=True)
+    build_model(config).save(os.path.join(folder, run_files.MODEL))
+    vocabulary.save(os.path.join(folder, run_files.VOCABULARY))
+    run_files.write_json(os.path.join(folder, run_files.ANSWERS), {"answers": answers})
+    run_files.write_json(os.path.join(folder, run_files.CONFIG), {
+        "model": config.to_dict(), "train": {"dataset": "classic", "data_dir": None}})
+    return folder
+
+
+def weight_bytes(flatbuffer):
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAsModel(bytearray(flatbuffer), 0)
+    return sum(model.Buffers(i).DataLength() for i in range(model.BuffersLength()))
+
+
+def benchmark_preset(preset, run_dir, repeats, work):
+    export_dir = os.path.join(work, f"export_{preset}")
+    exporter.export(run_dir, export_dir, parity=False, log=lambda m: print(f"  {m}", flush=True))
+    run = run_files.load_run(run_dir)
+    model = run.model
+    image_size, max_question_length, _, _ = serving.model_shapes(model)
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (1, image_size, image_size, 3)).astype(np.float32)
+    question = np.zeros((1, max_question_length), np.int32)
+    question[0, -6:] = rng.integers(2, run.vocabulary.size, 6)
+    results = {"run": run_dir, "num_parameters": int(model.count_params()), "rows": {}}
+
+    keras_call = tf.function(lambda i, q: model({"image": i, "question": q}, training=False))
+    image_t, question_t = tf.constant(image), tf.constant(question)
+    results["rows"]["keras"] = timed(lambda: keras_call(image_t, question_t), repeats // 3)
+    serve = tf.saved_model.load(os.path.join(export_dir, exporter.SAVED_MODEL)).signatures[
+        "serving_default"]
+    results["rows"]["saved_model"] = timed(
+        lambda: serve(image=image_t, question=question_t), repeats // 3)
+    results["rows"]["saved_model"]["bytes"] = exporter._folder_bytes(
+        os.path.join(export_dir, exporter.SAVED_MODEL))
+
+    for quantization in tflite.QUANTIZATIONS:
+        path = os.path.join(export_dir, exporter.tflite_name(quantization))
+        with open(path, "rb") as f:
+            flatbuffer = f.read()
+        row = {"bytes": len(flatbuffer), "weight_bytes": weight_bytes(flatbuffer)}
+        for xnnpack in (True, False):
+            vqa = LiteRTVQA(path, num_threads=1, xnnpack=xnnpack)
+            suffix = "" if xnnpack else "_no_xnnpack"
+            row["vqa" + suffix] = timed(invoke_only(vqa, "vqa", image=image, question=question),
+                                        repeats)
+            row["encode" + suffix] = timed(invoke_only(vqa, "encode", image=image), repeats)
+            cells = vqa.encode(image)
+            row["answer" + suffix] = timed(
+                invoke_only(vqa, "answer", cells=cells, question=question), repeats * 3)
+            if xnnpack:
+                row["python_predict"] = timed(lambda: vqa.predict(image, question), repeats)
+                row["python_answer"] = timed(lambda: vqa.answer(cells, question), repeats * 3)
+        results["rows"][exporter.tflite_name(quantization)] = row
+        print(f"  {quantization}: vqa {row['vqa']['median_ms']:.3f} ms, answer "
+              f"{row['answer']['median_ms']:.4f} ms", flush=True)
+    return results, export_dir, model
+
+
+def profile_encoder(model, export_dir, repeats, calibration_images):
+    """Milliseconds of the encoder cut after each of its layers (float32 and int8)."""
+    encoder = model.get_layer("image_encoder")
+    size = encoder.input.shape[1]
+    rows = []
+    for layer in encoder.layers[1:]:
+        cut = keras.Model(encoder.input, layer.output)
+        archive = keras.export.ExportArchive()
+        archive.track(cut)
+        archive.add_endpoint(
+            "encode", lambda image: {"cells": cut(image, training=False)},
+            input_signature=[tf.TensorSpec((1, size, size, 3), tf.float32, name="image")])
+        folder = tempfile.mkdtemp()
+        archive.write_out(folder, verbose=False)
+        row = {"layer": layer.name, "shape": list(layer.output.shape[1:])}
+        for quantization in ("float32", "int8"):
+            def representative():
+                for image in calibration_images:
+                    yield "encode", {"image": image[None].astype(np.float32)}
+
+            flatbuffer = tflite.convert(folder, ["encode"], quantization,
+                                        representative_dataset=representative)
+            from ai_edge_litert.interpreter import Interpreter
+
+            interpreter = Interpreter(model_content=flatbuffer, num_threads=1)
+            runner = interpreter.get_signature_runner("encode")
+            detail = runner.get_input_details()["image"]
+            runner(image=np.zeros(detail["shape"], detail["dtype"]))
+            row[quantization] = timed(
+                lambda: runner._interpreter_wrapper.Invoke(runner._subgraph_index),
+                repeats)["median_ms"]
+        rows.append(row)
+        print(f"  {row['layer']:<16} {str(row['shape']):<16} float32 {row['float32']:.3f} ms"
+              f"  int8 {row['int8']:.3f} ms", flush=True)
+    return rows
+
+
+def format_table(preset, results):
+    lines = [f"{preset} preset ({results['num_parameters']:,} parameters), 1 thread, "
+             "median ms per call",
+             f"{'artifact':<26}{'size':>10}{'weights':>10}{'one call':>10}{'encode':>9}"
+             f"{'answer':>9}{'no XNNPACK':>12}{'Python':>9}"]
+    for name, row in results["rows"].items():
+        size = f"{row['bytes'] / 1024:.0f} KB" if "bytes" in row else ""
+        weights = f"{row['weight_bytes'] / 1024:.0f} KB" if "weight_bytes" in row else ""
+        one_call = row.get("vqa", row)["median_ms"]
+        line = f"{name:<26}{size:>10}{weights:>10}{one_call:>10.3f}"
+        if "encode" in row:
+            line += (f"{row['encode']['median_ms']:>9.3f}{row['answer']['median_ms']:>9.4f}"
+                     f"{row['vqa_no_xnnpack']['median_ms']:>12.3f}"
+                     f"{row['python_predict']['median_ms']:>9.3f}")
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", action="append", default=[],
+                        help="PRESET=RUN_DIR, a trained run of that preset (repeatable)")
+    parser.add_argument("--presets", default="reference,default")
+    parser.add_argument("--repeats", type=int, default=300)
+    parser.add_argument("--profile", action="store_true",
+                        help="also time the image encoder layer by layer")
+    parser.add_argument("--output", default=None, help="write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    runs = dict(item.split("=", 1) for item in args.run)
+    work = tempfile.mkdtemp(prefix="export_latency_")
+    report = {}
+    for preset in args.presets.split(","):
+        print(f"{preset}:", flush=True)
+        run_dir = runs.get(preset) or fresh_run(preset, os.path.join(work, f"run_{preset}"))
+        results, export_dir, model = benchmark_preset(preset, run_dir, args.repeats, work)
+        if args.profile:
+            from keras_adahan.export.exporter import calibration_samples
+            from keras_adahan import data
+
+            run = run_files.load_run(run_dir)
+            builder = data.dataset_builder("classic", None, build=False)
+            images = calibration_samples(model, builder, run.vocabulary, 20).images
+            results["encoder_profile"] = profile_encoder(model, export_dir, args.repeats, images)
+        report[preset] = results
+        print(format_table(preset, results), flush=True)
+    if args.output:
+        run_files.write_json(args.output, report)
+    return report
+
+
+if __name__ == "__main__":
+    sys.exit(main() and 0)
