@@ -24,6 +24,7 @@ import time
 
 import numpy as np
 
+from keras_adahan.layers import ConvAveragePool2D
 from keras_adahan import run_files
 from keras_adahan.export import serving
 from keras_adahan.export import tflite
@@ -97,6 +98,9 @@ def export(
     run_dir = (os.path.dirname(run_dir_or_model) if run_dir_or_model.endswith(".keras")
                else run_dir_or_model)
     model = run.model
+    for layer in model._flatten_layers():  # Export only: constant kernels quantize.
+        if isinstance(layer, ConvAveragePool2D):
+            layer.fold()
     image_size, max_question_length, cells_shape, num_cells = serving.model_shapes(model)
 
     builder = None

@@ -381,6 +381,13 @@ class ConvAveragePoolTest(LayerTestCase):
         np.testing.assert_allclose(out[:, 1:, 1:], expected[:, 1:, 1:], rtol=1e-4, atol=1e-4)
         self.assertFalse(np.allclose(out[:, 0], expected[:, 0], atol=1e-4))
 
+    def test_fold_keeps_the_function(self):
+        x = np.random.default_rng(1).normal(size=(1, 8, 8, 3)).astype("float32")
+        layer = layers.ConvAveragePool2D(2, kernel_size=5, pool_size=3)
+        before = as_numpy(layer(x))
+        layer.fold()
+        np.testing.assert_allclose(as_numpy(layer(x)), before, rtol=1e-6, atol=1e-6)
+
     def test_layer_behaviours(self):
         self.run_layer_test(
             layers.ConvAveragePool2D,

@@ -57,6 +57,7 @@ class ConvAveragePool2D(keras.layers.Layer):
         self.kernel_size = kernel_size
         self.pool_size = pool_size
         self.pool_strides = pool_strides
+        self._folded_kernel = None
 
     def build(self, input_shape):
         self.kernel = self.add_weight(
@@ -65,18 +66,29 @@ class ConvAveragePool2D(keras.layers.Layer):
         )
         self.bias = self.add_weight(shape=(self.filters,), initializer="zeros", name="bias")
 
-    def call(self, inputs):
+    def composite_kernel(self):
+        """The k x k kernel convolved with a p x p box of 1/p^2: `(k+p-1, k+p-1, C_in, C_out)`."""
         k, p = self.kernel_size, self.pool_size
-        # Composite kernel: the k x k kernel convolved with a p x p box of 1/p^2.
         padded = ops.pad(self.kernel, [[p - 1, p - 1], [p - 1, p - 1], [0, 0], [0, 0]])
         size = k + p - 1
         kernel = 0.0
         for a in range(p):
             for b in range(p):
                 kernel = kernel + padded[a : a + size, b : b + size]
-        kernel = kernel / (p * p)  # (k+p-1, k+p-1, C_in, C_out)
+        return kernel / (p * p)
+
+    def fold(self):
+        """Freezes the composite kernel into a constant, for export (no more training).
+
+        A TFLite int8 converter sees a computed kernel as an activation and cannot
+        quantize the conv; a constant kernel quantizes like any conv weight.
+        """
+        self._folded_kernel = ops.convert_to_numpy(self.composite_kernel())
+
+    def call(self, inputs):
+        kernel = self.composite_kernel() if self._folded_kernel is None else self._folded_kernel
         # The conv's k//2 padding plus the pool's p//2, on each side.
-        pad = (size - 1) // 2
+        pad = (kernel.shape[0] - 1) // 2
         x = ops.pad(inputs, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
         return ops.conv(x, kernel, strides=self.pool_strides, padding="valid") + self.bias
 
