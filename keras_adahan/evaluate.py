@@ -85,6 +85,11 @@ def compute_metrics(outputs, arrays, answer_names, type_names, variant):
         )
         metrics["grounding_top_cell"] = float(top_on.mean())
         metrics["grounding_kept_area_share"] = float(area_share.mean())
+        grounded_types = arrays.types[grounded]
+        metrics["grounding_top_cell_per_type"] = {
+            name: float(top_on[grounded_types == t].mean())
+            for t, name in enumerate(type_names) if np.any(grounded_types == t)
+        }
     return metrics
 
 
@@ -135,6 +140,8 @@ def format_summary(metrics, title):
     if "grounding_top_cell" in metrics:
         lines.append(f"  grounding top cell  {metrics['grounding_top_cell']:.2%}"
                      "  (highest-presence kept cell on the target object)")
+        for name, share in metrics.get("grounding_top_cell_per_type", {}).items():
+            lines.append(f"    {name:<17} {share:.2%}")
         lines.append(f"  kept area on target {metrics['grounding_kept_area_share']:.2%}")
     return "\n".join(lines)
 
