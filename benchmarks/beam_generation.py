@@ -2,7 +2,8 @@
 
 Builds the same images (by default the first 2,000 training images of the `classic`
 config; validation and test shrink to one image each, as in build_dataset.py) into a fresh
-temporary data_dir for each setting, and prints seconds and images/s:
+temporary data_dir for each setting, and prints seconds, images/s and images per
+CPU-second (this process and Beam's worker processes):
 
 - `plain`: no Beam options, the default `download_and_prepare` loop (one process);
 - `in_memory xN`: DirectRunner, `direct_running_mode=in_memory`, N worker threads;
@@ -20,6 +21,7 @@ python benchmarks/beam_generation.py --settings plain multi_processing:2
 
 import argparse
 import dataclasses
+import resource
 import tempfile
 import time
 
@@ -29,8 +31,14 @@ from keras_adahan.datasets.barn_vqa import barn_vqa_dataset_builder
 SETTINGS = ("plain", "in_memory:1", "in_memory:2", "multi_processing:1", "multi_processing:2")
 
 
+def cpu_seconds():
+    """CPU time of this process and of its finished child processes (Beam's workers)."""
+    return sum(resource.getrusage(who).ru_utime + resource.getrusage(who).ru_stime
+               for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+
+
 def build(config, setting):
-    """Builds `config` into a temporary folder with `setting`; returns the seconds taken."""
+    """Builds `config` into a temporary folder with `setting`; returns (wall, CPU) seconds."""
     import apache_beam as beam
     import tensorflow_datasets as tfds
 
@@ -43,9 +51,9 @@ def build(config, setting):
         )
     with tempfile.TemporaryDirectory() as data_dir:
         builder = barn_vqa_dataset_builder.Builder(config=config, data_dir=data_dir)
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), cpu_seconds()
         builder.download_and_prepare(download_config=download_config)
-        return time.perf_counter() - start
+        return time.perf_counter() - start, cpu_seconds() - start_cpu
 
 
 def main():
@@ -64,11 +72,14 @@ def main():
         name=scene.name, description=scene.description, scene=scene)
     num_images = sum(scene.num_examples(split) for split in scenes.SPLITS)
 
-    results = [(setting, build(config, setting)) for setting in args.settings]
+    results = [(setting, *build(config, setting)) for setting in args.settings]
     print(f"config: {args.config} ({scene.image_size}x{scene.image_size}), "
           f"{num_images} images per build")
-    for setting, seconds in results:
-        print(f"  {setting:20s} {seconds:7.1f} s  {num_images / seconds:7.0f} images/s")
+    # Images per CPU-second shows each setting's overhead even on a busy machine, where
+    # wall-clock images/s depends on what else runs.
+    for setting, seconds, cpu in results:
+        print(f"  {setting:20s} {seconds:7.1f} s  {num_images / seconds:7.0f} images/s  "
+              f"({cpu:6.1f} CPU-s, {num_images / cpu:5.0f} images per CPU-second)")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from keras_adahan.backup import STATE
 from keras_adahan.backup import AtomicBackupAndRestore
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
-EPOCHS = 12
+EPOCHS = 8
 STEPS = 8  # tiny: 8 training images, --batch_size 1.
 
 
@@ -138,6 +138,10 @@ def test_resume_of_an_empty_folder_starts_a_new_run(data_dir, tmp_path, capsys):
     run_dir = str(tmp_path / "never_started")
     train_in_process(data_dir, run_dir, "--epochs", "1", "--resume")
     assert "nothing to resume" in capsys.readouterr().out
+    assert history_epochs(run_dir) == [0]
+    # Resuming it as another model is refused; the run is left as it was.
+    with pytest.raises(SystemExit, match="was trained with another model config"):
+        train_in_process(data_dir, run_dir, "--epochs", "2", "--resume", "--variant", "none")
     assert history_epochs(run_dir) == [0]
 
 
