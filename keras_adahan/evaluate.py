@@ -158,7 +158,11 @@ def evaluate(model, builder, vocabulary, run_dir, variant, split="test", plots=T
     metrics = compute_metrics(outputs, arrays, answer_names, data.question_type_names(builder), variant)
     metrics["split"] = split
     suffix = "" if split == "test" else f"_{split}"
-    run_files.write_json(os.path.join(run_dir, f"metrics{suffix}.json"), metrics)
+    path = os.path.join(run_dir, f"metrics{suffix}.json")
+    if os.path.exists(path):  # Re-evaluating keeps what training recorded (train_*).
+        previous = run_files.read_json(path)
+        metrics.update({k: v for k, v in previous.items() if k.startswith("train_")})
+    run_files.write_json(path, metrics)
     if plots:
         write_plots(outputs, arrays, answer_names, metrics, variant, run_dir, suffix)
     return metrics
