@@ -58,6 +58,9 @@ def parse_args(argv=None):
     add("--k", type=float, default=None,
         help="HAN cells kept: a count (>= 1) or a share of the cells (< 1). "
              "Default: the preset's")
+    add("--min_cells", type=int, default=None,
+        help="AdaHAN floor: cells kept at least, whatever the threshold. Default: the "
+             "preset's")
     add("--fusion", default=None, choices=("gated", "concat", "add"),
         help="how the question meets each cell: gated (default preset), concat (the "
              "paper's), add (the reference's). Default: the preset's")
@@ -116,6 +119,8 @@ def model_config(args, vocabulary_size, num_answers):
         overrides["threshold"] = args.threshold
     if args.fusion is not None:
         overrides["fusion"] = args.fusion
+    if args.min_cells is not None:
+        overrides["min_cells"] = args.min_cells
     return get_preset(args.preset, **overrides)
 
 
