@@ -28,11 +28,11 @@ QUESTIONS_PER_IMAGE = 3  # barn_vqa/classic
 REFERENCE_STEPS_PER_SECOND = 107  # PyTorch reference, batch size 1, 2 threads
 
 
-def measure(preset, batch_size, steps, variant):
+def measure(preset, batch_size, steps, variant, questions_per_image=QUESTIONS_PER_IMAGE):
     config = get_preset(preset, variant=variant, vocab_size=24, num_answers=4)
     keras.utils.set_random_seed(0)
     model = build_model(config)
-    train_model = build_training_model(model, QUESTIONS_PER_IMAGE)
+    train_model = build_training_model(model, questions_per_image)
     train_model.compile(
         optimizer=keras.optimizers.Adam(TRAIN_DEFAULTS[preset]["learning_rate"]),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -42,8 +42,8 @@ def measure(preset, batch_size, steps, variant):
     num_images = batch_size * 8
     size = config.image_size
     images = rng.integers(0, 256, (num_images, size, size, 3), dtype=np.uint8)
-    questions = rng.integers(2, 24, (num_images, QUESTIONS_PER_IMAGE, config.max_question_length))
-    answers = rng.integers(0, 4, (num_images, QUESTIONS_PER_IMAGE))
+    questions = rng.integers(2, 24, (num_images, questions_per_image, config.max_question_length))
+    answers = rng.integers(0, 4, (num_images, questions_per_image))
     ds = (
         tf.data.Dataset.from_tensor_slices(
             ({"image": images, "questions": questions.astype(np.int32)}, answers)
@@ -59,7 +59,7 @@ def measure(preset, batch_size, steps, variant):
     start = time.perf_counter()
     train_model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
     seconds = time.perf_counter() - start
-    return steps * batch_size * QUESTIONS_PER_IMAGE / seconds, steps * batch_size / seconds
+    return steps * batch_size * questions_per_image / seconds, steps * batch_size / seconds
 
 
 def main():
@@ -68,13 +68,17 @@ def main():
     parser.add_argument("--variant", default="han")
     parser.add_argument("--batch_size", type=int, default=32, help="images per step")
     parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--per_question", action="store_true",
+                        help="the alternative the trainer avoids: every question brings its "
+                             "own copy of the image (encoded once per question)")
     args = parser.parse_args()
+    questions = 1 if args.per_question else QUESTIONS_PER_IMAGE
     print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, "
-          f"{os.cpu_count()} CPUs, batch {args.batch_size} images x {QUESTIONS_PER_IMAGE} "
-          "questions")
+          f"{os.cpu_count()} CPUs, batch {args.batch_size} images x {questions} questions")
     print(f"{'preset':<10} {'questions/s':>12} {'images/s':>9} {'vs PyTorch reference':>21}")
     for preset in args.preset:
-        per_second, images = measure(preset, args.batch_size, args.steps, args.variant)
+        per_second, images = measure(preset, args.batch_size, args.steps, args.variant,
+                                     questions)
         print(f"{preset:<10} {per_second:>12.0f} {images:>9.0f} "
               f"{per_second / REFERENCE_STEPS_PER_SECOND:>20.1f}x")
 
