@@ -5,7 +5,7 @@ Example:
 ```python
 from keras_adahan.export.litert_vqa import LiteRTVQA
 
-vqa = LiteRTVQA("export/vqa_int8.tflite")
+vqa = LiteRTVQA("artifacts/classic/vqa_int8.tflite")
 out = vqa.predict(image, question_ids)          # one call: image (S, S, 3) 0..255, ids (L,)
 cells = vqa.encode(image)                       # encode once ...
 out = vqa.answer(cells, other_question_ids)     # ... ask many: head only

@@ -1,6 +1,6 @@
 """Answers questions about a photo with an exported .tflite model (LiteRT, on-device path).
 
-    python -m keras_adahan.predict --model export/vqa_int8.tflite --image photo.png \\
+    python -m keras_adahan.predict --model artifacts/classic/vqa_int8.tflite --image photo.png \\
         --question "What animal is near the hay?" --question "What animal is on the roof?" \\
         --overlay attention.png
 
