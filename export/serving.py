@@ -10,6 +10,8 @@ interface only (dict inputs `image`, `question`; dict outputs `answer`, `presenc
 nested models `image_encoder` and `answer_head`), not against layer names.
 """
 
+import contextlib
+
 import keras
 import tensorflow as tf
 
@@ -70,3 +72,47 @@ def serving_archive(model, batch_size=None):
     archive.add_endpoint("encode", encode, input_signature=[image])
     archive.add_endpoint("answer", answer, input_signature=[cells, question])
     return archive
+
+
+@contextlib.contextmanager
+def rolled_rnns(model):
+    """Inside the block, the model's GRU/LSTM layers run as a loop instead of unrolled.
+
+    The model unrolls its question RNN: fastest to train on a CPU, but a TFLite file then
+    holds every step's ops and tensors, once per signature (~600 ops, most of the file for
+    a small model; in int8 each step also gets its own requantized biases). A loop is one
+    WHILE op over a body of one step. The weights and the cell's math are the layer's own.
+    """
+    layers = [layer for layer in model._flatten_layers()
+              if isinstance(layer, keras.layers.RNN) and layer.unroll]
+    for layer in layers:
+        layer.call = _rolled_call(layer)  # Instance attribute: only this model, only here.
+    try:
+        yield model
+    finally:
+        for layer in layers:
+            del layer.call
+
+
+def _rolled_call(layer):
+    if layer.return_sequences or layer.return_state or layer.go_backwards:
+        raise ValueError(f"rolled_rnns: {layer.name} must return only its last output")
+
+    def call(sequences, initial_state=None, mask=None, training=False):
+        steps = sequences.shape[1]
+        states = layer.cell.get_initial_state(batch_size=tf.shape(sequences)[0])
+
+        def step(index, states, remaining):
+            output, states = layer.cell(remaining[0], states, training=False)
+            # Rotate the steps rather than read a fixed tensor at `index`: the int8
+            # calibrator crashes on a loop input that the body passes through unchanged
+            # (tensorflow/tensorflow#75140).
+            remaining = tf.concat([remaining[1:], remaining[:1]], axis=0)
+            return index + 1, states, remaining
+
+        _, states, _ = tf.while_loop(
+            lambda index, *_: index < steps, step,
+            (tf.constant(0), states, tf.transpose(sequences, [1, 0, 2])))
+        return states[0]  # GRU and LSTM: the last output is the hidden state.
+
+    return call

@@ -60,7 +60,7 @@ def parse_args(argv=None):
              "Default: the preset's")
     add("--min_cells", type=int, default=None,
         help="AdaHAN floor: cells kept at least, whatever the threshold. Default: the "
-             "preset's")
+             "preset's (default preset: as many as HAN keeps, see --k)")
     add("--fusion", default=None, choices=("gated", "concat", "add"),
         help="how the question meets each cell: gated (default preset), concat (the "
              "paper's), add (the reference's). Default: the preset's")
@@ -72,7 +72,11 @@ def parse_args(argv=None):
     add("--batch_size", type=int, default=None,
         help="images per step; each brings all its questions. Global: with --distribute "
              "it is split across the replicas. Default: the preset's")
-    add("--learning_rate", type=float, default=None, help="Adam; default: the preset's")
+    add("--learning_rate", type=float, default=None,
+        help="Adam's initial learning rate; default: the preset's")
+    add("--lr_schedule", default="constant", choices=("constant", "cosine"),
+        help="constant: Adam at --learning_rate throughout; cosine: decays it to 0 over the "
+             "run's steps")
     add("--seed", type=int, default=0, help="seeds weights and shuffling")
     add("--output_dir", default=None,
         help="run folder. Default: runs/DATASET-PRESET-VARIANT-seedSEED")
@@ -224,11 +228,17 @@ def main(argv=None):
     # --- Model and optimizer ----------------------------------------------------------
     if args.distribute != "none":
         check_batch_split(builder, args.batch_size, strategy.num_replicas_in_sync)
+    steps_per_epoch = data.epoch_steps(builder, "train", args.batch_size)
+    learning_rate = args.learning_rate
+    if args.lr_schedule == "cosine":
+        # Follows optimizer.iterations, which the backup restores: a resumed run decays alike.
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            args.learning_rate, decay_steps=args.epochs * steps_per_epoch)
     with strategy.scope():
         model = build_model(config)
         train_model = build_training_model(model, questions_per_image)
         train_model.compile(
-            optimizer=keras.optimizers.Adam(args.learning_rate),
+            optimizer=keras.optimizers.Adam(learning_rate),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         )
@@ -257,7 +267,7 @@ def main(argv=None):
     ]
     start = time.time()
     fit = dict(epochs=args.epochs, initial_epoch=first_epoch, callbacks=callbacks,
-               steps_per_epoch=data.epoch_steps(builder, "train", args.batch_size),
+               steps_per_epoch=steps_per_epoch,
                verbose=(1 if sys.stdout.isatty() else 2) if chief else 0)
     if args.distribute == "multiworker":  # Keras 3.15's fit fails under this strategy.
         history = multiworker.fit(train_model, train_ds, val_ds, strategy=strategy, **fit)

@@ -45,6 +45,7 @@ def test_tflite_uses_builtin_ops_only(exported_tiny_run, name):
     # The image branch only in `encode`; the question branch only in `answer` (and `vqa`).
     assert "CONV_2D" in ops["encode"] and "GATHER" not in ops["encode"]
     assert "GATHER" in ops["answer"] and "TOPK_V2" in ops["vqa"]
+    assert "WHILE" in ops["answer"]  # The question RNN as a loop (serving.rolled_rnns).
     tflite.check_builtin_ops(flatbuffer)  # Does not raise.
 
 
@@ -182,3 +183,25 @@ def test_cli_errors(exported_tiny_run, tmp_path, capsys):
         main([exported_tiny_run["run_dir"], "--output_dir", str(tmp_path / "out"),
               "--data_dir", str(tmp_path / "no_data")])
     assert sorted(os.listdir(tmp_path)) == ["run"]
+
+
+@pytest.mark.parametrize("rnn", ["gru", "lstm"])
+def test_rolled_rnns_compute_what_the_unrolled_model_does(rnn):
+    from keras_adahan.export import serving
+    from keras_adahan.model import build_model
+    from keras_adahan.presets import get_preset
+
+    model = build_model(get_preset("default", image_size=64, rnn=rnn, vocab_size=9,
+                                   num_answers=3, max_question_length=5))
+    rng = np.random.default_rng(0)
+    inputs = {"image": rng.uniform(0, 255, (2, 64, 64, 3)).astype("float32"),
+              "question": rng.integers(0, 9, (2, 5)).astype("int32")}
+    unrolled = model(inputs)["answer"]
+    with serving.rolled_rnns(model):
+        rolled = model(inputs)["answer"]
+        graph = tf.function(model).get_concrete_function(
+            {k: tf.TensorSpec(v.shape, v.dtype) for k, v in inputs.items()}).graph
+        assert any(op.type == "While" for op in graph.get_operations())
+    np.testing.assert_allclose(rolled, unrolled, atol=1e-5)
+    rnn_layer = model.get_layer("answer_head").get_layer("question_rnn")
+    assert "call" not in vars(rnn_layer)  # Back to the layer's own, unrolled call.

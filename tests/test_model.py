@@ -149,6 +149,14 @@ class PresetTest(unittest.TestCase):
         self.assertEqual(config.replace(max_question_length=12, vocab_size=20).num_cells, 256)
         self.assertEqual(get_preset("default", variant="adahan").variant, "adahan")
 
+    def test_adahan_floor_defaults_to_hans_k(self):
+        self.assertEqual(get_preset("default").adahan_min_cells, 13)  # 5% of 256 cells.
+        self.assertEqual(TINY.replace(k=3).adahan_min_cells, 3)
+        self.assertEqual(TINY.replace(k=3, min_cells=5).adahan_min_cells, 5)
+        mask = build_model(TINY.replace(variant="adahan", k=3)).get_layer(
+            "answer_head").get_layer("mask")
+        self.assertEqual(mask.min_cells, 3)
+
     def test_unknown_preset(self):
         with self.assertRaisesRegex(
             ValueError, r"`name` must be one of the presets \['default', 'reference'\], received 'big'"
