@@ -128,6 +128,15 @@ def model_config(args, vocabulary_size, num_answers):
     return get_preset(args.preset, **overrides)
 
 
+def learning_rate_schedule(args, steps_per_epoch):
+    """Adam's learning rate: a float (constant) or a schedule over the run's steps."""
+    if args.lr_schedule == "constant":
+        return args.learning_rate
+    # Follows optimizer.iterations, which the backup restores: a resumed run decays alike.
+    return keras.optimizers.schedules.CosineDecay(
+        args.learning_rate, decay_steps=args.epochs * steps_per_epoch)
+
+
 def prepare_run_dir(args):
     """Creates the run folder; refuses to touch an existing one unless told to."""
     path = args.output_dir
@@ -229,16 +238,11 @@ def main(argv=None):
     if args.distribute != "none":
         check_batch_split(builder, args.batch_size, strategy.num_replicas_in_sync)
     steps_per_epoch = data.epoch_steps(builder, "train", args.batch_size)
-    learning_rate = args.learning_rate
-    if args.lr_schedule == "cosine":
-        # Follows optimizer.iterations, which the backup restores: a resumed run decays alike.
-        learning_rate = keras.optimizers.schedules.CosineDecay(
-            args.learning_rate, decay_steps=args.epochs * steps_per_epoch)
     with strategy.scope():
         model = build_model(config)
         train_model = build_training_model(model, questions_per_image)
         train_model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate),
+            optimizer=keras.optimizers.Adam(learning_rate_schedule(args, steps_per_epoch)),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         )

@@ -83,6 +83,18 @@ def test_bad_flags_give_clear_errors(tmp_path, capsys, argv, message):
     assert not os.path.exists(tmp_path / "run") and not os.path.exists(tmp_path / "tfds")
 
 
+def test_learning_rate_schedules():
+    args, _ = train.parse_args(["--epochs", "3", "--learning_rate", "0.002"])
+    assert args.lr_schedule == "constant"
+    assert train.learning_rate_schedule(args, steps_per_epoch=10) == 0.002
+    args, _ = train.parse_args(["--epochs", "3", "--learning_rate", "0.002",
+                                "--lr_schedule", "cosine"])
+    schedule = train.learning_rate_schedule(args, steps_per_epoch=10)
+    assert float(schedule(0)) == pytest.approx(0.002)
+    assert float(schedule(15)) == pytest.approx(0.001)  # Half way: half the rate.
+    assert float(schedule(30)) == pytest.approx(0.0, abs=1e-9)  # Decayed over the run.
+
+
 def test_evaluate_reports_missing_pieces(tmp_path):
     result = subprocess.run([sys.executable, "-m", "keras_adahan.evaluate", str(tmp_path)],
                             capture_output=True, text=True)
