@@ -66,6 +66,10 @@ def parse_args(argv=None):
              "paper's), add (the reference's). Default: the preset's")
     add("--threshold", type=float, default=None,
         help="AdaHAN softmax threshold in (0, 1]. Default: 1/number of cells")
+    add("--set", action="append", default=[], metavar="FIELD=VALUE", dest="model_fields",
+        help="any other keras_adahan.ModelConfig field, e.g. --set aggregate_norm=false "
+             "--set rnn=lstm --set conv_filters=[16,32,64,64,64]; VALUE is read as JSON, "
+             "else as a string; repeatable")
     add("--epochs", type=int, default=None,
         help="passes over the training images. Default: 4 on classic, 15 on randomized, 2 "
              "otherwise")
@@ -115,7 +119,17 @@ def model_config(args, vocabulary_size, num_answers):
     """The preset's ModelConfig with the flags and the dataset's sizes applied."""
     from keras_adahan.presets import get_preset
 
-    overrides = dict(variant=args.variant, vocab_size=vocabulary_size, num_answers=num_answers)
+    overrides = {}
+    for item in args.model_fields:
+        field, equals, text = item.partition("=")
+        if not equals:
+            raise ValueError(f"--set takes FIELD=VALUE, received {item!r}")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text  # e.g. --set rnn=lstm
+        overrides[field.strip()] = tuple(value) if isinstance(value, list) else value
+    overrides.update(variant=args.variant, vocab_size=vocabulary_size, num_answers=num_answers)
     if args.k is not None:
         # Whole numbers are counts of cells, fractions shares of them.
         overrides["k"] = int(args.k) if args.k == int(args.k) else args.k

@@ -72,6 +72,9 @@ def test_evaluate_cli(tiny_run):
     (["--k", "0"], "`k` must be in"),
     (["--threshold", "1.5"], "`threshold` must be in (0, 1], received 1.5"),
     (["--dataset", "farm"], "argument --dataset: invalid choice: 'farm'"),
+    (["--set", "bogus=1"], "Unknown ModelConfig field(s) ['bogus']; allowed: ['aggregate_norm'"),
+    (["--set", "aggregate_norm=7"], "`aggregate_norm` must be a bool, received 7"),
+    (["--set", "rnn"], "--set takes FIELD=VALUE, received 'rnn'"),
 ])
 def test_bad_flags_give_clear_errors(tmp_path, capsys, argv, message):
     with pytest.raises(SystemExit):
@@ -81,6 +84,14 @@ def test_bad_flags_give_clear_errors(tmp_path, capsys, argv, message):
     assert message in err, err
     # Refused before anything was written: no dataset, no run folder.
     assert not os.path.exists(tmp_path / "run") and not os.path.exists(tmp_path / "tfds")
+
+
+def test_set_overrides_model_config_fields():
+    args, _ = train.parse_args(["--set", "aggregate_norm=false", "--set", "rnn=lstm",
+                                "--set", "conv_filters=[8,8,8,8,8]", "--k", "3"])
+    config = train.model_config(args, vocabulary_size=10, num_answers=4)
+    assert (config.aggregate_norm, config.rnn, config.conv_filters) == (False, "lstm", (8,) * 5)
+    assert (config.k, config.vocab_size, config.num_answers) == (3, 10, 4)
 
 
 def test_learning_rate_schedules():
