@@ -34,9 +34,10 @@ def grounding(presence, mask, boxes):
         boxes: `(Q, 4)` normalized `(ymin, xmin, ymax, xmax)` target boxes.
 
     Returns:
-        `(top_on_target, kept_area_share)`, each `(Q,)`: whether the centre of the kept
-        cell with the highest presence lies inside the box, and the share of the kept
-        cells' area that lies inside the box.
+        `(top_on_target, kept_area_share, top_touches_target)`, each `(Q,)`: whether the
+        centre of the kept cell with the highest presence lies inside the box; the share
+        of the kept cells' area that lies inside the box; and, looser, whether that top
+        cell overlaps the box at all (a near miss: the cell beside a small object).
     """
     grid = int(round(np.sqrt(presence.shape[1])))
     kept = mask > 0.5
@@ -54,7 +55,8 @@ def grounding(presence, mask, boxes):
     overlap_x = np.clip(np.minimum(high, xmax[:, None]) - np.maximum(low, xmin[:, None]), 0, None)
     cell_share = (overlap_y[:, :, None] * overlap_x[:, None, :]).reshape(len(boxes), -1) * grid**2
     kept_area_share = (cell_share * kept).sum(1) / np.maximum(kept.sum(1), 1)
-    return top_on_target, kept_area_share
+    top_touches_target = np.take_along_axis(cell_share, top[:, None], axis=1)[:, 0] > 0
+    return top_on_target, kept_area_share, top_touches_target
 
 
 def compute_metrics(outputs, arrays, answer_names, type_names, variant):
@@ -80,10 +82,11 @@ def compute_metrics(outputs, arrays, answer_names, type_names, variant):
         )
     grounded = ~np.isin(arrays.types, [type_names.index(t) for t in UNGROUNDED_TYPES if t in type_names])
     if grounded.any():
-        top_on, area_share = grounding(
+        top_on, area_share, top_touches = grounding(
             outputs["presence"][grounded], outputs["mask"][grounded], arrays.boxes[grounded]
         )
         metrics["grounding_top_cell"] = float(top_on.mean())
+        metrics["grounding_top_cell_touches"] = float(top_touches.mean())
         metrics["grounding_kept_area_share"] = float(area_share.mean())
         grounded_types = arrays.types[grounded]
         metrics["grounding_top_cell_per_type"] = {
@@ -142,6 +145,9 @@ def format_summary(metrics, title):
                      "  (highest-presence kept cell on the target object)")
         for name, share in metrics.get("grounding_top_cell_per_type", {}).items():
             lines.append(f"    {name:<17} {share:.2%}")
+        if "grounding_top_cell_touches" in metrics:  # Runs evaluated before it existed lack it.
+            lines.append(f"  top cell touching   {metrics['grounding_top_cell_touches']:.2%}"
+                         "  (overlapping the target's box at all)")
         lines.append(f"  kept area on target {metrics['grounding_kept_area_share']:.2%}")
     return "\n".join(lines)
 

@@ -117,11 +117,18 @@ def test_grounding_hand_computed():
     # 2x2 grid; one question whose box covers the top-left quarter exactly.
     presence = np.array([[5.0, 1.0, 9.0, 0.0]])
     boxes = np.array([[0.0, 0.0, 0.5, 0.5]])
-    top, share = evaluate.grounding(presence, np.array([[1.0, 1.0, 0.0, 0.0]]), boxes)
+    top, share, touches = evaluate.grounding(presence, np.array([[1.0, 1.0, 0.0, 0.0]]), boxes)
     assert top.tolist() == [True]  # Cell 2 has more presence but was dropped.
     assert share.tolist() == [0.5]  # Of the 2 kept cells, one lies on the box.
-    top, share = evaluate.grounding(presence, np.array([[0.0, 1.0, 1.0, 0.0]]), boxes)
-    assert top.tolist() == [False] and share.tolist() == [0.0]
+    assert touches.tolist() == [True]
+    top, share, touches = evaluate.grounding(presence, np.array([[0.0, 1.0, 1.0, 0.0]]), boxes)
+    assert top.tolist() == [False] and share.tolist() == [0.0] and touches.tolist() == [False]
+    # A box reaching a quarter into cell 1 (top right): its centre is off the box, its
+    # area touches it.
+    boxes = np.array([[0.0, 0.0, 0.5, 0.625]])
+    top, share, touches = evaluate.grounding(presence, np.array([[0.0, 1.0, 0.0, 0.0]]), boxes)
+    assert top.tolist() == [False] and touches.tolist() == [True]
+    assert share.tolist() == [0.25]
 
 
 def test_training_model_is_saved_as_the_single_question_model(tiny_run):
