@@ -103,7 +103,7 @@ def _rolled_call(layer):
         states = layer.cell.get_initial_state(batch_size=tf.shape(sequences)[0])
 
         def step(index, states, remaining):
-            output, states = layer.cell(remaining[0], states, training=False)
+            _, states = layer.cell(remaining[0], states, training=False)
             # Rotate the steps rather than read a fixed tensor at `index`: the int8
             # calibrator crashes on a loop input that the body passes through unchanged
             # (tensorflow/tensorflow#75140).
