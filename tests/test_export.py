@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from ai_edge_litert.interpreter import Interpreter
 
 from keras_adahan import data
 from keras_adahan import run_files
@@ -140,6 +141,37 @@ def test_checker_names_a_flex_op(tmp_path):
     assert tflite.op_names(flatbuffer)[1] == ["FlexMatrixDeterminant"]
     with pytest.raises(ExportError, match="Flex .*FlexMatrixDeterminant"):
         tflite.check_builtin_ops(flatbuffer)
+
+
+def test_strip_tensor_names_keeps_signatures_outputs_and_alignment(tmp_path):
+    from ai_edge_litert import schema_py_generated as schema
+
+    class Affine(tf.Module):
+        def __init__(self):
+            self.w = tf.constant(np.random.default_rng(0).normal(size=(5, 7)), tf.float32)
+
+        @tf.function(input_signature=[tf.TensorSpec((2, 5), tf.float32, name="x")])
+        def serve(self, x):
+            return {"y": tf.nn.relu(tf.matmul(x, self.w)), "z": tf.reduce_sum(x, -1)}
+
+    module = Affine()
+    tf.saved_model.save(module, str(tmp_path / "affine"), signatures={"apply": module.serve})
+    raw = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "affine")).convert()
+    stripped = tflite.strip_tensor_names(raw)
+
+    assert len(stripped) < len(raw)
+    model = schema.Model.GetRootAsModel(stripped, 0)
+    subgraph = model.Subgraphs(0)
+    assert all(not subgraph.Tensors(i).Name() for i in range(subgraph.TensorsLength()))
+    weights = [model.Buffers(i) for i in range(model.BuffersLength())
+               if model.Buffers(i).DataLength()]
+    assert weights and all(b._tab.Vector(b._tab.Offset(4)) % 16 == 0 for b in weights)
+    x = np.random.default_rng(1).normal(size=(2, 5)).astype(np.float32)
+    outputs = [Interpreter(model_content=content).get_signature_runner("apply")(x=x)
+               for content in (raw, stripped)]
+    assert set(outputs[1]) == {"y", "z"}
+    for key in ("y", "z"):
+        np.testing.assert_array_equal(outputs[0][key], outputs[1][key])
 
 
 def test_failed_export_leaves_nothing(exported_tiny_run, tmp_path, monkeypatch):
