@@ -6,7 +6,8 @@
                                  the run's files: `load_run(OUTPUT_DIR)` works too
       saved_model/               SavedModel; signatures serving_default (= vqa), vqa,
                                  encode, answer; dynamic batch
-      vqa_float32.tflite         signatures vqa, encode, answer; batch 1; builtin ops only
+      vqa_float32.tflite         signatures vqa (runs encode, then answer), encode, answer;
+                                 batch 1; builtin ops only
       vqa_float16.tflite
       vqa_dynamic_range.tflite
       vqa_int8.tflite            int8 image input (scale 1, zero point -128)
@@ -26,6 +27,7 @@ import numpy as np
 
 from keras_adahan.layers import ConvAveragePool2D
 from keras_adahan import run_files
+from keras_adahan.export import tflite_edits
 from keras_adahan.export import serving
 from keras_adahan.export import tflite
 from keras_adahan.export.tflite import ExportError
@@ -142,6 +144,8 @@ def export(
                 batch_one, serving.SIGNATURES, quantization,
                 representative_dataset=calibration.dataset if quantization == "int8" else None,
             )
+            # One copy of the graph: `vqa` runs the `encode` and `answer` subgraphs.
+            flatbuffer = tflite_edits.vqa_calls_encode_and_answer(flatbuffer)
             path = os.path.join(staging, tflite_name(quantization))
             with open(path, "wb") as f:
                 f.write(flatbuffer)

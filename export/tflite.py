@@ -15,6 +15,8 @@ which needs the large Flex delegate on the device. A model needing one fails her
 import re
 import warnings
 
+from keras_adahan.export import tflite_edits
+
 QUANTIZATIONS = ("float32", "float16", "dynamic_range", "int8")
 
 
@@ -76,52 +78,7 @@ def convert(saved_model_dir, signature_keys, quantization="float32", representat
     except Exception as error:  # ConverterError and friends, from deep inside TF.
         raise ExportError(_conversion_message(error, quantization)) from None
     check_builtin_ops(flatbuffer, what=f"the {quantization} model")
-    return strip_tensor_names(flatbuffer)
-
-
-def strip_tensor_names(flatbuffer):
-    """The .tflite flatbuffer without its tensor names; signatures and all else kept.
-
-    Tensor names are debug strings (`han_vqa_1/answer_head_1/fusion_1_1/convolution`,
-    ...): nothing at run time reads them, signatures map their input and output names to
-    tensor indices. They are 6-12% of these small files. TFLite's own
-    `flatbuffer_utils.strip_strings` also drops the signatures, which apps call by name.
-    """
-    import flatbuffers
-    from ai_edge_litert import schema_py_generated as schema
-
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(flatbuffer, 0))
-    for subgraph in model.subgraphs:
-        for tensor in subgraph.tensors:
-            tensor.name = None
-    model.buffers = [_AlignedBuffer(buffer) for buffer in model.buffers]
-    builder = flatbuffers.Builder(len(flatbuffer))
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
-
-
-class _AlignedBuffer:
-    """Packs a weight buffer at a 16-byte boundary, as the converter writes them (the
-    generated `BufferT.Pack` aligns to 1 byte), so kernels can read weights in place."""
-
-    def __init__(self, buffer):
-        self.buffer = buffer
-
-    def Pack(self, builder):  # noqa: N802 (flatbuffers' object API name)
-        from ai_edge_litert import schema_py_generated as schema
-
-        data = self.buffer.data
-        offset = None
-        if data is not None and len(data):
-            payload = bytes(bytearray(data))
-            builder.Prep(16, len(payload))  # After the payload, the position is 16-aligned.
-            offset = builder.CreateByteVector(payload)
-        schema.BufferStart(builder)
-        if offset is not None:
-            schema.BufferAddData(builder, offset)
-        schema.BufferAddOffset(builder, self.buffer.offset)
-        schema.BufferAddSize(builder, self.buffer.size)
-        return schema.BufferEnd(builder)
+    return tflite_edits.strip_tensor_names(flatbuffer)
 
 
 # Ops left in float in the int8 model (measured on barn_vqa/classic, default preset, HAN):
@@ -200,50 +157,38 @@ def op_names(flatbuffer):
     Returns:
         `(ops, custom)`: `ops` maps each signature key (or `"subgraph_I"` for a subgraph
         that no signature reaches) to the sorted list of its builtin op names plus custom
-        op names, counting the subgraphs its WHILE loops run; `custom` is the sorted list
-        of custom (incl. Flex) op names anywhere in the file.
+        op names, counting the subgraphs its WHILE and IF ops run; `custom` is the sorted
+        list of custom (incl. Flex) op names anywhere in the file.
     """
     from ai_edge_litert import schema_py_generated as schema
 
     names = {value: key for key, value in vars(schema.BuiltinOperator).items()
              if not key.startswith("_")}
-    model = schema.Model.GetRootAsModel(bytearray(flatbuffer), 0)
+    model = tflite_edits.read(flatbuffer)
     codes, custom = [], set()
-    for index in range(model.OperatorCodesLength()):
-        code = model.OperatorCodes(index)
-        if code.CustomCode():
-            name = code.CustomCode().decode()
+    for code in model.operatorCodes or ():
+        if code.customCode:
+            name = code.customCode.decode()
             custom.add(name)
         else:
-            # Codes above 127 live in `builtin_code`; older files only fill the deprecated one.
-            builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+            # Codes above 127 live in `builtinCode`; older files only fill the deprecated one.
+            builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
             name = names.get(builtin, f"BUILTIN_{builtin}")
         codes.append(name)
 
-    def used(index, seen):
-        """Op names of subgraph `index` and of the loop subgraphs it calls."""
-        seen.add(index)
-        subgraph, found = model.Subgraphs(index), set()
-        for i in range(subgraph.OperatorsLength()):
-            operator = subgraph.Operators(i)
-            name = codes[operator.OpcodeIndex()]
-            found.add(name)
-            if name == "WHILE":
-                options = schema.WhileOptions()
-                table = operator.BuiltinOptions()
-                options.Init(table.Bytes, table.Pos)
-                for called in (options.CondSubgraphIndex(), options.BodySubgraphIndex()):
-                    if called not in seen:
-                        found |= used(called, seen)
-        return found
+    def names_in(subgraphs):
+        return sorted({codes[operator.opcodeIndex] for index in subgraphs
+                       for operator in model.subgraphs[index].operators or ()})
 
+    roots = [(s.signatureKey.decode(), s.subgraphIndex) for s in model.signatureDefs or ()]
+    roots += [(f"subgraph_{index}", index) for index in range(len(model.subgraphs))]
     ops, reached = {}, set()
-    for index in range(model.SignatureDefsLength()):
-        signature = model.SignatureDefs(index)
-        ops[signature.SignatureKey().decode()] = sorted(used(signature.SubgraphIndex(), reached))
-    for index in range(model.SubgraphsLength()):
-        if index not in reached:
-            ops[f"subgraph_{index}"] = sorted(used(index, reached))
+    for key, index in roots:
+        if key.startswith("subgraph_") and index in reached:
+            continue
+        subgraphs = tflite_edits.called_subgraphs(model, index)
+        reached |= subgraphs
+        ops[key] = names_in(subgraphs)
     return ops, sorted(custom)
 
 

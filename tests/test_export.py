@@ -12,6 +12,7 @@ from keras_adahan import data
 from keras_adahan import run_files
 from keras_adahan.export import exporter
 from keras_adahan.export import tflite
+from keras_adahan.export import tflite_edits
 from keras_adahan.export.litert_vqa import LiteRTVQA
 from keras_adahan.export.litert_vqa import dequantize
 from keras_adahan.export.litert_vqa import quantize
@@ -47,6 +48,10 @@ def test_tflite_uses_builtin_ops_only(exported_tiny_run, name):
     assert "CONV_2D" in ops["encode"] and "GATHER" not in ops["encode"]
     assert "GATHER" in ops["answer"] and "TOPK_V2" in ops["vqa"]
     assert "WHILE" in ops["answer"]  # The question RNN as a loop (serving.rolled_rnns).
+    # `vqa` runs the encode and answer subgraphs (tflite_edits.vqa_calls_encode_and_answer):
+    # one copy of the graph in the file.
+    assert "IF" in ops["vqa"] and "IF" not in ops["encode"] + ops["answer"]
+    assert len(tflite_edits.read(flatbuffer).subgraphs) == 1 + 1 + 2 + 1  # + the RNN loop's 2
     tflite.check_builtin_ops(flatbuffer)  # Does not raise.
 
 
@@ -59,8 +64,9 @@ def test_parity_on_test_split(exported_tiny_run):
         assert artifacts[name]["mask_agreement"] == 1.0, name
         assert artifacts[name]["max_probability_difference"] < 1e-4, name
     for name in TFLITE_FILES:
-        # Encode once + answer gives the one-call answers.
+        # Encode once + answer gives the one-call answers, to the bit (the same subgraphs).
         assert artifacts[name]["encode_answer_agreement"] == 1.0, name
+        assert artifacts[name]["encode_answer_max_probability_difference"] == 0.0, name
     # A one-epoch model on 12 questions: a loose check (the 1-point bound is measured on
     # barn_vqa/classic, docs/export.md).
     assert artifacts["vqa_int8.tflite"]["answer_agreement"] >= 0.75
@@ -157,7 +163,7 @@ def test_strip_tensor_names_keeps_signatures_outputs_and_alignment(tmp_path):
     module = Affine()
     tf.saved_model.save(module, str(tmp_path / "affine"), signatures={"apply": module.serve})
     raw = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "affine")).convert()
-    stripped = tflite.strip_tensor_names(raw)
+    stripped = tflite_edits.strip_tensor_names(raw)
 
     assert len(stripped) < len(raw)
     model = schema.Model.GetRootAsModel(stripped, 0)
