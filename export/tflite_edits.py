@@ -99,7 +99,7 @@ def vqa_calls_encode_and_answer(flatbuffer):
     """Rewires the `vqa` signature to run the `encode` and `answer` subgraphs.
 
     The converter gives each signature its own subgraph, so `vqa` repeated the whole
-    graph of `encode` and `answer` (a third of an int8 file) and, in int8, had its own
+    graph of `encode` and `answer` (15-25% of the file) and, in int8, had its own
     calibration: its answers could differ from `encode` + `answer`'s. The new `vqa`
     subgraph is `IF(true, image) -> cells` running `encode`, a QUANTIZE when `answer`
     takes int8 cells, and `IF(true, cells, question)` running `answer`.
@@ -155,7 +155,7 @@ def vqa_calls_encode_and_answer(flatbuffer):
     add_operator(schema.BuiltinOperator.IF, [condition, image], [cells],
                  run_subgraph=encode.subgraphIndex)
     answer_cells = answer_graph.tensors[index_of(answer, "inputs", "cells")]
-    if not _same_type(encoded, answer_cells):  # int8 `answer` takes int8 cells.
+    if not _same_encoding(encoded, answer_cells):  # int8 `answer` takes int8 cells.
         quantized = like(answer_cells)
         add_operator(schema.BuiltinOperator.QUANTIZE, [cells], [quantized])
         cells = quantized
@@ -207,7 +207,7 @@ def _opcode_index(model, builtin):
     return len(model.operatorCodes) - 1
 
 
-def _same_type(a, b):
+def _same_encoding(a, b):
     """Whether tensors `a` and `b` hold values the same way: type, scales, zero points."""
     def quantization(tensor):
         q = tensor.quantization
