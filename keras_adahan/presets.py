@@ -47,8 +47,8 @@ PRESETS = {
     # 4, 4, 2) -> 16x16 = 256 cells, each cell's local features seeing ~14 px; then 2 x 64
     # 3x3 context convs seeing ~46 px; embedding 32 + GRU 32; gated fusion (local cell +
     # question through 1x1 convs (64, 64), times a sigmoid gate from context + question);
-    # L2 presence; HAN keeping 5% of the cells (13) (AdaHAN: threshold 1/N, at least 4
-    # cells); sum pooling + LayerNorm; MLP (64) -> answers. About 32M multiply-adds per
+    # L2 presence; HAN keeping 10% of the cells (26) (AdaHAN: threshold 1/N, at least
+    # as many); sum pooling + LayerNorm; MLP (64) -> answers. About 32M multiply-adds per
     # image. Without the batch norm the model stays at chance; with concat fusion it
     # answers as well but attends beside the animal, not on it (see README).
     # Train: python -m keras_adahan.train --preset default

@@ -150,7 +150,7 @@ class PresetTest(unittest.TestCase):
         self.assertEqual(get_preset("default", variant="adahan").variant, "adahan")
 
     def test_adahan_floor_defaults_to_hans_k(self):
-        self.assertEqual(get_preset("default").adahan_min_cells, 13)  # 5% of 256 cells.
+        self.assertEqual(get_preset("default").adahan_min_cells, 26)  # 10% of 256 cells.
         self.assertEqual(TINY.replace(k=3).adahan_min_cells, 3)
         self.assertEqual(TINY.replace(k=3, min_cells=5).adahan_min_cells, 5)
         mask = build_model(TINY.replace(variant="adahan", k=3)).get_layer(

@@ -39,7 +39,7 @@ def test_run_folder_holds_a_usable_model(tiny_run):
     assert accuracy == pytest.approx(metrics["accuracy"])
     assert metrics["num_questions"] == 12  # 4 test images x 3 questions
     assert set(metrics["accuracy_per_type"]) == {"roof", "front", "hay"}
-    assert metrics["kept_share_mean"] == pytest.approx(13 / 256)  # HAN keeps 5% of 256 cells
+    assert metrics["kept_share_mean"] == pytest.approx(26 / 256)  # HAN keeps 10% of 256 cells
     assert 0 <= metrics["grounding_top_cell"] <= 1
 
 
