@@ -2,6 +2,7 @@
 
     python benchmarks/variants_table.py --dataset classic --seeds 0 1 2
     python benchmarks/variants_table.py --dataset randomized --seeds 0 1 2 --epochs 15
+    python benchmarks/variants_table.py --variants han adahan --runs_dir runs/table_k13 -- --k 0.05
 
 Each run is a normal `python -m keras_adahan.train` run folder under --runs_dir (default
 runs/table); finished runs are reused (re-evaluated if their metrics predate a column), so
@@ -36,6 +37,7 @@ def run(dataset, variant, seed, args):
                    "--output_dir", out, "--overwrite"]
         if args.epochs:
             command += ["--epochs", str(args.epochs)]
+        command += args.trainer_flags
         print("$", " ".join(command[1:]), flush=True)
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL if args.quiet else None)
     with open(metrics) as f:
@@ -66,6 +68,9 @@ def main():
     parser.add_argument("--epochs", type=int, default=None, help="default: the trainer's")
     parser.add_argument("--runs_dir", default=os.path.join("runs", "table"))
     parser.add_argument("--quiet", action="store_true", help="hide the training output")
+    parser.add_argument("trainer_flags", nargs="*",
+                        help="more trainer flags, after --: e.g. -- --k 0.05 (use another "
+                             "--runs_dir: finished runs are reused by name)")
     args = parser.parse_args()
 
     rows = []
