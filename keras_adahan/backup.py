@@ -49,6 +49,11 @@ class AtomicBackupAndRestore(keras.callbacks.Callback):
     weights, sets the initial epoch and rewrites `history_path` from the state, dropping
     rows of an epoch whose backup never committed.
 
+    With `monitor` (e.g. `"val_loss"`), the weights file of the epoch with the lowest
+    value is kept too (`state.json` names it as `best`), across resumes, and
+    `restore_best()` loads it: what `EarlyStopping(restore_best_weights=True)` does,
+    but surviving a kill.
+
     An epoch whose logs hold a NaN or infinite value (one that `TerminateOnNaN` stopped)
     is not backed up: the last good epoch stays the one to resume from. The backup is
     kept when `fit` returns; delete `backup_dir` once it is no longer needed.
@@ -59,6 +64,8 @@ class AtomicBackupAndRestore(keras.callbacks.Callback):
             backup. Defaults to None (no CSV).
         read_only: bool. Restore from `backup_dir` but write nothing: the workers of a
             multi-worker run other than the chief, which writes. Defaults to False.
+        monitor: str or None. A logged metric to minimize; its best epoch's weights are
+            kept for `restore_best()`. Defaults to None (only the latest epoch is kept).
 
     Example:
 
@@ -69,14 +76,16 @@ class AtomicBackupAndRestore(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, backup_dir, history_path=None, read_only=False):
+    def __init__(self, backup_dir, history_path=None, read_only=False, monitor=None):
         super().__init__()
         if not backup_dir:
             raise ValueError(f"`backup_dir` must be a folder path, received {backup_dir!r}")
         self.backup_dir = backup_dir
         self.history_path = None if read_only else history_path
         self.read_only = read_only
+        self.monitor = monitor
         self._history = []
+        self._best = None  # {"epoch", "weights", "value"} of the best epoch so far.
 
     @property
     def state_path(self):
@@ -99,7 +108,7 @@ class AtomicBackupAndRestore(keras.callbacks.Callback):
             self._remove_leftovers(keep=None)
         state = self.read_state()
         if state is None:
-            self._history = []
+            self._history, self._best = [], None
             if self.history_path and os.path.exists(self.history_path):
                 os.remove(self.history_path)  # Rows of epochs that were never backed up.
             return
@@ -116,9 +125,10 @@ class AtomicBackupAndRestore(keras.callbacks.Callback):
         # Keras' own BackupAndRestore resumes this way; `fit` reads it at its start.
         self.model._initial_epoch = state["epoch"]
         self._history = list(state["history"])
+        self._best = state.get("best")
         if not self.read_only:
             self._write_history()
-            self._remove_leftovers(keep=state["weights"])
+            self._remove_leftovers(keep=self._kept(state["weights"]))
         step = int(self.model.optimizer.iterations.numpy()) if self.model.optimizer else 0
         total = (self.params or {}).get("epochs")
         left = (f"continuing at epoch {state['epoch'] + 1}/{total}"
@@ -135,9 +145,27 @@ class AtomicBackupAndRestore(keras.callbacks.Callback):
             self.model.save_weights(tmp)
         self._history.append({"epoch": epoch, **logs})
         state = {"epoch": epoch + 1, "weights": name, "history": self._history}
+        if self.monitor in logs and (self._best is None
+                                     or logs[self.monitor] < self._best["value"]):
+            self._best = {"epoch": epoch + 1, "weights": name, "value": logs[self.monitor]}
+        if self._best is not None:
+            state["best"] = self._best
         run_files.write_json(self.state_path, state)  # The commit point.
-        self._remove_leftovers(keep=name)
+        self._remove_leftovers(keep=self._kept(name))
         self._write_history()
+
+    def restore_best(self, model):
+        """Loads the best epoch's weights (see `monitor`) into `model`, the model `fit`
+        trained; returns `{"epoch", "value"}` of that epoch, or None if none was kept."""
+        best = (self.read_state() or {}).get("best")
+        if best is None:
+            return None
+        model.load_weights(os.path.join(self.backup_dir, best["weights"]))
+        return {"epoch": best["epoch"], "value": best["value"]}
+
+    def _kept(self, latest):
+        """The weights files to keep: the latest epoch's and the best one's."""
+        return {latest} | ({self._best["weights"]} if self._best else set())
 
     def _write_history(self):
         if not self.history_path:
@@ -150,10 +178,12 @@ class AtomicBackupAndRestore(keras.callbacks.Callback):
                 writer.writerows(self._history)
 
     def _remove_leftovers(self, keep):
-        """Deletes weights files other than `keep` and temporary files of killed writes."""
+        """Deletes weights files not in `keep` (a set; None: keep all) and temporary files
+        of killed writes."""
         if not os.path.isdir(self.backup_dir):
             return
         for name in os.listdir(self.backup_dir):
-            stale_weights = name.endswith(".weights.h5") and name != keep and keep is not None
+            stale_weights = (name.endswith(".weights.h5") and keep is not None
+                             and name not in keep)
             if name.startswith(".tmp-") or stale_weights:
                 os.remove(os.path.join(self.backup_dir, name))

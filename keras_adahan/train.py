@@ -81,6 +81,10 @@ def parse_args(argv=None):
     add("--lr_schedule", default="constant", choices=("constant", "cosine"),
         help="constant: Adam at --learning_rate throughout; cosine: decays it to 0 over the "
              "run's steps")
+    add("--restore_best_weights", action="store_true",
+        help="end with the weights of the epoch with the lowest validation loss (as Keras' "
+             "EarlyStopping(restore_best_weights=True), and across --resume), not the last "
+             "epoch's: a late unstable step can cost a run its counting")
     add("--seed", type=int, default=0, help="seeds weights and shuffling")
     add("--output_dir", default=None,
         help="run folder. Default: runs/DATASET-PRESET-VARIANT-seedSEED")
@@ -241,7 +245,8 @@ def main(argv=None):
     # (seed, e) only, so a resumed run sees the same batches as an uninterrupted one.
     backup = AtomicBackupAndRestore(
         chief_backup or os.path.join(run_dir, "backup"),
-        history_path=os.path.join(run_dir, run_files.HISTORY), read_only=not chief)
+        history_path=os.path.join(run_dir, run_files.HISTORY), read_only=not chief,
+        monitor="val_loss" if args.restore_best_weights else None)
     first_epoch = min(backup.epoch, args.epochs)
     train_ds = data.training_batches(split="train", shuffle=True, seed=args.seed,
                                      epochs=(first_epoch, args.epochs), **pipeline)
@@ -307,6 +312,10 @@ def main(argv=None):
     if not chief:
         print(f"Worker done: trained {len(history.epoch)} epochs in step with the chief")
         return None
+    best = backup.restore_best(train_model) if args.restore_best_weights else None
+    if best:
+        print(f"Restored the weights of epoch {best['epoch']}, the lowest validation loss "
+              f"({best['value']:.4f})")
 
     # --- Save and evaluate -------------------------------------------------------------
     with run_files.atomic_path(os.path.join(run_dir, run_files.MODEL)) as tmp:
@@ -320,15 +329,18 @@ def main(argv=None):
     plots.plot_history(epochs_history, os.path.join(run_dir, "plots", "history.png"))
     metrics = evaluate.evaluate(model, builder, vocabulary, run_dir, args.variant)
     metrics["train_seconds"] = round(train_seconds, 1)
+    if best:
+        metrics["restored_epoch"] = best["epoch"]
     metrics["train_examples_per_second"] = round(
         len(history.epoch) * builder.info.splits["train"].num_examples * questions_per_image
         / train_seconds, 1)
     run_files.write_json(os.path.join(run_dir, run_files.METRICS), metrics)
     print()
     print(evaluate.format_summary(metrics, f"Test split of barn_vqa/{args.dataset}"))
+    kept_epoch = best["epoch"] if best else len(epochs_history["val_accuracy"])
     print(f"  trained {len(history.epoch)} epochs in {train_seconds:.0f} s "
-          f"({metrics['train_examples_per_second']:.0f} questions/s); final validation "
-          f"accuracy {epochs_history['val_accuracy'][-1]:.2%}")
+          f"({metrics['train_examples_per_second']:.0f} questions/s); kept epoch "
+          f"{kept_epoch}: validation accuracy {epochs_history['val_accuracy'][kept_epoch - 1]:.2%}")
     print(f"  run folder          {run_dir}  (model.keras, metrics.json, plots/)")
     return metrics
 

@@ -251,3 +251,37 @@ def test_state_file_is_json(tmp_path):
         state = json.load(f)
     assert state["epoch"] == 1 and state["weights"] == "epoch-0001.weights.h5"
     assert set(state["history"][0]) == {"epoch", "loss"}
+
+
+class ScriptedValLoss(keras.callbacks.Callback):
+    """Reports `values[epoch]` as the epoch's `val_loss` and records the weights then."""
+
+    def __init__(self, values):
+        super().__init__()
+        self.values, self.weights = values, {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["val_loss"] = self.values[epoch]
+        self.weights[epoch] = self.model.get_weights()
+
+
+def test_monitor_keeps_the_best_epoch_across_a_resume(tmp_path):
+    backup_dir = str(tmp_path / "backup")
+    scripted = ScriptedValLoss([3.0, 1.0, 2.0, 1.5, 1.1])
+    first = small_model()
+    first.fit(X, Y, batch_size=4, epochs=4, verbose=0,
+              callbacks=[scripted, AtomicBackupAndRestore(backup_dir, monitor="val_loss")])
+    # The latest epoch's weights (to resume from) and the best one's (epoch 2).
+    assert sorted(os.listdir(backup_dir)) == [
+        "epoch-0002.weights.h5", "epoch-0004.weights.h5", STATE]
+
+    second = small_model()
+    backup = AtomicBackupAndRestore(backup_dir, monitor="val_loss")
+    second.fit(X, Y, batch_size=4, epochs=5, verbose=0, callbacks=[scripted, backup])
+    assert backup.restore_best(second) == {"epoch": 2, "value": 1.0}
+    for restored, best in zip(second.get_weights(), scripted.weights[1]):
+        np.testing.assert_array_equal(restored, best)
+    # Without a monitor nothing is kept for it.
+    plain = AtomicBackupAndRestore(str(tmp_path / "plain"))
+    small_model().fit(X, Y, batch_size=4, epochs=2, verbose=0, callbacks=[plain])
+    assert plain.restore_best(small_model()) is None

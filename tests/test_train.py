@@ -17,7 +17,7 @@ def tiny_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
     data_dir, run_dir = str(root / "tfds"), str(root / "run")
     metrics = train.main(["--dataset", "tiny", "--epochs", "2", "--data_dir", data_dir,
-                          "--output_dir", run_dir])
+                          "--output_dir", run_dir, "--restore_best_weights"])
     return run_dir, data_dir, metrics
 
 
@@ -31,6 +31,8 @@ def test_run_folder_holds_a_usable_model(tiny_run):
     assert run.config["train"]["dataset"] == "tiny"
     history = train.read_history(os.path.join(run_dir, "history.csv"))
     assert len(history["loss"]) == 2 and "val_accuracy" in history
+    # --restore_best_weights: the model saved (and evaluated below) is the best epoch's.
+    assert metrics["restored_epoch"] == 1 + int(np.argmin(history["val_loss"]))
     # The saved model answers like the evaluation said it does.
     builder = data.dataset_builder("tiny", data_dir, build=False)
     arrays = data.question_arrays(builder, "test", run.vocabulary, 128, 16)
