@@ -27,9 +27,9 @@ import numpy as np
 
 from keras_adahan.layers import ConvAveragePool2D
 from keras_adahan import run_files
-from keras_adahan.export import tflite_edits
 from keras_adahan.export import serving
 from keras_adahan.export import tflite
+from keras_adahan.export import tflite_edits
 from keras_adahan.export.tflite import ExportError
 
 SAVED_MODEL = "saved_model"

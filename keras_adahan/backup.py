@@ -51,7 +51,7 @@ class AtomicBackupAndRestore(keras.callbacks.Callback):
 
     With `monitor` (e.g. `"val_loss"`), the weights file of the epoch with the lowest
     value is kept too (`state.json` names it as `best`), across resumes, and
-    `restore_best()` loads it: what `EarlyStopping(restore_best_weights=True)` does,
+    `restore_best(model)` loads it: what `EarlyStopping(restore_best_weights=True)` does,
     but surviving a kill.
 
     An epoch whose logs hold a NaN or infinite value (one that `TerminateOnNaN` stopped)
@@ -65,7 +65,7 @@ class AtomicBackupAndRestore(keras.callbacks.Callback):
         read_only: bool. Restore from `backup_dir` but write nothing: the workers of a
             multi-worker run other than the chief, which writes. Defaults to False.
         monitor: str or None. A logged metric to minimize; its best epoch's weights are
-            kept for `restore_best()`. Defaults to None (only the latest epoch is kept).
+            kept for `restore_best`. Defaults to None (only the latest epoch is kept).
 
     Example:
 
