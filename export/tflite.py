@@ -175,21 +175,9 @@ def op_names(flatbuffer):
         op names, counting the subgraphs its WHILE and IF ops run; `custom` is the sorted
         list of custom (incl. Flex) op names anywhere in the file.
     """
-    from ai_edge_litert import schema_py_generated as schema
-
-    names = {value: key for key, value in vars(schema.BuiltinOperator).items()
-             if not key.startswith("_")}
     model = tflite_edits.read(flatbuffer)
-    codes, custom = [], set()
-    for code in model.operatorCodes or ():
-        if code.customCode:
-            name = code.customCode.decode()
-            custom.add(name)
-        else:
-            # Codes above 127 live in `builtinCode`; older files only fill the deprecated one.
-            builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
-            name = names.get(builtin, f"BUILTIN_{builtin}")
-        codes.append(name)
+    codes = tflite_edits.opcode_names(model)
+    custom = {name for name, code in zip(codes, model.operatorCodes or ()) if code.customCode}
 
     def names_in(subgraphs):
         return sorted({codes[operator.opcodeIndex] for index in subgraphs

@@ -195,13 +195,27 @@ def vqa_calls_encode_and_answer(flatbuffer):
     return write(model)
 
 
+def opcode_names(model):
+    """The name of each of a `ModelT`'s operator codes, by index: the builtin's name
+    (`CONV_2D`, ...) or a custom op's code (`FlexMatrixDeterminant`, ...)."""
+    names = {value: key for key, value in vars(_schema().BuiltinOperator).items()
+             if not key.startswith("_")}
+    return [code.customCode.decode() if code.customCode
+            else names.get(_builtin(code), f"BUILTIN_{_builtin(code)}")
+            for code in model.operatorCodes or ()]
+
+
+def _builtin(code):
+    # Codes above 127 live in `builtinCode`; older files only fill the deprecated one.
+    return max(code.builtinCode, code.deprecatedBuiltinCode)
+
+
 def _opcode_index(model, builtin):
     """Index of `builtin` in the model's operator codes, added if missing."""
     for index, code in enumerate(model.operatorCodes):
-        if not code.customCode and max(code.builtinCode, code.deprecatedBuiltinCode) == builtin:
+        if not code.customCode and _builtin(code) == builtin:
             return index
     code = _schema().OperatorCodeT()
-    # Codes above 127 only fit the new field; older runtimes read the deprecated one.
     code.builtinCode, code.deprecatedBuiltinCode, code.version = builtin, min(builtin, 127), 1
     model.operatorCodes.append(code)
     return len(model.operatorCodes) - 1

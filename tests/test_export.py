@@ -60,13 +60,12 @@ def test_int8_keeps_the_aggregate_layer_norm_and_presence_float(exported_tiny_ru
 
     with open(os.path.join(exported_tiny_run["export_dir"], "vqa_int8.tflite"), "rb") as f:
         model = tflite_edits.read(f.read())
-    names = {value: key for key, value in vars(schema.BuiltinOperator).items()}
+    names = tflite_edits.opcode_names(model)
     output_types = {}
     for subgraph in model.subgraphs:
         for operator in subgraph.operators:
-            code = model.operatorCodes[operator.opcodeIndex]
-            name = names[max(code.builtinCode, code.deprecatedBuiltinCode)]
-            output_types.setdefault(name, set()).add(subgraph.tensors[operator.outputs[0]].type)
+            output_types.setdefault(names[operator.opcodeIndex], set()).add(
+                subgraph.tensors[operator.outputs[0]].type)
     # RSQRT: the LayerNorm (FLOAT_LAYERS_IN_INT8); SQRT: the presence (FLOAT_OPS_IN_INT8).
     assert output_types["RSQRT"] == output_types["SQRT"] == {schema.TensorType.FLOAT32}
     assert schema.TensorType.INT8 in output_types["CONV_2D"]
