@@ -92,7 +92,8 @@ def convert(saved_model_dir, signature_keys, quantization="float32", representat
 FLOAT_OPS_IN_INT8 = ("ONE_HOT", "SQUARE", "SUM", "MAXIMUM", "SQRT")
 # Keras layers left in float: "aggregate_norm", the LayerNorm on the sum over kept cells.
 # barn_vqa/randomized's count questions read small differences in that sum's direction;
-# with it in int8 a HAN run lost 28 accuracy points (0.1 with it float; a 64-vector).
+# with it in int8 the README's randomized HAN run (seed 0) lost 8.4 accuracy points, with
+# it float none (+0.06); it is one 64-vector (docs/export.md).
 FLOAT_LAYERS_IN_INT8 = ("aggregate_norm",)
 
 
@@ -124,9 +125,8 @@ def _quantize(calibrated):
         denylisted_ops=list(FLOAT_OPS_IN_INT8),
         denylisted_nodes=nodes,
         # One scale per weight tensor rather than one per output channel: a channel's
-        # scale and zero point take 12 bytes in every signature using it, 7% of the
-        # default preset's int8 file, for no parity gain measured on barn_vqa (classic:
-        # 100% agreement either way; randomized: -0.10 points per channel, -0.13 per tensor).
+        # scale and zero point take 12 bytes in every signature using it. Per tensor the
+        # default preset's int8 file is 10% smaller at the same parity (docs/export.md).
         disable_per_channel=True,
     )
 
