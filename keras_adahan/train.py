@@ -81,10 +81,11 @@ def parse_args(argv=None):
     add("--lr_schedule", default="constant", choices=("constant", "cosine"),
         help="constant: Adam at --learning_rate throughout; cosine: decays it to 0 over the "
              "run's steps")
-    add("--restore_best_weights", action="store_true",
+    add("--restore_best_weights", action=argparse.BooleanOptionalAction, default=True,
         help="end with the weights of the epoch with the lowest validation loss (as Keras' "
              "EarlyStopping(restore_best_weights=True), and across --resume), not the last "
-             "epoch's: a late unstable step can cost a run its counting")
+             "epoch's: a late unstable step can cost a run its counting. "
+             "--no-restore_best_weights keeps the last epoch's")
     add("--seed", type=int, default=0, help="seeds weights and shuffling")
     add("--output_dir", default=None,
         help="run folder. Default: runs/DATASET-PRESET-VARIANT-seedSEED")

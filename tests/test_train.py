@@ -17,7 +17,7 @@ def tiny_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
     data_dir, run_dir = str(root / "tfds"), str(root / "run")
     metrics = train.main(["--dataset", "tiny", "--epochs", "2", "--data_dir", data_dir,
-                          "--output_dir", run_dir, "--restore_best_weights"])
+                          "--output_dir", run_dir])
     return run_dir, data_dir, metrics
 
 
@@ -31,7 +31,8 @@ def test_run_folder_holds_a_usable_model(tiny_run):
     assert run.config["train"]["dataset"] == "tiny"
     history = train.read_history(os.path.join(run_dir, "history.csv"))
     assert len(history["loss"]) == 2 and "val_accuracy" in history
-    # --restore_best_weights: the model saved (and evaluated below) is the best epoch's.
+    # Restoring the best weights is the default: the model saved (and evaluated below) is
+    # the epoch with the lowest validation loss.
     assert metrics["restored_epoch"] == 1 + int(np.argmin(history["val_loss"]))
     # The saved model answers like the evaluation said it does.
     builder = data.dataset_builder("tiny", data_dir, build=False)
@@ -94,6 +95,11 @@ def test_set_overrides_model_config_fields():
     config = train.model_config(args, vocabulary_size=10, num_answers=4)
     assert (config.aggregate_norm, config.rnn, config.conv_filters) == (False, "lstm", (8,) * 5)
     assert (config.k, config.vocab_size, config.num_answers) == (3, 10, 4)
+
+
+def test_restore_best_weights_is_default_with_an_opt_out():
+    assert train.parse_args([])[0].restore_best_weights
+    assert not train.parse_args(["--no-restore_best_weights"])[0].restore_best_weights
 
 
 def test_learning_rate_schedules():
