@@ -59,6 +59,12 @@ def grounding(presence, mask, boxes):
     return top_on_target, kept_area_share, top_touches_target
 
 
+def mean_per_label(values, labels, names):
+    """`{name: mean of values where labels == its index}` over the labels present."""
+    return {name: float(values[labels == i].mean())
+            for i, name in enumerate(names) if np.any(labels == i)}
+
+
 def compute_metrics(outputs, arrays, answer_names, type_names, variant):
     """All evaluation figures of one split, as a JSON-ready dict."""
     predictions = outputs["answer"].argmax(-1)
@@ -68,10 +74,7 @@ def compute_metrics(outputs, arrays, answer_names, type_names, variant):
     metrics = {
         "num_questions": int(len(correct)),
         "accuracy": float(correct.mean()),
-        "accuracy_per_type": {
-            name: float(correct[arrays.types == t].mean())
-            for t, name in enumerate(type_names) if np.any(arrays.types == t)
-        },
+        "accuracy_per_type": mean_per_label(correct, arrays.types, type_names),
         "num_cells": int(num_cells),
         "kept_share_mean": float(kept_counts.mean() / num_cells),
     }
@@ -88,11 +91,12 @@ def compute_metrics(outputs, arrays, answer_names, type_names, variant):
         metrics["grounding_top_cell"] = float(top_on.mean())
         metrics["grounding_top_cell_touches"] = float(top_touches.mean())
         metrics["grounding_kept_area_share"] = float(area_share.mean())
-        grounded_types = arrays.types[grounded]
-        metrics["grounding_top_cell_per_type"] = {
-            name: float(top_on[grounded_types == t].mean())
-            for t, name in enumerate(type_names) if np.any(grounded_types == t)
-        }
+        metrics["grounding_top_cell_per_type"] = mean_per_label(
+            top_on, arrays.types[grounded], type_names)
+        # Per answer too: a small animal the model never needs to see (it can answer by
+        # elimination) shows up here.
+        metrics["grounding_top_cell_per_answer"] = mean_per_label(
+            top_on, arrays.answers[grounded], answer_names)
     return metrics
 
 
@@ -145,6 +149,9 @@ def format_summary(metrics, title):
                      "  (highest-presence kept cell on the target object)")
         for name, share in metrics.get("grounding_top_cell_per_type", {}).items():
             lines.append(f"    {name:<17} {share:.2%}")
+        if "grounding_top_cell_per_answer" in metrics:  # Evaluated before it existed: absent.
+            lines.append("    by answer         " + ", ".join(
+                f"{name} {share:.1%}" for name, share in metrics["grounding_top_cell_per_answer"].items()))
         if "grounding_top_cell_touches" in metrics:  # Runs evaluated before it existed lack it.
             lines.append(f"  top cell touching   {metrics['grounding_top_cell_touches']:.2%}"
                          "  (overlapping the target's box at all)")

@@ -144,3 +144,18 @@ def test_training_model_is_saved_as_the_single_question_model(tiny_run):
     model = keras.models.load_model(os.path.join(run_dir, "model.keras"))
     assert set(model.input) == {"image", "question"}
     assert set(model.output) == {"answer", "presence", "mask"}
+
+
+def test_grounding_per_type_and_per_answer():
+    # 2x2 grid, 3 questions: top cell 0 each time; only the first two boxes cover it.
+    presence = np.array([[9.0, 1.0, 1.0, 1.0]] * 3)
+    outputs = {"answer": np.eye(2)[[0, 1, 1]], "presence": presence, "mask": np.ones((3, 4))}
+    arrays = data.QuestionArrays(
+        images=None, image_index=None, questions=None, texts=None,
+        answers=np.array([0, 1, 1]), types=np.array([0, 0, 1]),
+        boxes=np.array([[0.0, 0.0, 0.5, 0.5]] * 2 + [[0.5, 0.5, 1.0, 1.0]]))
+    metrics = evaluate.compute_metrics(outputs, arrays, ["chicken", "sheep"],
+                                       ["roof", "front"], "none")
+    assert metrics["grounding_top_cell_per_type"] == {"roof": 1.0, "front": 0.0}
+    assert metrics["grounding_top_cell_per_answer"] == {"chicken": 1.0, "sheep": 0.5}
+    assert "by answer         chicken 100.0%, sheep 50.0%" in evaluate.format_summary(metrics, "t")
