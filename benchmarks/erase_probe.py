@@ -1,0 +1,89 @@
+"""Paints out the object each question asks about and asks again: does the answer need it?
+
+    python benchmarks/erase_probe.py runs/table/classic-default-adahan-seed2
+
+For every test question with a target object (not counting), the target's box, one pixel
+wider on each side, is painted over column by column with the pixel just above it (sky
+above a roof animal, the barn wall above one in front of it), at the model's input size:
+roughly the scene without that animal. A model that answers by looking at the animal loses
+the answer and its confidence; one that answers by elimination ("no cow, sheep or pig
+there, so: chicken") gives the leftover answer for every painted-out image, as confidently
+as on the clean ones. Prints, per question type and per answer, accuracy and the
+probability of the right answer on clean and on painted images, and the answer given most
+often once the target is gone.
+"""
+
+import argparse
+import collections
+import dataclasses
+
+import numpy as np
+
+from keras_adahan import data, evaluate, run_files
+
+
+def erase_targets(arrays):
+    """One image per question, its target box painted with the row of pixels above it."""
+    images = arrays.images[arrays.image_index].copy()
+    size = images.shape[1]
+    for image, (ymin, xmin, ymax, xmax) in zip(images, arrays.boxes):
+        top = max(int(np.floor(ymin * size)) - 1, 0)
+        bottom = min(int(np.ceil(ymax * size)) + 1, size)
+        left = max(int(np.floor(xmin * size)) - 1, 0)
+        right = min(int(np.ceil(xmax * size)) + 1, size)
+        image[top:bottom, left:right] = image[max(top - 1, 0), left:right]
+    return dataclasses.replace(arrays, images=images, image_index=np.arange(len(images)))
+
+
+def true_answer_probability(outputs, answers):
+    logits = outputs["answer"] - outputs["answer"].max(-1, keepdims=True)
+    probabilities = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    return probabilities[np.arange(len(answers)), answers]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", help="a run folder written by keras_adahan.train")
+    parser.add_argument("--data_dir", default=None, help="default: the run's")
+    args = parser.parse_args()
+
+    run = run_files.load_run(args.run_dir)
+    builder = data.dataset_builder(run.config["train"]["dataset"],
+                                   args.data_dir or run.config["train"]["data_dir"], build=False)
+    model = run.model
+    arrays = data.question_arrays(builder, "test", run.vocabulary,
+                                  model.input["image"].shape[1], model.input["question"].shape[1])
+    type_names = data.question_type_names(builder)
+    grounded = ~np.isin(arrays.types, [type_names.index(t) for t in evaluate.UNGROUNDED_TYPES
+                                       if t in type_names])
+    arrays = dataclasses.replace(
+        arrays, questions=arrays.questions[grounded], answers=arrays.answers[grounded],
+        types=arrays.types[grounded], boxes=arrays.boxes[grounded],
+        image_index=arrays.image_index[grounded],
+        texts=[t for t, keep in zip(arrays.texts, grounded) if keep])
+
+    results = {}
+    for name, probe in (("clean", arrays), ("painted", erase_targets(arrays))):
+        outputs = evaluate.predict_split(model, probe)
+        results[name] = (outputs["answer"].argmax(-1) == arrays.answers,
+                         true_answer_probability(outputs, arrays.answers),
+                         outputs["answer"].argmax(-1))
+
+    print(f"{args.run_dir}: {len(arrays.answers)} test questions, target painted out\n")
+    print("| question | accuracy: clean | painted | p(right answer): clean | painted | "
+          "painted: answer given most |")
+    print("|---|---|---|---|---|---|")
+    groups = [(f"type {n}", arrays.types == t) for t, n in enumerate(type_names)]
+    groups += [(f"answer {n}", arrays.answers == a) for a, n in enumerate(run.answers)]
+    for label, rows in groups:
+        if not rows.any():
+            continue
+        given, count = collections.Counter(results["painted"][2][rows]).most_common(1)[0]
+        print(f"| {label} | {results['clean'][0][rows].mean():.1%} | "
+              f"{results['painted'][0][rows].mean():.1%} | {results['clean'][1][rows].mean():.3f} | "
+              f"{results['painted'][1][rows].mean():.3f} | "
+              f"{run.answers[given]} ({count / rows.sum():.0%}) |")
+
+
+if __name__ == "__main__":
+    main()

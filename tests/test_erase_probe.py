@@ -1,0 +1,36 @@
+"""benchmarks/erase_probe.py: the painting of target boxes."""
+
+import importlib.util
+import os
+
+import numpy as np
+
+from keras_adahan import data
+
+_PATH = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "erase_probe.py")
+_spec = importlib.util.spec_from_file_location("erase_probe", _PATH)
+erase_probe = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(erase_probe)
+
+
+def test_erase_paints_each_questions_box_with_the_row_above():
+    image = np.arange(8 * 8 * 3, dtype=np.uint8).reshape(8, 8, 3)
+    # Two questions on the same image; the first's box is rows 4-5, columns 2-3.
+    arrays = data.QuestionArrays(
+        images=image[None], image_index=np.array([0, 0]), questions=None, texts=None,
+        answers=np.array([0, 1]), types=np.array([0, 1]),
+        boxes=np.array([[0.5, 0.25, 0.75, 0.5], [0.0, 0.0, 0.125, 0.125]]))
+    erased = erase_probe.erase_targets(arrays)
+    assert erased.images.shape == (2, 8, 8, 3) and erased.image_index.tolist() == [0, 1]
+    first = erased.images[0]
+    # Rows 3-6, columns 1-4 (the box and a pixel around it) take row 2's pixels; the rest
+    # is untouched.
+    np.testing.assert_array_equal(first[3:7, 1:5], np.broadcast_to(image[2, 1:5], (4, 4, 3)))
+    untouched = np.ones((8, 8), bool)
+    untouched[3:7, 1:5] = False
+    np.testing.assert_array_equal(first[untouched], image[untouched])
+    np.testing.assert_array_equal(arrays.images[0], image)  # The input is not changed.
+    # A box at the top edge is painted with the top row itself.
+    np.testing.assert_array_equal(erased.images[1][0:2, 0:2],
+                                  np.broadcast_to(image[0, 0:2], (2, 2, 3)))
+    np.testing.assert_array_equal(erased.images[1][2:], image[2:])
