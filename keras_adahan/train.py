@@ -331,7 +331,7 @@ def main(argv=None):
     metrics = evaluate.evaluate(model, builder, vocabulary, run_dir, args.variant)
     metrics["train_seconds"] = round(train_seconds, 1)
     if best:
-        metrics["restored_epoch"] = best["epoch"]
+        metrics["train_kept_epoch"] = best["epoch"]  # train_*: kept by re-evaluation.
     metrics["train_examples_per_second"] = round(
         len(history.epoch) * builder.info.splits["train"].num_examples * questions_per_image
         / train_seconds, 1)

@@ -33,7 +33,7 @@ def test_run_folder_holds_a_usable_model(tiny_run):
     assert len(history["loss"]) == 2 and "val_accuracy" in history
     # Restoring the best weights is the default: the model saved (and evaluated below) is
     # the epoch with the lowest validation loss.
-    assert metrics["restored_epoch"] == 1 + int(np.argmin(history["val_loss"]))
+    assert metrics["train_kept_epoch"] == 1 + int(np.argmin(history["val_loss"]))
     # The saved model answers like the evaluation said it does.
     builder = data.dataset_builder("tiny", data_dir, build=False)
     arrays = data.question_arrays(builder, "test", run.vocabulary, 128, 16)
@@ -67,6 +67,12 @@ def test_evaluate_cli(tiny_run):
          "--data_dir", data_dir], capture_output=True, text=True, check=True)
     assert "accuracy" in result.stdout and "grounding top cell" in result.stdout
     assert json.load(open(os.path.join(run_dir, "metrics_validation.json")))["split"] == "validation"
+    # Re-evaluating the test split rewrites metrics.json but keeps what training recorded.
+    evaluate.main([run_dir, "--data_dir", data_dir])
+    again = json.load(open(os.path.join(run_dir, "metrics.json")))
+    assert again["accuracy"] == pytest.approx(metrics["accuracy"])
+    for key in ("train_seconds", "train_kept_epoch", "train_examples_per_second"):
+        assert again[key] == metrics[key]
 
 
 @pytest.mark.parametrize("argv, message", [
