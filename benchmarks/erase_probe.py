@@ -54,8 +54,7 @@ def main():
     arrays = data.question_arrays(builder, "test", run.vocabulary,
                                   model.input["image"].shape[1], model.input["question"].shape[1])
     type_names = data.question_type_names(builder)
-    grounded = ~np.isin(arrays.types, [type_names.index(t) for t in evaluate.UNGROUNDED_TYPES
-                                       if t in type_names])
+    grounded = evaluate.grounded_questions(arrays.types, type_names)
     arrays = dataclasses.replace(
         arrays, questions=arrays.questions[grounded], answers=arrays.answers[grounded],
         types=arrays.types[grounded], boxes=arrays.boxes[grounded],

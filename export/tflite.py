@@ -92,8 +92,8 @@ def convert(saved_model_dir, signature_keys, quantization="float32", representat
 FLOAT_OPS_IN_INT8 = ("ONE_HOT", "SQUARE", "SUM", "MAXIMUM", "SQRT")
 # Keras layers left in float: "aggregate_norm", the LayerNorm on the sum over kept cells.
 # barn_vqa/randomized's count questions read small differences in that sum's direction;
-# with it in int8 the README's randomized HAN run (seed 0) lost 8.4 accuracy points, with
-# it float none (+0.06); it is one 64-vector (docs/export.md).
+# with it in int8 the README's randomized HAN run (seed 0) lost 23 accuracy points, with
+# it float 0.26; it is one 64-vector (docs/export.md).
 FLOAT_LAYERS_IN_INT8 = ("aggregate_norm",)
 
 

@@ -59,6 +59,11 @@ def grounding(presence, mask, boxes):
     return top_on_target, kept_area_share, top_touches_target
 
 
+def grounded_questions(types, type_names):
+    """Boolean mask of the questions with one target object (all but `UNGROUNDED_TYPES`)."""
+    return ~np.isin(types, [type_names.index(t) for t in UNGROUNDED_TYPES if t in type_names])
+
+
 def mean_per_label(values, labels, names):
     """`{name: mean of values where labels == its index}` over the labels present."""
     return {name: float(values[labels == i].mean())
@@ -83,7 +88,7 @@ def compute_metrics(outputs, arrays, answer_names, type_names, variant):
         metrics["kept_cells_distribution"] = dict(
             zip(("min", "p10", "median", "p90", "max"), map(float, quantiles))
         )
-    grounded = ~np.isin(arrays.types, [type_names.index(t) for t in UNGROUNDED_TYPES if t in type_names])
+    grounded = grounded_questions(arrays.types, type_names)
     if grounded.any():
         top_on, area_share, top_touches = grounding(
             outputs["presence"][grounded], outputs["mask"][grounded], arrays.boxes[grounded]
