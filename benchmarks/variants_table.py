@@ -1,7 +1,8 @@
 """Trains han / adahan / soft / none over several seeds and prints the README's table.
 
     python benchmarks/variants_table.py --dataset classic --seeds 0 1 2 3 4 --epochs 3
-    python benchmarks/variants_table.py --dataset randomized --seeds 0 1 2 --epochs 15
+    python benchmarks/variants_table.py --dataset randomized --seeds 0 1 2
+    python benchmarks/variants_table.py --dataset randomized --variants han adahan --seeds 0 1 2 3 4
     python benchmarks/variants_table.py --variants han adahan --runs_dir runs/table_k13 -- --k 0.05
 
 Each run is a normal `python -m keras_adahan.train` run folder under --runs_dir (default
