@@ -54,7 +54,7 @@ def main():
     arrays = data.question_arrays(builder, "test", run.vocabulary,
                                   model.input["image"].shape[1], model.input["question"].shape[1])
     type_names = data.question_type_names(builder)
-    grounded = evaluate.grounded_questions(arrays.types, type_names)
+    grounded = evaluate.grounded_questions(arrays.types, type_names, arrays.answers, run.answers)
     arrays = dataclasses.replace(
         arrays, questions=arrays.questions[grounded], answers=arrays.answers[grounded],
         types=arrays.types[grounded], boxes=arrays.boxes[grounded],

@@ -4,12 +4,15 @@
     python benchmarks/variants_table.py --dataset randomized --seeds 0 1 2
     python benchmarks/variants_table.py --dataset randomized --variants han adahan --seeds 0 1 2 3 4
     python benchmarks/variants_table.py --variants han adahan --runs_dir runs/table_k13 -- --k 0.05
+    python benchmarks/variants_table.py --dataset classic_open --variants han adahan \
+        --seeds 0 1 2 3 4 --epochs 3 --test_dataset classic
 
 Each run is a normal `python -m keras_adahan.train` run folder under --runs_dir (default
 runs/table); finished runs are reused (re-evaluated if their metrics predate a column), so
 an interrupted table picks up where it stopped.
 Prints mean and spread (sample standard deviation) of test accuracy, share of cells kept
-and grounding, as a Markdown table.
+and grounding, as a Markdown table; with --test_dataset, of the runs evaluated on that
+config's test split (`python -m keras_adahan.evaluate RUN --dataset CONFIG`).
 """
 
 import argparse
@@ -41,11 +44,17 @@ def run(dataset, variant, seed, args):
         command += args.trainer_flags
         print("$", " ".join(command[1:]), flush=True)
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL if args.quiet else None)
-    with open(metrics) as f:
-        result = json.load(f)
-    if "grounding_top_cell_touches" not in result:  # Evaluated before that figure existed.
-        subprocess.run([sys.executable, "-m", "keras_adahan.evaluate", out], check=True,
-                       stdout=subprocess.DEVNULL)
+    evaluate = [sys.executable, "-m", "keras_adahan.evaluate", out]
+    if args.test_dataset and args.test_dataset != dataset:
+        metrics = os.path.join(out, f"metrics_{args.test_dataset}.json")
+        evaluate += ["--dataset", args.test_dataset]
+    result = {}
+    if os.path.exists(metrics):
+        with open(metrics) as f:
+            result = json.load(f)
+    # Not evaluated on that config yet, or before the "touching" figure existed.
+    if "grounding_top_cell_touches" not in result:
+        subprocess.run(evaluate, check=True, stdout=subprocess.DEVNULL)
         with open(metrics) as f:
             result = json.load(f)
     return result
@@ -68,6 +77,10 @@ def main():
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=None, help="default: the trainer's")
     parser.add_argument("--runs_dir", default=os.path.join("runs", "table"))
+    parser.add_argument("--test_dataset", default=None,
+                        help="report the runs on this config's test split (default: the "
+                             "--dataset they train on), e.g. train on classic_open, test on "
+                             "classic")
     parser.add_argument("--quiet", action="store_true", help="hide the training output")
     parser.add_argument("trainer_flags", nargs="*",
                         help="more trainer flags, after --: e.g. -- --k 0.05 (use another "
@@ -79,7 +92,8 @@ def main():
         results = [run(args.dataset, variant, seed, args) for seed in args.seeds]
         rows.append((variant, results))
 
-    print(f"\nbarn_vqa/{args.dataset}, {args.preset} preset, seeds {args.seeds} "
+    tested = f", tested on barn_vqa/{args.test_dataset}" if args.test_dataset else ""
+    print(f"\nbarn_vqa/{args.dataset}{tested}, {args.preset} preset, seeds {args.seeds} "
           "(mean ± standard deviation, %):\n")
     print("| variant | " + " | ".join(title for _, title in COLUMNS) + " |")
     print("|---" * (len(COLUMNS) + 1) + "|")

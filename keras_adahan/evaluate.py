@@ -7,6 +7,7 @@ lies on it. Writes `metrics.json` (or `metrics_SPLIT.json`) and plots into the r
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -14,9 +15,12 @@ import sys
 import numpy as np
 
 from keras_adahan import run_files
+from keras_adahan import scenes
 
-# Questions whose answer is not one object (counting) have no single target to look at.
+# Questions whose answer is not one object have no single target to look at: counting,
+# and a question about an empty place (answered "nothing", in the `*_open` configs).
 UNGROUNDED_TYPES = ("count",)
+UNGROUNDED_ANSWERS = (scenes.NOTHING,)
 
 
 def cell_centres(grid):
@@ -59,9 +63,14 @@ def grounding(presence, mask, boxes):
     return top_on_target, kept_area_share, top_touches_target
 
 
-def grounded_questions(types, type_names):
-    """Boolean mask of the questions with one target object (all but `UNGROUNDED_TYPES`)."""
-    return ~np.isin(types, [type_names.index(t) for t in UNGROUNDED_TYPES if t in type_names])
+def grounded_questions(types, type_names, answers, answer_names):
+    """Boolean mask of the questions with one target object (all but `UNGROUNDED_TYPES`
+    and `UNGROUNDED_ANSWERS`)."""
+    return ~np.isin(
+        types, [type_names.index(t) for t in UNGROUNDED_TYPES if t in type_names]
+    ) & ~np.isin(
+        answers, [answer_names.index(a) for a in UNGROUNDED_ANSWERS if a in answer_names]
+    )
 
 
 def mean_per_label(values, labels, names):
@@ -88,7 +97,7 @@ def compute_metrics(outputs, arrays, answer_names, type_names, variant):
         metrics["kept_cells_distribution"] = dict(
             zip(("min", "p10", "median", "p90", "max"), map(float, quantiles))
         )
-    grounded = grounded_questions(arrays.types, type_names)
+    grounded = grounded_questions(arrays.types, type_names, arrays.answers, answer_names)
     if grounded.any():
         top_on, area_share, top_touches = grounding(
             outputs["presence"][grounded], outputs["mask"][grounded], arrays.boxes[grounded]
@@ -164,18 +173,44 @@ def format_summary(metrics, title):
     return "\n".join(lines)
 
 
-def evaluate(model, builder, vocabulary, run_dir, variant, split="test", plots=True):
-    """Evaluates `model` on a split of `builder`'s dataset; writes metrics and plots."""
+def model_answer_labels(dataset_answers, model_answers, dataset_name):
+    """Index of each of a dataset's answers among the model's (its logits' order).
+
+    Raises a `ValueError` naming the answers the model was not trained to give.
+    """
+    missing = [a for a in dataset_answers if a not in model_answers]
+    if missing:
+        raise ValueError(
+            f"barn_vqa/{dataset_name} has answers {missing} the model cannot give (its "
+            f"answers: {list(model_answers)}); evaluate it on a config whose answers it knows"
+        )
+    return np.array([list(model_answers).index(a) for a in dataset_answers])
+
+
+def evaluate(model, builder, vocabulary, run_dir, variant, split="test", plots=True,
+             answers=None):
+    """Evaluates `model` on a split of `builder`'s dataset; writes metrics and plots.
+
+    `answers`: the model's answer labels, given to evaluate it on a dataset config it was
+    not trained on (e.g. trained on `classic_open`, tested on `classic`). The dataset's
+    labels are then matched to them by name, and the files carry the config's name
+    (`metrics_classic.json`, `plots/attention_classic.png`).
+    """
     from keras_adahan import data
 
     image_size = model.input["image"].shape[1]
     max_length = model.input["question"].shape[1]
     arrays = data.question_arrays(builder, split, vocabulary, image_size, max_length)
-    outputs = predict_split(model, arrays)
     answer_names = data.answer_names(builder)
+    suffix = "" if split == "test" else f"_{split}"
+    if answers is not None:
+        config = builder.builder_config.name
+        labels = model_answer_labels(answer_names, answers, config)
+        arrays = dataclasses.replace(arrays, answers=labels[arrays.answers])
+        answer_names, suffix = list(answers), f"_{config}{suffix}"
+    outputs = predict_split(model, arrays)
     metrics = compute_metrics(outputs, arrays, answer_names, data.question_type_names(builder), variant)
     metrics["split"] = split
-    suffix = "" if split == "test" else f"_{split}"
     path = os.path.join(run_dir, f"metrics{suffix}.json")
     if os.path.exists(path):  # Re-evaluating keeps what training recorded (train_*).
         previous = run_files.read_json(path)
@@ -196,19 +231,28 @@ def main(argv=None):
                         help="which split to evaluate (default: test)")
     parser.add_argument("--data_dir", default=None,
                         help="TFDS data folder (default: the one the run was trained with)")
+    parser.add_argument("--dataset", default=None, choices=sorted(scenes.CONFIGS),
+                        help="barn_vqa config to evaluate on (default: the run's own); "
+                             "another one writes metrics_CONFIG.json, e.g. a run trained on "
+                             "classic_open tested on classic")
     args = parser.parse_args(argv)
     try:
         run = run_files.load_run(args.run_dir)
         from keras_adahan import data
 
+        trained_on = run.config["train"]["dataset"]
+        dataset = args.dataset or trained_on
         builder = data.dataset_builder(
-            run.config["train"]["dataset"], args.data_dir or run.config["train"]["data_dir"], build=False
+            dataset, args.data_dir or run.config["train"]["data_dir"], build=False
         )
+        if dataset != trained_on:  # Refuse answers the model cannot give before predicting.
+            model_answer_labels(data.answer_names(builder), run.answers, dataset)
     except (FileNotFoundError, ValueError) as error:
         sys.exit(f"error: {error}")
     metrics = evaluate(run.model, builder, run.vocabulary, args.run_dir,
-                       run.config["model"]["variant"], split=args.split)
-    print(format_summary(metrics, f"{args.run_dir} on barn_vqa/{run.config['train']['dataset']} {args.split}"))
+                       run.config["model"]["variant"], split=args.split,
+                       answers=None if dataset == trained_on else run.answers)
+    print(format_summary(metrics, f"{args.run_dir} on barn_vqa/{dataset} {args.split}"))
     print(json.dumps(metrics))
 
 

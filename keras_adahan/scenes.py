@@ -14,6 +14,11 @@ Two layouts:
   clearly away from both, five questions: the four local relations `roof`, `front`,
   `hay_left`, `hay_right` and a `count` question ("How many pigs are there?").
 
+Either layout can leave places empty (`empty_share`, the `*_open` configs): the question
+about an empty place is answered "nothing". In the closed configs every place holds one of
+the four animals, so a model that recognizes three of them can answer the fourth by
+elimination without looking at it; an empty place breaks that shortcut.
+
 Boxes follow the TFDS convention: normalized `(ymin, xmin, ymax, xmax)` in `[0, 1]`,
 measured on pixel edges (a sprite covering rows 10..19 of a 100-pixel image has
 `ymin=0.10, ymax=0.20`) and tight around the object's own drawn pixels, including pixels
@@ -43,6 +48,7 @@ OBJECT_LABELS = ("barn", "hay") + ANIMALS
 LAYOUTS = ("classic", "randomized")
 SPLITS = ("train", "validation", "test")
 COUNT_ANSWERS = ("0", "1", "2", "3")
+NOTHING = "nothing"  # the answer about an empty place (configs with `empty_share`)
 
 # Question types in the order every image asks them.
 _QUESTION_TYPES = {
@@ -111,6 +117,9 @@ class SceneConfig:
             Defaults to `0`.
         seed: int. Base seed; images depend only on (seed, split, index).
             Defaults to `0`.
+        empty_share: float. Probability that a relation place (roof, front, by the hay)
+            stays empty; its question is then answered `"nothing"`, an extra answer.
+            `0` draws nothing extra, so closed configs render as before. Defaults to `0`.
 
     Example:
 
@@ -135,6 +144,7 @@ class SceneConfig:
     position_jitter: float = 0.02
     max_extra_distractors: int = 0
     seed: int = 0
+    empty_share: float = 0.0
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -171,6 +181,11 @@ class SceneConfig:
             raise ValueError(
                 f"`position_jitter` must be in [0, 0.05], received {self.position_jitter!r}"
             )
+        share = self.empty_share
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not (
+            0.0 <= share <= 0.5
+        ):
+            raise ValueError(f"`empty_share` must be in [0, 0.5], received {share!r}")
         max_extra = _MAX_EXTRA_DISTRACTORS if self.layout == "randomized" else 0
         if (
             not _is_int(self.max_extra_distractors)
@@ -193,8 +208,10 @@ class SceneConfig:
 
     @property
     def answers(self):
-        """The answer vocabulary: the animals, and for `randomized` the counts 0..3."""
-        return ANIMALS + (COUNT_ANSWERS if self.layout == "randomized" else ())
+        """The answer vocabulary: the animals, for `randomized` the counts 0..3, and
+        `"nothing"` when places can be empty."""
+        counts = COUNT_ANSWERS if self.layout == "randomized" else ()
+        return ANIMALS + counts + ((NOTHING,) if self.empty_share else ())
 
     def num_examples(self, split):
         """Number of images in `split` ("train", "validation" or "test")."""
@@ -224,6 +241,24 @@ CONFIGS = {
             ),
             layout="randomized",
             max_extra_distractors=2,
+        ),
+        SceneConfig(
+            name="classic_open",
+            description=(
+                "classic with each animal's place empty one time in five (answer "
+                "'nothing'): no animal can be answered by elimination."
+            ),
+            empty_share=0.2,
+        ),
+        SceneConfig(
+            name="randomized_open",
+            description=(
+                "randomized with each relation's place empty one time in five (answer "
+                "'nothing'): no animal can be answered by elimination."
+            ),
+            layout="randomized",
+            max_extra_distractors=2,
+            empty_share=0.2,
         ),
         SceneConfig(
             name="tiny",
@@ -401,12 +436,9 @@ def _layout_classic(config, rng):
     _put_on_roof(roof, barn, rng)
     _put_in_front(front, barn, rng, size)
     near_hay.place(x1=hay.x0, y1=hay.y0 + hay.height)
-    placed = [barn, hay, roof, front, near_hay]
-    questions = [
-        (_QUESTION_TEXTS[qtype], animal.label, qtype, [animal])
-        for qtype, animal in zip(config.question_types, (roof, front, near_hay))
-    ]
-    return placed, questions
+    relations = _empty_places(config, rng, [roof, front, near_hay])
+    placed = [barn, hay, *[animal for animal in relations if animal is not None]]
+    return placed, _relation_questions(config, relations)
 
 
 def _layout_randomized(config, rng):
@@ -420,6 +452,9 @@ def _layout_randomized(config, rng):
     count = int(rng.integers(0, len(COUNT_ANSWERS)))
     while True:
         kinds = [ANIMALS[k] for k in rng.integers(0, len(ANIMALS), size=4)]
+        # An empty place (None) still gets a sprite below, to keep the layout's geometry,
+        # but it is neither drawn nor counted.
+        kinds = _empty_places(config, rng, kinds)
         if kinds.count(counted) <= count:
             break
     others = [a for a in ANIMALS if a != counted]
@@ -428,7 +463,9 @@ def _layout_randomized(config, rng):
         others[k] for k in rng.integers(0, len(others), size=num_extra)
     ]
     barn, hay = _make_barn(config, rng), _make_hay(config, rng)
-    roof, front, hay_left, hay_right = (_make_animal(config, rng, k) for k in kinds)
+    roof, front, hay_left, hay_right = (
+        _make_animal(config, rng, kind or ANIMALS[0]) for kind in kinds
+    )
     distractors = [_make_animal(config, rng, k) for k in distractor_kinds]
 
     # Feet stand well below the horizon, so nothing seems to float in the sky.
@@ -460,12 +497,12 @@ def _layout_randomized(config, rng):
     else:  # Only reachable with sizes far outside the validated range.
         raise RuntimeError(f"could not lay out a randomized scene for {config.name!r}")
 
-    relations = (roof, front, hay_left, hay_right)
-    placed = [barn, hay, *relations, *distractors]
-    questions = [
-        (_QUESTION_TEXTS[qtype], animal.label, qtype, [animal])
-        for qtype, animal in zip(config.question_types, relations)
+    relations = [
+        None if kind is None else animal
+        for kind, animal in zip(kinds, (roof, front, hay_left, hay_right))
     ]
+    placed = [barn, hay, *[animal for animal in relations if animal is not None], *distractors]
+    questions = _relation_questions(config, relations)
     counted_animals = [p for p in placed if p.label == counted]
     questions.append(
         (
@@ -476,6 +513,26 @@ def _layout_randomized(config, rng):
         )
     )
     return placed, questions
+
+
+def _empty_places(config, rng, places):
+    """`places` with each entry replaced by None (empty) with probability `empty_share`.
+
+    Closed configs draw nothing here, so their images stay as they were.
+    """
+    if not config.empty_share:
+        return list(places)
+    empty = rng.uniform(size=len(places)) < config.empty_share
+    return [None if is_empty else place for is_empty, place in zip(empty, places)]
+
+
+def _relation_questions(config, relations):
+    """One question per relation place, in `question_types` order; None = empty place."""
+    return [
+        (_QUESTION_TEXTS[qtype], NOTHING, qtype, []) if animal is None
+        else (_QUESTION_TEXTS[qtype], animal.label, qtype, [animal])
+        for qtype, animal in zip(config.question_types, relations)
+    ]
 
 
 def _put_on_roof(animal, barn, rng):

@@ -37,7 +37,7 @@ TRAIN_DEFAULTS = {
 # Epochs per dataset config, when --epochs is not given. The default model passes 99%
 # on `classic` after 1-2 epochs (4 keeps a margin inside the 10-minute default run);
 # `randomized`'s count questions keep improving for longer.
-EPOCHS = {"classic": 4, "randomized": 15}
+EPOCHS = {"classic": 4, "classic_open": 4, "randomized": 15, "randomized_open": 15}
 
 
 def parse_args(argv=None):
@@ -71,8 +71,8 @@ def parse_args(argv=None):
              "--set rnn=lstm --set conv_filters=[16,32,64,64,64]; VALUE is read as JSON, "
              "else as a string; repeatable")
     add("--epochs", type=int, default=None,
-        help="passes over the training images. Default: 4 on classic, 15 on randomized, 2 "
-             "otherwise")
+        help="passes over the training images. Default: 4 on classic(_open), 15 on "
+             "randomized(_open), 2 otherwise")
     add("--batch_size", type=int, default=None,
         help="images per step; each brings all its questions. Global: with --distribute "
              "it is split across the replicas. Default: the preset's")

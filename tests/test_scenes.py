@@ -20,12 +20,17 @@ CLASSIC = scenes.get_config("classic")
 RANDOMIZED = scenes.get_config("randomized")
 TINY = scenes.get_config("tiny")
 TINY_RANDOMIZED = scenes.get_config("tiny_randomized")
+CLASSIC_OPEN = scenes.get_config("classic_open")
+RANDOMIZED_OPEN = scenes.get_config("randomized_open")
 # Larger splits of the configs, to look at many scenes without new names.
 MANY = {
     "classic": dataclasses.replace(CLASSIC, num_test=40),
     "randomized": dataclasses.replace(RANDOMIZED, num_test=40),
     "tiny": dataclasses.replace(TINY, num_test=200),
     "tiny_randomized": dataclasses.replace(TINY_RANDOMIZED, num_test=200),
+    # The open configs at the tiny configs' size: many scenes, quickly.
+    "classic_open": dataclasses.replace(CLASSIC_OPEN, image_size=64, num_test=200),
+    "randomized_open": dataclasses.replace(RANDOMIZED_OPEN, image_size=64, num_test=200),
 }
 
 
@@ -78,6 +83,9 @@ def test_predefined_configs():
     assert RANDOMIZED.question_types == ("roof", "front", "hay_left", "hay_right", "count")
     assert RANDOMIZED.answers == ("chicken", "sheep", "cow", "pig", "0", "1", "2", "3")
     assert RANDOMIZED.questions_per_image == 5
+    assert CLASSIC_OPEN.question_types == CLASSIC.question_types
+    assert CLASSIC_OPEN.answers == CLASSIC.answers + ("nothing",)
+    assert RANDOMIZED_OPEN.answers == RANDOMIZED.answers + ("nothing",)
 
 
 def test_classic_questions_are_the_reference_questions():
@@ -109,6 +117,8 @@ def test_classic_questions_are_the_reference_questions():
             "must be in [0, 3] for the randomized layout, received 9",
         ),
         ({"name": ""}, "`name` must be a non-empty string"),
+        ({"empty_share": 0.9}, "`empty_share` must be in [0, 0.5], received 0.9"),
+        ({"empty_share": True}, "`empty_share` must be in [0, 0.5], received True"),
     ],
 )
 def test_bad_config_raises(kwargs, message):
@@ -122,7 +132,7 @@ def test_unknown_config_name_raises():
     with pytest.raises(ValueError) as error:
         scenes.get_config("foo")
     assert "unknown barn_vqa config 'foo'" in str(error.value)
-    assert "choose one of: classic, randomized, tiny" in str(error.value)
+    assert "choose one of: classic, randomized, classic_open" in str(error.value)
 
 
 def test_bad_render_arguments_raise():
@@ -334,7 +344,7 @@ def _relation_animals(scene, size):
     return found
 
 
-@pytest.mark.parametrize("name", ["classic", "randomized", "tiny", "tiny_randomized"])
+@pytest.mark.parametrize("name", sorted(MANY))
 def test_answers_follow_from_the_scene(name):
     config = MANY[name]
     size = config.image_size
@@ -359,6 +369,10 @@ def test_answers_follow_from_the_scene(name):
                     assert np.allclose(question.box, union)
                 else:
                     assert question.box == (0.0, 0.0, 0.0, 0.0)
+                continue
+            if question.answer == scenes.NOTHING:  # An empty place: no animal there.
+                assert found[question.type] == [], (index, question)
+                assert question.box == (0.0, 0.0, 0.0, 0.0)
                 continue
             # Exactly one animal stands in the asked place: no distractor is ambiguous.
             (animal,) = found[question.type]
@@ -387,6 +401,22 @@ def _answers_by_type(config, count):
         for question in scenes.render_scene(config, "test", index).questions:
             by_type[question.type].append(question.answer)
     return by_type
+
+
+@pytest.mark.parametrize("name", ["classic_open", "randomized_open"])
+def test_open_configs_leave_places_empty(name):
+    # About one place in five is empty; the closed configs never leave one empty.
+    by_type = _answers_by_type(MANY[name], 200)
+    for qtype, answers in by_type.items():
+        share = answers.count(scenes.NOTHING) / len(answers)
+        if qtype == "count":
+            assert share == 0
+        else:
+            # 200 draws of p = 0.2: standard deviation 0.028. `randomized_open` redraws
+            # places that would exceed the count's answer, which favours empty ones.
+            assert 0.1 < share < 0.35, (qtype, share)
+    closed = _answers_by_type(MANY["tiny_randomized"], 50)
+    assert scenes.NOTHING not in {a for answers in closed.values() for a in answers}
 
 
 @pytest.mark.parametrize("name", ["tiny", "tiny_randomized"])

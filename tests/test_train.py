@@ -165,3 +165,46 @@ def test_grounding_per_type_and_per_answer():
     assert metrics["grounding_top_cell_per_type"] == {"roof": 1.0, "front": 0.0}
     assert metrics["grounding_top_cell_per_answer"] == {"chicken": 1.0, "sheep": 0.5}
     assert "by answer         chicken 100.0%, sheep 50.0%" in evaluate.format_summary(metrics, "t")
+
+
+def test_grounding_leaves_out_counts_and_empty_places():
+    # Questions without one target object: a count, and one about an empty place
+    # ("nothing", box (0, 0, 0, 0)). Only the first question is scored, and it is on target.
+    presence = np.array([[9.0, 1.0, 1.0, 1.0]] * 3)
+    outputs = {"answer": np.eye(3)[[0, 1, 2]], "presence": presence, "mask": np.ones((3, 4))}
+    arrays = data.QuestionArrays(
+        images=None, image_index=None, questions=None, texts=None,
+        answers=np.array([0, 1, 2]), types=np.array([0, 1, 0]),
+        boxes=np.array([[0.0, 0.0, 0.5, 0.5], [0.0, 0.0, 0.5, 0.5], [0.0, 0.0, 0.0, 0.0]]))
+    answer_names, type_names = ["chicken", "2", "nothing"], ["roof", "count"]
+    assert evaluate.grounded_questions(arrays.types, type_names, arrays.answers,
+                                       answer_names).tolist() == [True, False, False]
+    metrics = evaluate.compute_metrics(outputs, arrays, answer_names, type_names, "none")
+    assert metrics["grounding_top_cell"] == 1.0
+    assert metrics["grounding_top_cell_per_answer"] == {"chicken": 1.0}
+
+
+def test_model_answer_labels_match_by_name():
+    labels = evaluate.model_answer_labels(["chicken", "sheep"], ["sheep", "nothing", "chicken"], "d")
+    assert labels.tolist() == [2, 0]
+    with pytest.raises(ValueError, match=r"barn_vqa/d has answers \['0'\] the model cannot give"):
+        evaluate.model_answer_labels(["chicken", "0"], ["chicken"], "d")
+
+
+def test_evaluate_on_another_config(tiny_run):
+    run_dir, data_dir, metrics = tiny_run
+    run = run_files.load_run(run_dir)
+    # Evaluated as if "tiny" were another config: the labels are matched by name and the
+    # figures go to their own file, leaving the run's metrics.json alone.
+    before = open(os.path.join(run_dir, "metrics.json")).read()
+    builder = data.dataset_builder("tiny", data_dir, build=False)
+    other = evaluate.evaluate(run.model, builder, run.vocabulary, run_dir, "han",
+                              answers=run.answers)
+    assert other["accuracy"] == pytest.approx(metrics["accuracy"])
+    assert json.load(open(os.path.join(run_dir, "metrics_tiny.json")))["accuracy"] == other["accuracy"]
+    assert os.path.exists(os.path.join(run_dir, "plots", "attention_tiny.png"))
+    assert open(os.path.join(run_dir, "metrics.json")).read() == before
+    # A config with answers the model cannot give is refused, naming them.
+    data.dataset_builder("tiny_randomized", data_dir)
+    with pytest.raises(SystemExit, match=r"has answers \['0', '1', '2', '3'\] the model cannot"):
+        evaluate.main([run_dir, "--data_dir", data_dir, "--dataset", "tiny_randomized"])

@@ -29,7 +29,10 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {
-        "1.0.0": "Initial release: configs classic, randomized, tiny, tiny_randomized.",
+        "1.0.0": (
+            "Initial release: configs classic, randomized, classic_open, randomized_open, "
+            "tiny, tiny_randomized."
+        ),
     }
     BUILDER_CONFIGS = [
         BarnVqaConfig(name=name, description=config.description, scene=config)
