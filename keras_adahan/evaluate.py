@@ -3,7 +3,8 @@
 Reports accuracy overall and per question type, the share of cells kept (and, for
 AdaHAN, its distribution), and grounding: how often the highest-presence kept cell lies
 on the object that answers the question, and what share of the kept cells' image area
-lies on it. Writes `metrics.json` (or `metrics_SPLIT.json`) and plots into the run folder.
+lies on it. Writes `metrics.json` (or `metrics_SPLIT.json`) and plots into the run folder;
+`--dataset CONFIG` tests the run on another barn_vqa config (`metrics_CONFIG.json`).
 """
 
 import argparse
