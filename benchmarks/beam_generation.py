@@ -25,8 +25,7 @@ import resource
 import tempfile
 import time
 
-from keras_adahan import scenes
-from keras_adahan.datasets.barn_vqa import barn_vqa_dataset_builder
+from keras_adahan.datasets.barn_vqa import barn_vqa_dataset_builder, scene_config
 
 SETTINGS = ("plain", "in_memory:1", "in_memory:2", "multi_processing:1", "multi_processing:2")
 
@@ -58,19 +57,19 @@ def build(config, setting):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="classic", choices=sorted(scenes.CONFIGS))
+    parser.add_argument("--config", default="classic", choices=sorted(scene_config.CONFIGS))
     parser.add_argument("--num_images", type=int, default=2000, help="training images")
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS),
                         help=f"any of {', '.join(SETTINGS)} (MODE:WORKERS)")
     args = parser.parse_args()
 
-    scene = scenes.get_config(args.config)
+    scene = scene_config.get_config(args.config)
     # A config of its own name: TFDS refuses a custom config named like a built-in one.
     scene = dataclasses.replace(scene, name=f"{scene.name}_beam_benchmark",
                                 num_train=args.num_images, num_validation=1, num_test=1)
     config = barn_vqa_dataset_builder.BarnVqaConfig(
         name=scene.name, description=scene.description, scene=scene)
-    num_images = sum(scene.num_examples(split) for split in scenes.SPLITS)
+    num_images = sum(scene.num_examples(split) for split in scene_config.SPLITS)
 
     results = [(setting, *build(config, setting)) for setting in args.settings]
     print(f"config: {args.config} ({scene.image_size}x{scene.image_size}), "

@@ -19,17 +19,16 @@ import dataclasses
 import tempfile
 import time
 
-from keras_adahan import scenes
-from keras_adahan.datasets.barn_vqa import barn_vqa_dataset_builder
+from keras_adahan.datasets.barn_vqa import barn_vqa_dataset_builder, scene_config
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="classic", choices=sorted(scenes.CONFIGS))
+    parser.add_argument("--config", default="classic", choices=sorted(scene_config.CONFIGS))
     parser.add_argument("--full", action="store_true", help="build every split")
     args = parser.parse_args()
 
-    scene = scenes.get_config(args.config)
+    scene = scene_config.get_config(args.config)
     if args.full:
         config = args.config
     else:
@@ -40,7 +39,7 @@ def main():
         config = barn_vqa_dataset_builder.BarnVqaConfig(
             name=scene.name, description=scene.description, scene=scene
         )
-    num_images = sum(scene.num_examples(split) for split in scenes.SPLITS)
+    num_images = sum(scene.num_examples(split) for split in scene_config.SPLITS)
 
     with tempfile.TemporaryDirectory() as data_dir:
         builder = barn_vqa_dataset_builder.Builder(config=config, data_dir=data_dir)

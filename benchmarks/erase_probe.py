@@ -48,13 +48,13 @@ def main():
     args = parser.parse_args()
 
     run = run_files.load_run(args.run_dir)
-    builder = data.dataset_builder(run.config["train"]["dataset"],
+    dataset = data.prepare_dataset(run.config["train"]["dataset"],
                                    args.data_dir or run.config["train"]["data_dir"], build=False)
     model = run.model
-    arrays = data.question_arrays(builder, "test", run.vocabulary,
-                                  model.input["image"].shape[1], model.input["question"].shape[1])
-    type_names = data.question_type_names(builder)
-    grounded = evaluate.grounded_questions(arrays.types, type_names, arrays.answers, run.answers)
+    arrays = data.question_arrays(dataset, "test", run.vocabulary, model.config.image_size,
+                                  model.config.max_question_length)
+    type_names = dataset.type_names
+    grounded = evaluate.grounded_questions(arrays, type_names, run.answers, dataset.spec)
     arrays = dataclasses.replace(
         arrays, questions=arrays.questions[grounded], answers=arrays.answers[grounded],
         types=arrays.types[grounded], boxes=arrays.boxes[grounded],

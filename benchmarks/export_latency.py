@@ -38,7 +38,6 @@ import keras  # noqa: E402
 
 from keras_adahan import run_files  # noqa: E402
 from keras_adahan.export import exporter  # noqa: E402
-from keras_adahan.export import serving  # noqa: E402
 from keras_adahan.export import tflite  # noqa: E402
 from keras_adahan.export.litert_vqa import LiteRTVQA  # noqa: E402
 
@@ -70,9 +69,9 @@ def fresh_run(preset, folder):
     from keras_adahan.model import build_model
     from keras_adahan.presets import get_preset
 
-    builder = data.dataset_builder("classic", None, build=False)
-    vocabulary = data.build_vocabulary(builder)
-    answers = data.answer_names(builder)
+    dataset = data.prepare_dataset("classic", None, build=False)
+    vocabulary = data.build_vocabulary(dataset)
+    answers = dataset.answer_names
     config = get_preset(preset, vocab_size=vocabulary.size, num_answers=len(answers))
     os.makedirs(folder, exist_ok=True)
     build_model(config).save(os.path.join(folder, run_files.MODEL))
@@ -95,7 +94,7 @@ def benchmark_preset(preset, run_dir, repeats, work):
     exporter.export(run_dir, export_dir, parity=False, log=lambda m: print(f"  {m}", flush=True))
     run = run_files.load_run(run_dir)
     model = run.model
-    image_size, max_question_length, _, _ = serving.model_shapes(model)
+    image_size, max_question_length = model.config.image_size, model.config.max_question_length
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (1, image_size, image_size, 3)).astype(np.float32)
     question = np.zeros((1, max_question_length), np.int32)
@@ -212,8 +211,8 @@ def main(argv=None):
             from keras_adahan import data
 
             run = run_files.load_run(run_dir)
-            builder = data.dataset_builder("classic", None, build=False)
-            images = calibration_samples(model, builder, run.vocabulary, 20).images
+            dataset = data.prepare_dataset("classic", None, build=False)
+            images = calibration_samples(model, dataset, run.vocabulary, 20).images
             results["encoder_profile"] = profile_encoder(model, export_dir, args.repeats, images)
         report[preset] = results
         print(format_table(preset, results), flush=True)

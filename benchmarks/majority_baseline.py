@@ -19,13 +19,13 @@ python benchmarks/majority_baseline.py --configs tiny_randomized
 import argparse
 import collections
 
-from keras_adahan import scenes
+from keras_adahan.datasets.barn_vqa import layout, scene_config
 
 
 def answers_by_type(config, split):
     """Returns {question type: [answer, ...]} over every image of `split`."""
     by_type = collections.defaultdict(list)
-    for _, scene in scenes.render_split(config, split):
+    for _, scene in layout.render_split(config, split):
         for question in scene.questions:
             by_type[question.type].append(question.answer)
     return by_type
@@ -50,11 +50,12 @@ def majority_baselines(config):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--configs", nargs="+", default=["classic", "randomized"], choices=sorted(scenes.CONFIGS)
+        "--configs", nargs="+", default=["classic", "randomized"],
+        choices=sorted(scene_config.CONFIGS),
     )
     args = parser.parse_args()
     for name in args.configs:
-        config = scenes.get_config(name)
+        config = scene_config.get_config(name)
         blind, blind_accuracy, per_type, type_accuracy = majority_baselines(config)
         print(
             f"{name}: test questions {config.num_test * config.questions_per_image}; "

@@ -23,7 +23,8 @@ import sys
 
 import numpy as np
 
-VARIANTS = ("han", "adahan", "soft", "none")
+from keras_adahan.config import VARIANTS
+
 COLUMNS = (
     ("accuracy", "test accuracy"),
     ("kept_share_mean", "cells kept"),

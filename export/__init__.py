@@ -12,19 +12,19 @@ The names below are imported on first use, so `python -m keras_adahan.export` an
 
 import importlib
 
-_NAMES = {
-    "export": "keras_adahan.export.exporter",
-    "format_report": "keras_adahan.export.exporter",
-    "LiteRTVQA": "keras_adahan.export.litert_vqa",
-    "QUANTIZATIONS": "keras_adahan.export.tflite",
-    "ExportError": "keras_adahan.export.tflite",
-    "check_builtin_ops": "keras_adahan.export.tflite",
-    "op_names": "keras_adahan.export.tflite",
+_NAMES = {  # name: the module of this package that defines it
+    "export": "exporter",
+    "format_report": "exporter",
+    "LiteRTVQA": "litert_vqa",
+    "QUANTIZATIONS": "tflite",
+    "ExportError": "tflite",
+    "check_builtin_ops": "tflite",
+    "op_names": "tflite",
 }
 __all__ = sorted(_NAMES)
 
 
 def __getattr__(name):
     if name in _NAMES:
-        return getattr(importlib.import_module(_NAMES[name]), name)
+        return getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

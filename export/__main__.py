@@ -1,13 +1,11 @@
 """`python -m keras_adahan.export RUN_DIR_OR_MODEL.keras --output_dir DIR`."""
 
 import argparse
-import os
 import sys
 
-# Quieter TensorFlow start-up; must be set before TensorFlow is imported.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from keras_adahan import cli
 
-from keras_adahan.export import tflite  # noqa: E402
+from . import tflite
 
 
 def parse_args(argv=None):
@@ -34,6 +32,7 @@ def parse_args(argv=None):
                         help="compare on the first N test questions only. Default: all")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a non-empty --output_dir")
+    parser.add_argument(cli.DEBUG_FLAG, action="store_true", help=cli.DEBUG_HELP)
     args = parser.parse_args(argv)
     if args.calibration_steps < 1:
         parser.error(f"--calibration_steps must be >= 1, received {args.calibration_steps}")
@@ -45,7 +44,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from keras_adahan.export.exporter import export, format_report
+    from .exporter import export
+    from .exporter import format_report
 
     quantizations = tuple(q.strip() for q in args.quantizations.split(",") if q.strip())
     try:

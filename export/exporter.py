@@ -25,12 +25,13 @@ import time
 
 import numpy as np
 
-from keras_adahan.layers import ConvAveragePool2D
 from keras_adahan import run_files
-from keras_adahan.export import serving
-from keras_adahan.export import tflite
-from keras_adahan.export import tflite_edits
-from keras_adahan.export.tflite import ExportError
+from keras_adahan.layers import ConvAveragePool2D
+
+from . import serving
+from . import tflite
+from . import tflite_edits
+from .tflite import ExportError
 
 SAVED_MODEL = "saved_model"
 LABELS = "labels.json"
@@ -100,19 +101,18 @@ def export(
     run_dir = (os.path.dirname(run_dir_or_model) if run_dir_or_model.endswith(".keras")
                else run_dir_or_model)
     model = run.model
-    for layer in model._flatten_layers():  # Export only: constant kernels quantize.
+    for layer in model.get_layer("image_encoder").layers:  # Export only: constant kernels quantize.
         if isinstance(layer, ConvAveragePool2D):
             layer.fold()
-    image_size, max_question_length, cells_shape, num_cells = serving.model_shapes(model)
 
-    builder = None
+    dataset = None
     if "int8" in quantizations or parity:
-        builder = _dataset_builder(run.config, data_dir)
+        dataset = _prepared_dataset(run.config, data_dir)
     calibration = None
     if "int8" in quantizations:
-        log(f"Loading {calibration_steps} training images of barn_vqa/"
-            f"{run.config['train']['dataset']} to calibrate the int8 model")
-        calibration = calibration_samples(model, builder, run.vocabulary, calibration_steps)
+        log(f"Loading {calibration_steps} training images of {dataset.spec.title} to "
+            "calibrate the int8 model")
+        calibration = calibration_samples(model, dataset, run.vocabulary, calibration_steps)
 
     parent, name = os.path.split(output_dir)
     os.makedirs(parent, exist_ok=True)
@@ -122,7 +122,7 @@ def export(
     try:
         os.makedirs(staging)
         _copy_run_files(run_dir, staging)
-        labels = labels_dict(run, image_size, max_question_length, cells_shape, num_cells)
+        labels = labels_dict(run)
         run_files.write_json(os.path.join(staging, LABELS), labels)
 
         start = time.time()
@@ -160,9 +160,9 @@ def export(
             "format": FORMAT,
             "source": os.path.abspath(run_dir),
             "variant": run.config.get("model", {}).get("variant"),
-            "image_size": image_size,
-            "max_question_length": max_question_length,
-            "num_cells": num_cells,
+            "image_size": model.config.image_size,
+            "max_question_length": model.config.max_question_length,
+            "num_cells": model.config.num_cells,
             "num_parameters": int(model.count_params()),
             "calibration": None if calibration is None else {
                 "images": calibration.num_images, "questions": calibration.num_questions,
@@ -171,10 +171,10 @@ def export(
             "artifacts": artifacts,
         }
         if parity:
-            from keras_adahan.export import parity as parity_module
+            from . import parity as parity_module
 
             report["parity"] = parity_module.check(
-                model, staging, builder, run.vocabulary, quantizations,
+                model, staging, dataset, run.vocabulary, quantizations,
                 max_questions=max_parity_questions, log=log,
             )
         run_files.write_json(os.path.join(staging, REPORT), report)
@@ -195,7 +195,7 @@ def export(
     return report
 
 
-def _dataset_builder(config, data_dir):
+def _prepared_dataset(config, data_dir):
     from keras_adahan import data
 
     train = config.get("train", {})
@@ -203,7 +203,7 @@ def _dataset_builder(config, data_dir):
         raise ExportError("the run's config.json names no training dataset (\"train\" "
                           "\"dataset\"); int8 calibration and parity need it")
     try:
-        return data.dataset_builder(train["dataset"], data_dir or train.get("data_dir"),
+        return data.prepare_dataset(train["dataset"], data_dir or train.get("data_dir"),
                                     build=False)
     except (FileNotFoundError, ValueError) as error:
         raise ExportError(
@@ -222,17 +222,18 @@ def _folder_bytes(path):
                for parent, _, names in os.walk(path) for name in names)
 
 
-def labels_dict(run, image_size, max_question_length, cells_shape, num_cells):
+def labels_dict(run):
     """What an app needs beside the .tflite file to ask questions and read answers."""
+    config = run.model.config
     return {
         "format": FORMAT,
         "words": list(run.vocabulary.words),
         "answers": list(run.answers),
-        "image_size": image_size,
-        "max_question_length": max_question_length,
-        "grid_size": int(round(num_cells**0.5)),
-        "num_cells": num_cells,
-        "cells_shape": list(cells_shape),
+        "image_size": config.image_size,
+        "max_question_length": config.max_question_length,
+        "grid_size": config.grid_size,
+        "num_cells": config.num_cells,
+        "cells_shape": list(serving.cells_shape(config)),
         "tokenizer": (
             "lower-case the question, take the words matching [a-z0-9]+, map word i of "
             "`words` to id i + 2 and any other word to 1, left-pad with 0 to "
@@ -246,7 +247,7 @@ def labels_dict(run, image_size, max_question_length, cells_shape, num_cells):
         ),
         "cells": (
             "cell n = i * grid_size + j covers rows [i, i+1) * image_size / grid_size and "
-            "columns [j, j+1) * image_size / grid_size (keras_adahan.model.cell_boxes)"
+            "columns [j, j+1) * image_size / grid_size (keras_adahan.geometry.cell_boxes)"
         ),
         "signatures": {
             "vqa": "image (1,S,S,3), question (1,L) int32 -> probabilities (1,A), "
@@ -277,13 +278,13 @@ class Calibration:
                 yield "answer", {"cells": cells[None], "question": question}
 
 
-def calibration_samples(model, builder, vocabulary, num_images):
+def calibration_samples(model, dataset, vocabulary, num_images):
     """`num_images` training images with all their questions, and their encoded cells."""
     from keras_adahan import data
 
-    image_size, max_question_length, _, _ = serving.model_shapes(model)
     batches = data.training_batches(
-        builder, "train", vocabulary, image_size, max_question_length, batch_size=1
+        dataset, "train", vocabulary, model.config.image_size,
+        model.config.max_question_length, batch_size=1,
     ).take(num_images)
     images, questions = [], []
     for inputs, _ in batches.as_numpy_iterator():

@@ -77,7 +77,7 @@ class LiteRTVQA:
         self.image_size = int(image[1])
         self.max_question_length = int(self.inputs["vqa"]["question"]["shape"][1])
         self.num_cells = int(self.outputs["vqa"]["mask"]["shape"][-1])
-        self.grid_size = int(round(self.num_cells**0.5))
+        self.grid_size = int(self.inputs["answer"]["cells"]["shape"][1])  # (1, G, G, C)
 
     def _feed(self, signature, **values):
         feed = {}

@@ -12,8 +12,7 @@ import time
 
 import numpy as np
 
-from keras_adahan.export import serving
-from keras_adahan.export.litert_vqa import LiteRTVQA
+from .litert_vqa import LiteRTVQA
 
 
 def softmax(logits):
@@ -80,16 +79,17 @@ def tflite_outputs(path, arrays):
     return stack(one_call), stack(split)
 
 
-def check(model, export_dir, builder, vocabulary, quantizations, max_questions=None, log=print):
+def check(model, export_dir, dataset, vocabulary, quantizations, max_questions=None, log=print):
     """Parity figures of every artifact in `export_dir`, as a JSON-ready dict."""
     from keras_adahan import data
     from keras_adahan import evaluate
-    from keras_adahan.export.exporter import SAVED_MODEL
-    from keras_adahan.export.exporter import tflite_name
 
-    image_size, max_question_length, _, _ = serving.model_shapes(model)
+    from .exporter import SAVED_MODEL
+    from .exporter import tflite_name
+
     arrays = _subset(
-        data.question_arrays(builder, "test", vocabulary, image_size, max_question_length),
+        data.question_arrays(dataset, "test", vocabulary, model.config.image_size,
+                             model.config.max_question_length),
         max_questions,
     )
     log(f"Checking parity on {len(arrays.answers)} test questions")

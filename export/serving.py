@@ -6,8 +6,8 @@
 
 `encode` + `answer` is "encode once, ask many": an app encodes a photo once and pays only
 the question branch and the head for each further question. Written against the model's
-interface only (dict inputs `image`, `question`; dict outputs `answer`, `presence`, `mask`;
-nested models `image_encoder` and `answer_head`), not against layer names.
+interface only (`VQAModel`: its `config`; dict inputs `image`, `question`; dict outputs
+`answer`, `presence`, `mask`; nested models `image_encoder` and `answer_head`).
 """
 
 import contextlib
@@ -19,13 +19,9 @@ SIGNATURES = ("vqa", "encode", "answer")
 OUTPUTS = ("probabilities", "mask", "presence")
 
 
-def model_shapes(model):
-    """Input sizes of `model`: `(image_size, max_question_length, cells_shape, num_cells)`."""
-    image_size = model.input["image"].shape[1]
-    max_question_length = model.input["question"].shape[1]
-    cells_shape = tuple(model.get_layer("image_encoder").output.shape[1:])  # (G, G, C)
-    num_cells = model.output["mask"].shape[-1]
-    return image_size, max_question_length, cells_shape, num_cells
+def cells_shape(config):
+    """`(G, G, C)`: the `encode` signature's output and the `answer` signature's input."""
+    return (config.grid_size, config.grid_size, config.cell_channels)
 
 
 def _app_outputs(outputs):
@@ -41,7 +37,7 @@ def serving_archive(model, batch_size=None):
     """A `keras.export.ExportArchive` with the endpoints `vqa`, `encode` and `answer`.
 
     Args:
-        model: the single-question VQA model of `keras_adahan.model.build_model`.
+        model: a `keras_adahan.VQAModel`.
         batch_size: int or `None`. Static batch size of every input; `None` keeps it
             dynamic (the SavedModel), TFLite wants 1 (no shape arithmetic in the graph).
 
@@ -51,10 +47,11 @@ def serving_archive(model, batch_size=None):
     """
     image_encoder = model.get_layer("image_encoder")
     answer_head = model.get_layer("answer_head")
-    image_size, max_question_length, cells_shape, _ = model_shapes(model)
-    image = tf.TensorSpec((batch_size, image_size, image_size, 3), tf.float32, name="image")
-    question = tf.TensorSpec((batch_size, max_question_length), tf.int32, name="question")
-    cells = tf.TensorSpec((batch_size,) + cells_shape, tf.float32, name="cells")
+    config = model.config
+    image = tf.TensorSpec((batch_size, config.image_size, config.image_size, 3), tf.float32,
+                          name="image")
+    question = tf.TensorSpec((batch_size, config.max_question_length), tf.int32, name="question")
+    cells = tf.TensorSpec((batch_size,) + cells_shape(config), tf.float32, name="cells")
 
     def vqa(image, question):
         return _app_outputs(model({"image": image, "question": question}, training=False))
@@ -83,7 +80,7 @@ def rolled_rnns(model):
     a small model; in int8 each step also gets its own requantized biases). A loop is one
     WHILE op over a body of one step. The weights and the cell's math are the layer's own.
     """
-    layers = [layer for layer in model._flatten_layers()
+    layers = [layer for layer in model.get_layer("answer_head").layers
               if isinstance(layer, keras.layers.RNN) and layer.unroll]
     for layer in layers:
         layer.call = _rolled_call(layer)  # Instance attribute: only this model, only here.

@@ -15,7 +15,7 @@ which needs the large Flex delegate on the device. A model needing one fails her
 import re
 import warnings
 
-from keras_adahan.export import tflite_edits
+from . import tflite_edits
 
 QUANTIZATIONS = ("float32", "float16", "dynamic_range", "int8")
 
@@ -81,19 +81,16 @@ def convert(saved_model_dir, signature_keys, quantization="float32", representat
     return tflite_edits.strip_tensor_names(flatbuffer)
 
 
-# Ops left in float in the int8 model (measured on barn_vqa/classic, default preset, HAN):
-# - ONE_HOT: the quantizer gives its int8 output a scale its on/off values (1, 0) do not
-#   get, so the HAN/AdaHAN mask (a sum of one-hot rows) holds ~0.5 where it should be 0 and
-#   every cell counts as kept: the int8 model answered at chance (25%) with it quantized.
-# - SQUARE, SUM, MAXIMUM, SQRT: the presence (L2 norm per cell) and the sums over cells.
-#   In int8 the sum of squares gets one coarse scale, near-equal presences tie, and top-k
-#   keeps other cells: -1.5 accuracy points with them quantized, +0.1 in float (answers
-#   agreeing with Keras 96.4% -> 98.9%). They touch N x D values, a few microseconds.
+# Ops left float in the int8 model; what each cost in int8 is measured in docs/export.md
+# ("int8: ops kept float").
+# - ONE_HOT: the quantizer gives its output a scale that its 1/0 values do not get, so the
+#   HAN/AdaHAN mask (a sum of one-hot rows) holds ~0.5 where it should be 0.
+# - SQUARE, SUM, MAXIMUM, SQRT: the presence (L2 norm per cell) and the sums over cells: one
+#   coarse int8 scale makes near-equal presences tie, and top-k keeps other cells. They
+#   touch N x D values, a few microseconds.
 FLOAT_OPS_IN_INT8 = ("ONE_HOT", "SQUARE", "SUM", "MAXIMUM", "SQRT")
-# Keras layers left in float: "aggregate_norm", the LayerNorm on the sum over kept cells.
-# barn_vqa/randomized's count questions read small differences in that sum's direction;
-# with it in int8 the README's randomized HAN run (seed 0) lost 23 accuracy points, with
-# it float 0.26; it is one 64-vector (docs/export.md).
+# Keras layers left float: "aggregate_norm", the LayerNorm on the sum over kept cells, whose
+# direction carries the counts of barn_vqa/randomized; it is one 64-vector.
 FLOAT_LAYERS_IN_INT8 = ("aggregate_norm",)
 
 
@@ -125,8 +122,7 @@ def _quantize(calibrated):
         denylisted_ops=list(FLOAT_OPS_IN_INT8),
         denylisted_nodes=nodes,
         # One scale per weight tensor rather than one per output channel: a channel's
-        # scale and zero point take 12 bytes in every signature using it. Per tensor the
-        # default preset's int8 file is 10% smaller at the same parity (docs/export.md).
+        # scale and zero point take 12 bytes in every signature using it (docs/export.md).
         disable_per_channel=True,
     )
 

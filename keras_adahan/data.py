@@ -1,7 +1,9 @@
-"""The barn_vqa input pipeline: TFDS splits to batches for `model.fit` and evaluation.
+"""The input pipeline: a prepared dataset's splits to batches for `model.fit` and evaluation.
 
-One element is one image with all of its questions, so the trainer encodes each image
-once however many questions it has (see `model.build_training_model`).
+`prepare_dataset(name)` gives a `Dataset`: a registered dataset (`keras_adahan.datasets.
+registry`) with its TFDS builder, built if needed. One element is one image with all of its
+questions, so the trainer encodes each image once however many questions it has (see
+`model.build_training_model`).
 """
 
 import contextlib
@@ -15,41 +17,70 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core.constants import INCOMPLETE_PREFIX
 
-from keras_adahan.datasets.barn_vqa import Builder
+from keras_adahan.datasets import registry
 from keras_adahan.preprocessing import resize_images
 from keras_adahan.text import Vocabulary
 
 AUTOTUNE = tf.data.AUTOTUNE
 
 
-def dataset_builder(config_name, data_dir=None, build=True):
-    """Returns the barn_vqa builder of a config, generating the dataset first if needed.
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """A registered dataset, prepared: its `spec` (`registry.DatasetSpec`) and TFDS `builder`."""
+
+    spec: registry.DatasetSpec
+    builder: object
+
+    @property
+    def name(self):
+        return self.spec.name
+
+    @property
+    def answer_names(self):
+        return self.spec.answer_names(self.builder)
+
+    @property
+    def type_names(self):
+        return self.spec.type_names(self.builder)
+
+    def num_examples(self, split):
+        """Images in `split`."""
+        return self.builder.info.splits[split].num_examples
+
+    def elements(self, split, decode_images=True):
+        """`split` as the pipeline's elements, in file order (see `registry`)."""
+        decoders = None if decode_images else {"image": tfds.decode.SkipDecoding()}
+        ds = self.builder.as_dataset(split, shuffle_files=False, decoders=decoders)
+        return ds.map(self.spec.to_element)
+
+
+def prepare_dataset(name, data_dir=None, build=True):
+    """The `Dataset` of a registered name, generating its files first if needed.
 
     Args:
-        config_name: str. A barn_vqa config (`classic`, `randomized`, `tiny`, ...).
+        name: str. A `--dataset` name (`classic`, `randomized`, `tiny`, ...).
         data_dir: str. TFDS data folder. Defaults to TFDS's (`~/tensorflow_datasets`).
         build: bool. Generate the dataset when it is not there yet; otherwise raise.
 
     A build killed half-way leaves only an `incomplete.*` folder, which TFDS does not read
     as built; the next build deletes it first (see `_remove_incomplete_builds`).
     """
-    builder = Builder(config=config_name, data_dir=data_dir)
+    spec = registry.get_dataset(name)
+    builder = spec.make_builder(data_dir)
     if not builder.is_prepared():
         if not build:
             raise FileNotFoundError(
-                f"barn_vqa/{config_name} is not built in {builder.data_dir_root}; build it "
-                f"with `tfds build datasets/barn_vqa --config {config_name}` or drop "
-                "--no_build"
+                f"{spec.title} is not built in {builder.data_dir_root}; build it with "
+                f"`{spec.build_command}`"
             )
         with _build_lock(builder):
             # Another process may have built it while this one waited for the lock.
-            builder = Builder(config=config_name, data_dir=data_dir)
+            builder = spec.make_builder(data_dir)
             if not builder.is_prepared():
                 _remove_incomplete_builds(builder)
-                print(f"Building barn_vqa/{config_name} in {builder.data_dir_root} "
-                      "(first run only)")
+                print(f"Building {spec.title} in {builder.data_dir_root} (first run only)")
                 builder.download_and_prepare()
-    return builder
+    return Dataset(spec, builder)
 
 
 @contextlib.contextmanager
@@ -85,48 +116,39 @@ def _remove_incomplete_builds(builder):
             shutil.rmtree(os.path.join(config_dir, name))
 
 
-def answer_names(builder):
-    return list(builder.info.features["questions"]["answer"].names)
-
-
-def question_type_names(builder):
-    return list(builder.info.features["questions"]["type"].names)
-
-
-def build_vocabulary(builder):
+def build_vocabulary(dataset):
     """Builds the question vocabulary from the training split's questions only."""
-    ds = builder.as_dataset("train", decoders={"image": tfds.decode.SkipDecoding()})
     texts = []
-    for example in ds.map(lambda e: e["questions"]["question"]).as_numpy_iterator():
-        texts.extend(t.decode() for t in example)
+    for questions in dataset.elements("train", decode_images=False).map(
+            lambda e: e["questions"]).as_numpy_iterator():
+        texts.extend(t.decode() for t in questions)
     return Vocabulary.from_texts(texts)
 
 
-def _encoded_split(builder, split, vocabulary, image_size, max_question_length):
+def _encoded_split(dataset, split, vocabulary, image_size, max_question_length):
     """Decoded, resized and tokenized split, cached in memory after the first pass."""
 
     def encode(texts):
         return vocabulary.encode_batch([t.decode() for t in texts], max_question_length)
 
-    def to_arrays(example):
-        questions = tf.numpy_function(encode, [example["questions"]["question"]], tf.int32)
-        # Every image of a config has the same number of questions (a fixed-length Sequence).
-        questions.set_shape([example["questions"]["question"].shape[0], max_question_length])
+    def to_arrays(element):
+        questions = tf.numpy_function(encode, [element["questions"]], tf.int32)
+        # Every image of a barn config has the same number of questions.
+        questions.set_shape([element["questions"].shape[0], max_question_length])
         return {
             # uint8 keeps the cache small; resize_images rounds, so nothing is lost.
-            "image": tf.cast(resize_images(example["image"], image_size), tf.uint8),
+            "image": tf.cast(resize_images(element["image"], image_size), tf.uint8),
             "questions": questions,
-            "answers": example["questions"]["answer"],
-            "types": example["questions"]["type"],
-            "boxes": example["questions"]["box"],
+            "answers": element["answers"],
+            "types": element["types"],
+            "boxes": element["boxes"],
         }
 
-    ds = builder.as_dataset(split, shuffle_files=False)
-    return ds.map(to_arrays, num_parallel_calls=AUTOTUNE).cache()
+    return dataset.elements(split).map(to_arrays, num_parallel_calls=AUTOTUNE).cache()
 
 
 def training_batches(
-    builder, split, vocabulary, image_size, max_question_length, batch_size,
+    dataset, split, vocabulary, image_size, max_question_length, batch_size,
     shuffle=False, seed=0, epochs=None,
 ):
     """Batches `({"image", "questions"}, answers)` shaped `(B, S, S, 3)`, `(B, Q, L)`, `(B, Q)`.
@@ -139,8 +161,8 @@ def training_batches(
     of `seed` and `e`: its order is the same whether training started at epoch 0 or
     resumed at `first`. Without it, one epoch, reshuffled at each pass.
     """
-    ds = _encoded_split(builder, split, vocabulary, image_size, max_question_length)
-    num_examples = builder.info.splits[split].num_examples
+    ds = _encoded_split(dataset, split, vocabulary, image_size, max_question_length)
+    num_examples = dataset.num_examples(split)
 
     def to_model(e):
         return {"image": tf.cast(e["image"], tf.float32), "questions": e["questions"]}, e[
@@ -164,9 +186,9 @@ def training_batches(
     return ds.map(to_model, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
 
 
-def epoch_steps(builder, split, batch_size):
+def epoch_steps(dataset, split, batch_size):
     """Batches in one epoch of `split`: the `steps_per_epoch` of `training_batches(epochs=...)`."""
-    return -(-builder.info.splits[split].num_examples // batch_size)
+    return -(-dataset.num_examples(split) // batch_size)
 
 
 @dataclasses.dataclass
@@ -200,17 +222,17 @@ class QuestionArrays:
             }
 
 
-def question_arrays(builder, split, vocabulary, image_size, max_question_length):
+def question_arrays(dataset, split, vocabulary, image_size, max_question_length):
     """Loads a whole split into memory, one row per question."""
     images, image_index, questions, texts, answers, types, boxes = [], [], [], [], [], [], []
-    ds = _encoded_split(builder, split, vocabulary, image_size, max_question_length)
-    raw = builder.as_dataset(split, shuffle_files=False, decoders={"image": tfds.decode.SkipDecoding()})
+    ds = _encoded_split(dataset, split, vocabulary, image_size, max_question_length)
+    raw = dataset.elements(split, decode_images=False)
     for i, (e, r) in enumerate(zip(ds.as_numpy_iterator(), raw.as_numpy_iterator())):
         images.append(e["image"])
         num = len(e["answers"])
         image_index.extend([i] * num)
         questions.append(e["questions"])
-        texts.extend(t.decode() for t in r["questions"]["question"])
+        texts.extend(t.decode() for t in r["questions"])
         answers.append(e["answers"])
         types.append(e["types"])
         boxes.append(e["boxes"])

@@ -6,6 +6,7 @@ matplotlib.use("Agg")  # Files only: no screen on training machines.
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from keras_adahan import geometry  # noqa: E402
 from keras_adahan import run_files  # noqa: E402
 
 
@@ -27,22 +28,21 @@ def plot_history(history, path):
     plt.close(fig)
 
 
-def plot_attention(images, questions, answers, predictions, presence, mask, path):
+def plot_attention(images, questions, answers, predictions, presence, mask, grid_size, path):
     """One row per example: the image with its kept cells outlined, and a presence map.
 
-    Kept cells are outlined in yellow, the one with the highest presence in red.
-
-    Cells map to the input pixels they cover: cell (i, j) of a G x G grid covers the
-    rectangle [i*S/G, (i+1)*S/G) x [j*S/G, (j+1)*S/G) of an S x S image.
+    Kept cells are outlined in yellow, the one with the highest presence in red; each cell
+    is drawn over the pixels it covers (`keras_adahan.geometry.cell_boxes`).
 
     Args:
         images: `(E, S, S, 3)` pixel values. questions, answers, predictions: E strings.
-        presence, mask: `(E, N)`, N a square number of cells in row-major order.
+        presence, mask: `(E, N)`, the `N = G * G` cells in row-major order.
+        grid_size: int. G, the model's (`model.grid_size`).
     """
     num = len(images)
-    grid = int(round(np.sqrt(presence.shape[1])))
+    grid = grid_size
     size = images.shape[1]
-    cell = size / grid
+    boxes = geometry.cell_boxes(grid, size)  # (N, 4) pixels
     fig, axes = plt.subplots(num, 2, figsize=(7, 3.3 * num), squeeze=False)
     for row in range(num):
         ax = axes[row, 0]
@@ -52,12 +52,12 @@ def plot_attention(images, questions, answers, predictions, presence, mask, path
         shade = np.where(kept, 0.0, 0.55)
         ax.imshow(shade, cmap="gray_r", alpha=shade, vmin=0, vmax=1,
                   extent=(0, size, size, 0), interpolation="nearest")
-        for i, j in zip(*np.nonzero(kept)):
-            ax.add_patch(plt.Rectangle((j * cell, i * cell), cell, cell, fill=False,
+        for ymin, xmin, ymax, xmax in boxes[kept.ravel()]:
+            ax.add_patch(plt.Rectangle((xmin, ymin), xmax - xmin, ymax - ymin, fill=False,
                                        edgecolor="yellow", linewidth=1.2))
         # The kept cell with the highest presence: what grounding is measured on.
-        top = np.argmax(np.where(mask[row] > 0.5, presence[row], -np.inf))
-        ax.add_patch(plt.Rectangle(((top % grid) * cell, (top // grid) * cell), cell, cell,
+        ymin, xmin, ymax, xmax = boxes[np.argmax(np.where(mask[row] > 0.5, presence[row], -np.inf))]
+        ax.add_patch(plt.Rectangle((xmin, ymin), xmax - xmin, ymax - ymin,
                                    fill=False, edgecolor="red", linewidth=2))
         verdict = "right" if predictions[row] == answers[row] else "WRONG"
         ax.set_title(f"{questions[row]}\nanswer {answers[row]}, predicted "

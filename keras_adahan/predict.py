@@ -18,8 +18,7 @@ import json
 import os
 import sys
 
-# Quieter TensorFlow start-up (preprocessing resizes with TF); before TF is imported.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from keras_adahan import cli
 
 LABELS = "labels.json"
 
@@ -61,18 +60,18 @@ def top_answers(probabilities, answers, top):
     return [(answers[i], float(probabilities[i])) for i in order]
 
 
-def draw_overlay(image_path, mask, presence, grid_size, image_size, path):
+def draw_overlay(image_path, mask, presence, grid_size, path):
     """Writes the photo with kept cells outlined (the top-presence one thicker), others dimmed.
 
-    Cell n covers `cell_boxes(grid_size, image_size)[n]` of the model's `image_size` input,
-    scaled here to the photo's own size (the model saw the photo resized to a square).
+    Cell n covers `geometry.cell_boxes(grid_size)[n]` of the model's input, scaled here to
+    the photo's own size (the model saw the photo resized to a square).
     """
     import numpy as np
     from PIL import Image
     from PIL import ImageDraw
 
+    from keras_adahan import geometry
     from keras_adahan import run_files
-    from keras_adahan.model import cell_boxes
 
     with Image.open(image_path) as photo:
         photo = photo.convert("RGBA")
@@ -82,8 +81,7 @@ def draw_overlay(image_path, mask, presence, grid_size, image_size, path):
     # Small photos are enlarged so the cell outlines stay visible.
     zoom = max(1, int(np.ceil(256 / max(width, height))))
     photo = photo.resize((width * zoom, height * zoom), Image.NEAREST)
-    boxes = cell_boxes(grid_size, image_size) / image_size  # (N, 4) normalized
-    boxes = boxes * np.array([photo.height, photo.width, photo.height, photo.width])
+    boxes = geometry.cell_boxes(grid_size) * np.array([photo.height, photo.width, photo.height, photo.width])
     kept = mask > 0.5
     shade = Image.new("L", photo.size, 150)  # Dims the cells that were dropped.
     shade_draw = ImageDraw.Draw(shade)
@@ -147,6 +145,7 @@ def main(argv=None):
     parser.add_argument("--labels", default=None,
                         help=f"the labels file (default: {LABELS} beside the model)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads of LiteRT")
+    parser.add_argument(cli.DEBUG_FLAG, action="store_true", help=cli.DEBUG_HELP)
     args = parser.parse_args(argv)
     if args.top < 1:
         parser.error(f"--top must be >= 1, received {args.top}")
@@ -156,7 +155,7 @@ def main(argv=None):
         if args.overlay:
             first = results[0]
             draw_overlay(args.image, first["mask"], first["presence"], vqa.grid_size,
-                         vqa.image_size, args.overlay)
+                         args.overlay)
     except (ValueError, OSError) as error:
         sys.exit(f"error: {error}")
     for result in results:

@@ -9,7 +9,7 @@ Both take `--variant han|adahan|soft|none`; the trainer sets `vocab_size`, `num_
 and `max_question_length` from the dataset.
 """
 
-from keras_adahan.model import ModelConfig
+from keras_adahan.config import ModelConfig
 
 PRESETS = {
     # The PyTorch reference exactly: 256x256 input; 3 x [conv 5x5, 8 channels, 'same'
@@ -48,9 +48,8 @@ PRESETS = {
     # 3x3 context convs seeing ~46 px; embedding 32 + GRU 32; gated fusion (local cell +
     # question through 1x1 convs (64, 64), times a sigmoid gate from context + question);
     # L2 presence; HAN keeping 10% of the cells (26) (AdaHAN: threshold 1/N, at least
-    # as many); sum pooling + LayerNorm; MLP (64) -> answers. About 32M multiply-adds per
-    # image. Without the batch norm the model stays at chance; with concat fusion it
-    # answers as well but attends beside the animal, not on it (see README).
+    # as many); sum pooling + LayerNorm; MLP (64) -> answers. Why each choice:
+    # docs/design_choices.md.
     # Train: python -m keras_adahan.train --preset default
     "default": ModelConfig(),
 }

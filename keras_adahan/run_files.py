@@ -8,7 +8,8 @@
       history.csv        per-epoch metrics, rewritten as epochs finish
       backup/            weights, optimizer state and history of the last completed
                          epoch, for `--resume` (see keras_adahan.backup)
-      metrics.json       test-split evaluation
+      training.json      time, throughput and the epoch whose weights were kept
+      metrics.json       test-split evaluation (rewritten by `keras_adahan.evaluate`)
       plots/*.png        learning curves, attention examples
 
 Every file is written to a temporary name and renamed into place, so a killed process
@@ -25,6 +26,7 @@ VOCABULARY = "vocabulary.json"
 ANSWERS = "answers.json"
 CONFIG = "config.json"
 HISTORY = "history.csv"
+TRAINING = "training.json"
 METRICS = "metrics.json"
 
 
@@ -74,7 +76,7 @@ def read_json(path):
 
 @dataclasses.dataclass
 class Run:
-    """A trained run, loaded: the model, its vocabulary, answer labels and config."""
+    """A trained run, loaded: the `VQAModel`, its vocabulary, answer labels and config."""
 
     model: object
     vocabulary: object
@@ -102,15 +104,20 @@ def load_run(run_dir_or_model):
             f"{run_dir!r} is not a complete run folder: missing {', '.join(missing)} "
             "(train one with `python -m keras_adahan.train`)"
         )
-    import keras_adahan.layers  # noqa: F401  (registers the custom layers)
+    from keras_adahan.model import VQAModel  # Registers it and the layers for load_model.
 
+    config = read_json(os.path.join(run_dir, CONFIG))
     try:
         model = keras.models.load_model(os.path.join(run_dir, MODEL))
     except Exception as error:  # A truncated or foreign file: say which one.
         raise ValueError(f"cannot load {os.path.join(run_dir, MODEL)!r}: {error}") from None
+    if not isinstance(model, VQAModel):
+        # Saved before models carried their config: the same graph, rebuilt from config.json.
+        loaded, model = model, VQAModel(config["model"], name=model.name)
+        model.set_weights(loaded.get_weights())
     return Run(
         model=model,
         vocabulary=Vocabulary.load(os.path.join(run_dir, VOCABULARY)),
         answers=read_json(os.path.join(run_dir, ANSWERS))["answers"],
-        config=read_json(os.path.join(run_dir, CONFIG)),
+        config=config,
     )

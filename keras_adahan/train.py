@@ -1,9 +1,9 @@
-"""Trains HAN / AdaHAN on barn_vqa with `model.fit`: `python -m keras_adahan.train`.
+"""Trains HAN / AdaHAN with `model.fit`: `python -m keras_adahan.train`.
 
 With no arguments it builds the `classic` barn_vqa dataset if needed, trains the
 `default` preset's HAN model, evaluates it on the test split and writes a run folder
-(see `keras_adahan.run_files`). Reads top to bottom: arguments, data, model, optimizer,
-fit, save, evaluate.
+(see `keras_adahan.run_files`). `main` reads top to bottom: arguments, distribution,
+data, run folder, model, fit, save and evaluate; each phase is a function below it.
 """
 
 import argparse
@@ -16,16 +16,22 @@ import sys
 import tempfile
 import time
 
-# Quieter TensorFlow start-up; must be set before TensorFlow is imported.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
 
-import keras  # noqa: E402
-
-from keras_adahan import run_files, scenes  # noqa: E402
-from keras_adahan.backup import AtomicBackupAndRestore  # noqa: E402
-from keras_adahan.presets import PRESETS  # noqa: E402
-
-VARIANTS = ("han", "adahan", "soft", "none")
+from keras_adahan import cli
+from keras_adahan import data
+from keras_adahan import evaluate
+from keras_adahan import multiworker
+from keras_adahan import plots
+from keras_adahan import run_files
+from keras_adahan.backup import AtomicBackupAndRestore
+from keras_adahan.config import FUSIONS
+from keras_adahan.config import VARIANTS
+from keras_adahan.datasets import registry
+from keras_adahan.model import build_model
+from keras_adahan.model import build_training_model
+from keras_adahan.presets import PRESETS
+from keras_adahan.presets import get_preset
 
 # Trainer settings per preset; every flag left unset takes its preset's value.
 TRAIN_DEFAULTS = {
@@ -34,10 +40,6 @@ TRAIN_DEFAULTS = {
     # one example a step, which is where most of the speed-up over it comes from.
     "reference": dict(batch_size=32, learning_rate=5e-4),
 }
-# Epochs per dataset config, when --epochs is not given. The default model passes 99%
-# on `classic` after 1-2 epochs (4 keeps a margin inside the 10-minute default run);
-# `randomized`'s count questions keep improving for longer.
-EPOCHS = {"classic": 4, "classic_open": 4, "randomized": 15, "randomized_open": 15}
 
 
 def parse_args(argv=None):
@@ -53,15 +55,15 @@ def parse_args(argv=None):
     add("--variant", default="han", choices=VARIANTS,
         help="attention: han (top-k cells), adahan (adaptive, softmax threshold), soft "
              "(soft attention baseline), none (sum over all cells)")
-    add("--dataset", default="classic", choices=sorted(scenes.CONFIGS),
-        help="barn_vqa config (see datasets/barn_vqa/README.md)")
+    add("--dataset", default="classic", choices=sorted(registry.DATASETS),
+        help="dataset to train on: a barn_vqa config (see datasets/barn_vqa/README.md)")
     add("--k", type=float, default=None,
         help="HAN cells kept: a count (>= 1) or a share of the cells (< 1). "
              "Default: the preset's")
     add("--min_cells", type=int, default=None,
         help="AdaHAN floor: cells kept at least, whatever the threshold. Default: the "
              "preset's (default preset: as many as HAN keeps, see --k)")
-    add("--fusion", default=None, choices=("gated", "concat", "add"),
+    add("--fusion", default=None, choices=FUSIONS,
         help="how the question meets each cell: gated (default preset), concat (the "
              "paper's), add (the reference's). Default: the preset's")
     add("--threshold", type=float, default=None,
@@ -71,8 +73,8 @@ def parse_args(argv=None):
              "--set rnn=lstm --set conv_filters=[16,32,64,64,64]; VALUE is read as JSON, "
              "else as a string; repeatable")
     add("--epochs", type=int, default=None,
-        help="passes over the training images. Default: 4 on classic(_open), 15 on "
-             "randomized(_open), 2 otherwise")
+        help="passes over the training images. Default: the dataset's (4 on "
+             "classic(_open), 15 on randomized(_open), 2 otherwise)")
     add("--batch_size", type=int, default=None,
         help="images per step; each brings all its questions. Global: with --distribute "
              "it is split across the replicas. Default: the preset's")
@@ -99,13 +101,14 @@ def parse_args(argv=None):
         help="mirrored: tf.distribute.MirroredStrategy over all local devices (GPUs, else "
              "CPU); multiworker: MultiWorkerMirroredStrategy over the machines in TF_CONFIG, "
              "run on each (see keras_adahan.multiworker)")
+    add(cli.DEBUG_FLAG, action="store_true", help=cli.DEBUG_HELP)
     args = parser.parse_args(argv)
 
     for name, value in TRAIN_DEFAULTS[args.preset].items():
         if getattr(args, name) is None:
             setattr(args, name, value)
     if args.epochs is None:
-        args.epochs = EPOCHS.get(args.dataset, 2)
+        args.epochs = registry.get_dataset(args.dataset).default_epochs
     for name in ("epochs", "batch_size"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be a positive integer, received {getattr(args, name)}")
@@ -117,13 +120,15 @@ def parse_args(argv=None):
         args.output_dir = os.path.join(
             "runs", f"{args.dataset}-{args.preset}-{args.variant}-seed{args.seed}"
         )
-    return args, parser
+    try:
+        model_config(args, vocabulary_size=2, num_answers=2)  # Bad --k, --set etc.: fail fast.
+    except ValueError as error:
+        parser.error(str(error))
+    return args
 
 
 def model_config(args, vocabulary_size, num_answers):
     """The preset's ModelConfig with the flags and the dataset's sizes applied."""
-    from keras_adahan.presets import get_preset
-
     overrides = {}
     for item in args.model_fields:
         field, equals, text = item.partition("=")
@@ -192,14 +197,14 @@ def distribution_strategy(name):
     return tf.distribute.get_strategy()  # The default, single-device strategy.
 
 
-def check_batch_split(builder, batch_size, replicas):
+def check_batch_split(dataset, batch_size, replicas):
     """Every replica must get a share of every batch, and full batches equal shares.
 
     Keras 3.15's `fit` under MirroredStrategy averages the first batch across replicas to
     build the model and fails on unequal shares; an empty share (a last batch smaller
     than the number of replicas) fails in batch normalization, under either strategy.
     """
-    sizes = {split: builder.info.splits[split].num_examples for split in ("train", "validation")}
+    sizes = {split: dataset.num_examples(split) for split in ("train", "validation")}
     last = {split: n % batch_size for split, n in sizes.items()}
     if batch_size % replicas or any(0 < r < replicas for r in last.values()):
         raise SystemExit(
@@ -209,98 +214,118 @@ def check_batch_split(builder, batch_size, replicas):
 
 
 def main(argv=None):
-    args, parser = parse_args(argv)
-    from keras_adahan import data, evaluate, multiworker, plots
-    from keras_adahan.model import build_model, build_training_model
-
+    """Trains, saves and evaluates one run; returns the test metrics (None on a worker)."""
+    args = parse_args(argv)
     # First of all: MultiWorkerMirroredStrategy must exist before TensorFlow runs an op.
-    # Keras splits each batch of --batch_size images across the replicas (and sums the
-    # gradients of the per-replica share of the mean loss): --batch_size is global.
     strategy = distribution_strategy(args.distribute)
-    chief, chief_backup = multiworker.is_chief(strategy), None
-    if not chief:
-        # Trains in step with the chief, which alone writes the run folder; this worker
-        # writes into a scratch folder, deleted at the end, and resumes from the chief's
-        # backup.
-        if args.resume:
-            chief_backup = os.path.join(args.output_dir, "backup")
-        args.output_dir, args.resume = tempfile.mkdtemp(prefix="keras_adahan_worker_"), False
-
-    # --- Data -------------------------------------------------------------------------
-    try:
-        model_config(args, vocabulary_size=2, num_answers=2)  # Bad --k etc.: fail fast.
-        builder = data.dataset_builder(args.dataset, args.data_dir)
-    except ValueError as error:  # Unknown config name, k out of range and the like.
-        parser.error(str(error))
+    chief, chief_backup = become_worker_unless_chief(args, strategy)
+    dataset = data.prepare_dataset(args.dataset, args.data_dir)
     run_dir = prepare_run_dir(args)
     keras.utils.set_random_seed(args.seed)
-    vocabulary = data.build_vocabulary(builder)
-    answers = data.answer_names(builder)
-    try:
-        config = model_config(args, vocabulary.size, len(answers))
-    except ValueError as error:
-        parser.error(str(error))
-    pipeline = dict(builder=builder, vocabulary=vocabulary, image_size=config.image_size,
-                    max_question_length=config.max_question_length, batch_size=args.batch_size)
-    # Completed epochs in the run's backup (0 for a new run). Epoch e's shuffle depends on
-    # (seed, e) only, so a resumed run sees the same batches as an uninterrupted one.
+    vocabulary = data.build_vocabulary(dataset)
+    config = model_config(args, vocabulary.size, len(dataset.answer_names))
     backup = AtomicBackupAndRestore(
         chief_backup or os.path.join(run_dir, "backup"),
         history_path=os.path.join(run_dir, run_files.HISTORY), read_only=not chief,
-        monitor="val_loss" if args.restore_best_weights else None)
-    first_epoch = min(backup.epoch, args.epochs)
+        monitor="val_loss" if args.restore_best_weights else None)  # Completed epochs.
+    train_ds, val_ds, steps = input_pipelines(args, dataset, vocabulary, config, backup.epoch)
+    if args.distribute != "none":
+        check_batch_split(dataset, args.batch_size, strategy.num_replicas_in_sync)
+    with strategy.scope():
+        model = build_model(config)
+        train_model = compiled_training_model(args, model, train_ds, steps)
+    write_run_files(args, run_dir, config, vocabulary, dataset.answer_names)
+    print(f"Training {args.variant} ({args.preset} preset, {model.count_params():,} "
+          f"parameters) on {dataset.spec.title}: {dataset.num_examples('train')} images x "
+          f"{questions_per_image(train_ds)} questions, {args.epochs} epochs -> {run_dir}")
+    history, seconds = fit(args, train_model, train_ds, val_ds, steps, backup, strategy, chief)
+    if not chief:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        print(f"Worker done: trained {len(history.epoch)} epochs in step with the chief")
+        return None
+    return finish(args, run_dir, model, train_model, backup, dataset, vocabulary, history,
+                  seconds)
+
+
+def become_worker_unless_chief(args, strategy):
+    """`(chief, chief_backup)`. A worker other than the chief trains in step with it and
+    writes into a scratch folder (deleted at the end), resuming from the chief's backup."""
+    if multiworker.is_chief(strategy):
+        return True, None
+    chief_backup = os.path.join(args.output_dir, "backup") if args.resume else None
+    args.output_dir, args.resume = tempfile.mkdtemp(prefix="keras_adahan_worker_"), False
+    return False, chief_backup
+
+
+def input_pipelines(args, dataset, vocabulary, config, first_epoch):
+    """`(train_ds, val_ds, steps_per_epoch)`. Epoch e's shuffle depends on (seed, e) only, so
+    a run resumed at `first_epoch` sees the same batches as an uninterrupted one."""
+    pipeline = dict(dataset=dataset, vocabulary=vocabulary, image_size=config.image_size,
+                    max_question_length=config.max_question_length, batch_size=args.batch_size)
+    first_epoch = min(first_epoch, args.epochs)
     train_ds = data.training_batches(split="train", shuffle=True, seed=args.seed,
                                      epochs=(first_epoch, args.epochs), **pipeline)
     val_ds = data.training_batches(split="validation", **pipeline)
-    questions_per_image = train_ds.element_spec[0]["questions"].shape[1]
+    return train_ds, val_ds, data.epoch_steps(dataset, "train", args.batch_size)
 
-    # --- Model and optimizer ----------------------------------------------------------
-    if args.distribute != "none":
-        check_batch_split(builder, args.batch_size, strategy.num_replicas_in_sync)
-    steps_per_epoch = data.epoch_steps(builder, "train", args.batch_size)
-    with strategy.scope():
-        model = build_model(config)
-        train_model = build_training_model(model, questions_per_image)
-        train_model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate_schedule(args, steps_per_epoch)),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        )
 
+def questions_per_image(train_ds_or_model):
+    """Q of the training batches `{"image", "questions" (B, Q, L)}` or the training model."""
+    spec = getattr(train_ds_or_model, "element_spec", None)
+    if spec is not None:
+        return spec[0]["questions"].shape[1]
+    return train_ds_or_model.input["questions"].shape[1]
+
+
+def compiled_training_model(args, model, train_ds, steps_per_epoch):
+    """The model that encodes each image once for all its questions, compiled with Adam.
+
+    Under a distribution strategy Keras splits each batch across the replicas and sums the
+    gradients of the per-replica share of the mean loss: --batch_size is global.
+    """
+    train_model = build_training_model(model, questions_per_image(train_ds))
+    train_model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate_schedule(args, steps_per_epoch)),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+    return train_model
+
+
+def write_run_files(args, run_dir, config, vocabulary, answers):
+    """config.json, the vocabulary and the answers; `--resume` must match the saved config."""
     run_config = {"model": dataclasses.asdict(config), "train": vars(args)}
-    if args.resume and os.path.exists(os.path.join(run_dir, run_files.CONFIG)):
-        saved = run_files.read_json(os.path.join(run_dir, run_files.CONFIG))
+    config_path = os.path.join(run_dir, run_files.CONFIG)
+    if args.resume and os.path.exists(config_path):
+        saved = run_files.read_json(config_path)
         # Through JSON both ways: the saved config holds lists where the fresh one has tuples.
         if saved["model"] != json.loads(json.dumps(run_config["model"])):
             raise SystemExit(f"error: --resume: {run_dir!r} was trained with another model "
                              "config; resume with the command that started it")
-    run_files.write_json(os.path.join(run_dir, run_files.CONFIG), run_config)
+    run_files.write_json(config_path, run_config)
     with run_files.atomic_path(os.path.join(run_dir, run_files.VOCABULARY)) as tmp:
         vocabulary.save(tmp)
     run_files.write_json(os.path.join(run_dir, run_files.ANSWERS), {"answers": answers})
 
-    # --- Fit ----------------------------------------------------------------------------
-    print(f"Training {args.variant} ({args.preset} preset, {model.count_params():,} "
-          f"parameters) on barn_vqa/{args.dataset}: {builder.info.splits['train'].num_examples} "
-          f"images x {questions_per_image} questions, {args.epochs} epochs -> {run_dir}")
-    callbacks = [
-        # Saves weights, optimizer state, epoch and history.csv after every epoch, each by
-        # write-then-rename; restores them at the start of fit (see keras_adahan.backup).
-        backup,
-        keras.callbacks.TerminateOnNaN(),
-    ]
+
+def fit(args, train_model, train_ds, val_ds, steps_per_epoch, backup, strategy, chief):
+    """Runs `fit` (or the multi-worker loop) from the backup's epoch; `(history, seconds)`.
+
+    The backup saves weights, optimizer state, epoch and history.csv after every epoch and
+    restores them at the start (see keras_adahan.backup). A NaN loss ends the run here.
+    """
+    first_epoch = min(backup.epoch, args.epochs)
     start = time.time()
-    fit = dict(epochs=args.epochs, initial_epoch=first_epoch, callbacks=callbacks,
-               steps_per_epoch=steps_per_epoch,
-               verbose=(1 if sys.stdout.isatty() else 2) if chief else 0)
+    settings = dict(epochs=args.epochs, initial_epoch=first_epoch,
+                    callbacks=[backup, keras.callbacks.TerminateOnNaN()],
+                    steps_per_epoch=steps_per_epoch,
+                    verbose=(1 if sys.stdout.isatty() else 2) if chief else 0)
     if args.distribute == "multiworker":  # Keras 3.15's fit fails under this strategy.
-        history = multiworker.fit(train_model, train_ds, val_ds, strategy=strategy, **fit)
+        history = multiworker.fit(train_model, train_ds, val_ds, strategy=strategy, **settings)
     else:
-        history = train_model.fit(train_ds, validation_data=val_ds, **fit,
+        history = train_model.fit(train_ds, validation_data=val_ds, **settings,
                                   shuffle=False)  # The pipeline shuffles (data.training_batches).
-    train_seconds = time.time() - start
-    if not chief:
-        shutil.rmtree(run_dir, ignore_errors=True)
+    seconds = time.time() - start
     if train_model.stop_training and not all(
         math.isfinite(v) for v in history.history.get("loss", [])  # TerminateOnNaN stopped it.
     ):
@@ -309,16 +334,16 @@ def main(argv=None):
         raise SystemExit(f"error: the training loss became NaN in epoch "
                          f"{first_epoch + len(history.epoch)}; lower --learning_rate. No "
                          f"model.keras was written; {kept}.")
+    return history, seconds
 
-    if not chief:
-        print(f"Worker done: trained {len(history.epoch)} epochs in step with the chief")
-        return None
+
+def finish(args, run_dir, model, train_model, backup, dataset, vocabulary, history, seconds):
+    """Keeps the best epoch's weights, saves model.keras and training.json, plots the
+    history and evaluates on the test split."""
     best = backup.restore_best(train_model) if args.restore_best_weights else None
     if best:
         print(f"Restored the weights of epoch {best['epoch']}, the lowest validation loss "
               f"({best['value']:.4f})")
-
-    # --- Save and evaluate -------------------------------------------------------------
     with run_files.atomic_path(os.path.join(run_dir, run_files.MODEL)) as tmp:
         model.save(tmp)
     if args.distribute != "none":
@@ -326,24 +351,26 @@ def main(argv=None):
         # the outputs per replica (Keras 3.15): evaluate a single-device copy of the file.
         model = run_files.load_run(run_dir).model
     epochs_history = read_history(os.path.join(run_dir, run_files.HISTORY))
+    kept_epoch = best["epoch"] if best else len(epochs_history["val_accuracy"])
+    training = {
+        "seconds": round(seconds, 1),
+        "questions_per_second": round(
+            len(history.epoch) * dataset.num_examples("train")
+            * questions_per_image(train_model) / seconds, 1),
+        "kept_epoch": kept_epoch,
+    }
+    run_files.write_json(os.path.join(run_dir, run_files.TRAINING), training)
     os.makedirs(os.path.join(run_dir, "plots"), exist_ok=True)
     plots.plot_history(epochs_history, os.path.join(run_dir, "plots", "history.png"))
-    metrics = evaluate.evaluate(model, builder, vocabulary, run_dir, args.variant)
-    metrics["train_seconds"] = round(train_seconds, 1)
-    if best:
-        metrics["train_kept_epoch"] = best["epoch"]  # train_*: kept by re-evaluation.
-    metrics["train_examples_per_second"] = round(
-        len(history.epoch) * builder.info.splits["train"].num_examples * questions_per_image
-        / train_seconds, 1)
-    run_files.write_json(os.path.join(run_dir, run_files.METRICS), metrics)
+    evaluation = evaluate.evaluate(model, dataset, vocabulary)
+    evaluate.write_evaluation(evaluation, run_dir)
     print()
-    print(evaluate.format_summary(metrics, f"Test split of barn_vqa/{args.dataset}"))
-    kept_epoch = best["epoch"] if best else len(epochs_history["val_accuracy"])
-    print(f"  trained {len(history.epoch)} epochs in {train_seconds:.0f} s "
-          f"({metrics['train_examples_per_second']:.0f} questions/s); kept epoch "
+    print(evaluate.format_summary(evaluation.metrics, f"Test split of {dataset.spec.title}"))
+    print(f"  trained {len(history.epoch)} epochs in {seconds:.0f} s "
+          f"({training['questions_per_second']:.0f} questions/s); kept epoch "
           f"{kept_epoch}: validation accuracy {epochs_history['val_accuracy'][kept_epoch - 1]:.2%}")
     print(f"  run folder          {run_dir}  (model.keras, metrics.json, plots/)")
-    return metrics
+    return evaluation.metrics
 
 
 def read_history(path):

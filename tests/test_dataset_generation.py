@@ -86,26 +86,26 @@ def test_killed_build_reads_as_not_built_and_is_cleaned(tmp_path, monkeypatch, c
     assert incomplete_folders(data_dir, "classic")
     assert not Builder(config="classic", data_dir=data_dir).is_prepared()
     with pytest.raises(FileNotFoundError, match="barn_vqa/classic is not built"):
-        data.dataset_builder("classic", data_dir, build=False)
+        data.prepare_dataset("classic", data_dir, build=False)
 
     # The trainer's path builds again, first deleting what the killed build left.
     # (Generating all of `classic` here would take minutes: stop at the call.)
     calls = []
     monkeypatch.setattr(Builder, "download_and_prepare", lambda self: calls.append(self))
-    data.dataset_builder("classic", data_dir)
+    data.prepare_dataset("classic", data_dir)
     assert len(calls) == 1
     assert incomplete_folders(data_dir, "classic") == []
     assert "left by an interrupted build" in capsys.readouterr().out
 
 
-def test_dataset_builder_rebuilds_over_a_stale_incomplete_folder(tmp_path, capsys):
+def test_prepare_dataset_rebuilds_over_a_stale_incomplete_folder(tmp_path, capsys):
     data_dir = str(tmp_path)
     stale = tmp_path / "barn_vqa" / "tiny" / "incomplete.ABC123_1.0.0"
     stale.mkdir(parents=True)
     (stale / "barn_vqa-train.tfrecord-00000-of-00001").write_bytes(b"half a shard")
-    builder = data.dataset_builder("tiny", data_dir)
-    assert builder.is_prepared()
-    assert builder.info.splits["train"].num_examples == 8
+    dataset = data.prepare_dataset("tiny", data_dir)
+    assert dataset.builder.is_prepared()
+    assert dataset.num_examples("train") == 8
     assert not stale.exists()
     out = capsys.readouterr().out
     assert "incomplete.ABC123_1.0.0, left by an interrupted build" in out

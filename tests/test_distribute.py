@@ -36,9 +36,9 @@ data_dir, out_dir, epochs = sys.argv[1], sys.argv[2], sys.argv[3]
 result = {}
 
 # The input pipeline as Keras distributes it: each global batch split across replicas.
-builder = data.dataset_builder("tiny", data_dir)
-vocabulary = data.build_vocabulary(builder)
-batches = data.training_batches(builder, "train", vocabulary, 64, 12, batch_size=4,
+dataset = data.prepare_dataset("tiny", data_dir)
+vocabulary = data.build_vocabulary(dataset)
+batches = data.training_batches(dataset, "train", vocabulary, 64, 12, batch_size=4,
                                 epochs=(0, 1))
 strategy = tf.distribute.MirroredStrategy()
 first = next(iter(strategy.experimental_distribute_dataset(batches)))
@@ -68,7 +68,7 @@ print("RESULT " + json.dumps(result))
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("tfds"))
-    data.dataset_builder("tiny", path)
+    data.prepare_dataset("tiny", path)
     return path
 
 

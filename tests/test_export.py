@@ -95,9 +95,9 @@ def test_keras_saved_model_and_tflite_answer_the_same(exported_tiny_run):
     export_dir = exported_tiny_run["export_dir"]
     model = keras.models.load_model(os.path.join(export_dir, "model.keras"))
     run = run_files.load_run(exported_tiny_run["run_dir"])
-    builder = data.dataset_builder("tiny", exported_tiny_run["data_dir"], build=False)
+    dataset = data.prepare_dataset("tiny", exported_tiny_run["data_dir"], build=False)
     size = model.input["image"].shape[1]
-    arrays = data.question_arrays(builder, "test", run.vocabulary, size,
+    arrays = data.question_arrays(dataset, "test", run.vocabulary, size,
                                   model.input["question"].shape[1])
     inputs = next(arrays.batches(12))
     keras_out = model.predict_on_batch(inputs)

@@ -10,13 +10,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_adahan.model import AGGREGATIONS
-from keras_adahan.model import VARIANTS
-from keras_adahan.model import ModelConfig
+from keras_adahan.config import AGGREGATIONS
+from keras_adahan.config import VARIANTS
+from keras_adahan.config import ModelConfig
+from keras_adahan.geometry import cell_boxes
+from keras_adahan.geometry import grid_size
+from keras_adahan.model import VQAModel
 from keras_adahan.model import build_model
 from keras_adahan.model import build_training_model
-from keras_adahan.model import cell_boxes
-from keras_adahan.model import grid_size
 from keras_adahan import layers as adahan_layers
 from keras_adahan.presets import PRESETS
 from keras_adahan.presets import get_preset
@@ -259,6 +260,10 @@ class ModelTest(unittest.TestCase):
                     self.assertEqual(set(got), set(expected))
                     for key in expected:
                         np.testing.assert_allclose(got[key], expected[key], rtol=1e-6, atol=1e-6)
+                    # The file carries the config: the same graph comes back, with it.
+                    self.assertIsInstance(restored, VQAModel)
+                    self.assertEqual(restored.config, config)
+                    np.testing.assert_array_equal(restored.cell_boxes(), cell_boxes(config.grid_size))
                     restored.get_layer("image_encoder")
                     restored.get_layer("answer_head")
                     layers = restored.get_layer("answer_head").layers
@@ -305,3 +310,25 @@ class ModelTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+def test_old_run_folder_without_a_config_in_the_model_file_loads(tmp_path):
+    """A run saved before models carried their config (a plain functional model) loads as a
+    `VQAModel` rebuilt from config.json, answering as the file does."""
+    import json
+
+    from keras_adahan import run_files
+    from keras_adahan.text import Vocabulary
+
+    model = build_model(TINY)
+    old = keras.Model(model.input, model.output, name=model.name)  # What older runs saved.
+    old.save(tmp_path / "model.keras")
+    Vocabulary(["what"]).save(tmp_path / "vocabulary.json")
+    for name, content in (("answers.json", {"answers": ["a", "b", "c", "d"]}),
+                          ("config.json", {"model": TINY.to_dict(), "train": {}})):
+        (tmp_path / name).write_text(json.dumps(content))
+    run = run_files.load_run(str(tmp_path))
+    assert isinstance(run.model, VQAModel) and run.model.config == TINY
+    data = inputs(TINY, batch=2)
+    for key, value in numpy_outputs(model(data)).items():
+        np.testing.assert_array_equal(numpy_outputs(run.model(data))[key], value)

@@ -22,8 +22,8 @@ QUESTION = "What animal is near the hay?"
 @pytest.fixture(scope="module")
 def photos(exported_tiny_run, tmp_path_factory):
     """A tiny test image saved as RGB, RGBA (odd size), grayscale and palette PNGs."""
-    builder = data.dataset_builder("tiny", exported_tiny_run["data_dir"], build=False)
-    image = next(iter(builder.as_dataset("test").take(1).as_numpy_iterator()))["image"]
+    dataset = data.prepare_dataset("tiny", exported_tiny_run["data_dir"], build=False)
+    image = next(iter(dataset.elements("test").take(1).as_numpy_iterator()))["image"]
     folder = tmp_path_factory.mktemp("photos")
     rgb = Image.fromarray(image)
     paths = {"RGB": folder / "rgb.png", "RGBA": folder / "rgba.png",

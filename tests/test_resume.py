@@ -31,7 +31,7 @@ STEPS = 8  # tiny: 8 training images, --batch_size 1.
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("tfds"))
-    data.dataset_builder("tiny", path)  # Built once, not by each trainer process.
+    data.prepare_dataset("tiny", path)  # Built once, not by each trainer process.
     return path
 
 

@@ -1,4 +1,5 @@
-"""Tests for keras_adahan.scenes: determinism, boxes, answers, balance and bad input.
+"""Tests for the barn scene renderer (`keras_adahan.datasets.barn_vqa`: `scene_config`,
+`layout`, `drawing`): determinism, boxes, answers, balance and bad input.
 
 Answers are checked against geometry derived independently from the objects' boxes, and
 boxes against the rendered pixels, so a renderer that drew one thing and reported another
@@ -14,14 +15,14 @@ import sys
 import numpy as np
 import pytest
 
-from keras_adahan import scenes
+from keras_adahan.datasets.barn_vqa import drawing, layout, scene_config
 
-CLASSIC = scenes.get_config("classic")
-RANDOMIZED = scenes.get_config("randomized")
-TINY = scenes.get_config("tiny")
-TINY_RANDOMIZED = scenes.get_config("tiny_randomized")
-CLASSIC_OPEN = scenes.get_config("classic_open")
-RANDOMIZED_OPEN = scenes.get_config("randomized_open")
+CLASSIC = scene_config.get_config("classic")
+RANDOMIZED = scene_config.get_config("randomized")
+TINY = scene_config.get_config("tiny")
+TINY_RANDOMIZED = scene_config.get_config("tiny_randomized")
+CLASSIC_OPEN = scene_config.get_config("classic_open")
+RANDOMIZED_OPEN = scene_config.get_config("randomized_open")
 # Larger splits of the configs, to look at many scenes without new names.
 MANY = {
     "classic": dataclasses.replace(CLASSIC, num_test=40),
@@ -47,7 +48,7 @@ def _pixels(box, size):
 
 
 def _animals(scene):
-    return [o for o in scene.objects if o.label in scenes.ANIMALS]
+    return [o for o in scene.objects if o.label in scene_config.ANIMALS]
 
 
 def _only(scene, label):
@@ -72,7 +73,7 @@ def _foreground(image):
 
 
 def test_predefined_configs():
-    assert {"classic", "randomized", "tiny", "tiny_randomized"} <= set(scenes.CONFIGS)
+    assert {"classic", "randomized", "tiny", "tiny_randomized"} <= set(scene_config.CONFIGS)
     assert (CLASSIC.image_size, CLASSIC.layout) == (256, "classic")
     assert (CLASSIC.num_train, CLASSIC.num_validation, CLASSIC.num_test) == (10000, 1000, 1000)
     assert (TINY.image_size, TINY.layout) == (64, "classic")
@@ -89,7 +90,7 @@ def test_predefined_configs():
 
 
 def test_classic_questions_are_the_reference_questions():
-    scene = scenes.render_scene(CLASSIC, "train", 0)
+    scene = layout.render_scene(CLASSIC, "train", 0)
     assert [q.text for q in scene.questions] == [
         "What animal is on top of the roof of the barn?",
         "What animal is near the front of the barn?",
@@ -124,26 +125,26 @@ def test_classic_questions_are_the_reference_questions():
 def test_bad_config_raises(kwargs, message):
     kwargs = {"name": "bad", **kwargs}
     with pytest.raises(ValueError) as error:
-        scenes.SceneConfig(**kwargs)
+        scene_config.SceneConfig(**kwargs)
     assert message in str(error.value)
 
 
 def test_unknown_config_name_raises():
     with pytest.raises(ValueError) as error:
-        scenes.get_config("foo")
+        scene_config.get_config("foo")
     assert "unknown barn_vqa config 'foo'" in str(error.value)
     assert "choose one of: classic, randomized, classic_open" in str(error.value)
 
 
 def test_bad_render_arguments_raise():
     with pytest.raises(ValueError, match="received 'dev'"):
-        scenes.render_scene(TINY, "dev", 0)
+        layout.render_scene(TINY, "dev", 0)
     with pytest.raises(ValueError, match=r"\[0, 4\) for split 'test' .* received 4"):
-        scenes.render_scene(TINY, "test", 4)
+        layout.render_scene(TINY, "test", 4)
     with pytest.raises(ValueError, match="received -1"):
-        scenes.render_scene(TINY, "train", -1)
+        layout.render_scene(TINY, "train", -1)
     with pytest.raises(ValueError, match="must be a SceneConfig, received 'tiny'"):
-        scenes.render_scene("tiny", "train", 0)
+        layout.render_scene("tiny", "train", 0)
 
 
 # ---------------------------------------------------------------------------------------
@@ -151,17 +152,17 @@ def test_bad_render_arguments_raise():
 
 
 def test_same_inputs_give_identical_scenes():
-    first = scenes.render_scene(RANDOMIZED, "train", 7)
-    scenes._sprite.cache_clear()  # A cold sprite cache must not change anything.
-    second = scenes.render_scene(RANDOMIZED, "train", 7)
+    first = layout.render_scene(RANDOMIZED, "train", 7)
+    drawing._sprite.cache_clear()  # A cold sprite cache must not change anything.
+    second = layout.render_scene(RANDOMIZED, "train", 7)
     assert first.image.dtype == np.uint8 and first.image.shape == (256, 256, 3)
     assert _digest(first) == _digest(second)
 
 
 def test_render_order_does_not_matter():
-    keys = [(split, index) for split in scenes.SPLITS for index in range(4)]
-    forward = {k: _digest(scenes.render_scene(TINY_RANDOMIZED, *k)) for k in keys}
-    backward = {k: _digest(scenes.render_scene(TINY_RANDOMIZED, *k)) for k in keys[::-1]}
+    keys = [(split, index) for split in scene_config.SPLITS for index in range(4)]
+    forward = {k: _digest(layout.render_scene(TINY_RANDOMIZED, *k)) for k in keys}
+    backward = {k: _digest(layout.render_scene(TINY_RANDOMIZED, *k)) for k in keys[::-1]}
     assert forward == backward
     # Different splits and indices are different scenes.
     assert len(set(forward.values())) == len(keys)
@@ -171,11 +172,11 @@ def test_other_process_renders_the_same_bytes():
     keys = [("validation", 3), ("train", 0), ("test", 2), ("train", 5)]
     script = f"""
 import hashlib, json
-from keras_adahan import scenes
+from keras_adahan.datasets.barn_vqa import layout, scene_config
 out = []
 for name in ("classic", "randomized"):
     for split, index in {keys!r}:
-        scene = scenes.render_scene(scenes.get_config(name), split, index)
+        scene = layout.render_scene(scene_config.get_config(name), split, index)
         h = hashlib.sha256(scene.image.tobytes())
         h.update(repr((scene.questions, scene.objects)).encode())
         out.append(h.hexdigest())
@@ -186,7 +187,7 @@ print(json.dumps(out))
     )
     # Here, render in the opposite order to the other process.
     here = {
-        (config.name, key): _digest(scenes.render_scene(config, *key))
+        (config.name, key): _digest(layout.render_scene(config, *key))
         for config in (RANDOMIZED, CLASSIC)
         for key in reversed(keys)
     }
@@ -196,8 +197,8 @@ print(json.dumps(out))
 
 def test_seed_changes_the_scenes():
     other = dataclasses.replace(TINY, seed=1)
-    assert _digest(scenes.render_scene(TINY, "train", 0)) != _digest(
-        scenes.render_scene(other, "train", 0)
+    assert _digest(layout.render_scene(TINY, "train", 0)) != _digest(
+        layout.render_scene(other, "train", 0)
     )
 
 
@@ -210,11 +211,11 @@ def test_boxes_are_inside_the_image_and_tight(name):
     config = MANY[name]
     size = config.image_size
     for index in range(20):
-        scene = scenes.render_scene(config, "test", index)
+        scene = layout.render_scene(config, "test", index)
         drawn = _foreground(scene.image)
         covered = np.zeros_like(drawn)
         for obj in scene.objects:
-            assert obj.label in scenes.OBJECT_LABELS
+            assert obj.label in scene_config.OBJECT_LABELS
             assert all(isinstance(v, float) for v in obj.box)
             y0, x0, y1, x1 = _pixels(obj.box, size)
             assert 0 <= y0 < y1 <= size and 0 <= x0 < x1 <= size, obj
@@ -235,7 +236,7 @@ def test_free_standing_animal_boxes_equal_their_pixels():
     size = config.image_size
     checked = 0
     for index in range(20):
-        scene = scenes.render_scene(config, "test", index)
+        scene = layout.render_scene(config, "test", index)
         drawn = _foreground(scene.image)
         related = {q.box for q in scene.questions if q.type != "count"}
         for obj in _animals(scene):
@@ -275,7 +276,7 @@ def test_animal_boxes_hold_that_animal(name):
     config = MANY[name]
     size = config.image_size
     for index in range(20):
-        scene = scenes.render_scene(config, "test", index)
+        scene = layout.render_scene(config, "test", index)
         drawn = _foreground(scene.image)
         front = next(q.box for q in scene.questions if q.type == "front")
         for obj in _animals(scene):
@@ -287,8 +288,8 @@ def test_animal_boxes_hold_that_animal(name):
 
 
 def test_geometry_scales_with_image_size():
-    big = scenes.render_scene(dataclasses.replace(TINY, image_size=256), "train", 3)
-    small = scenes.render_scene(TINY, "train", 3)
+    big = layout.render_scene(dataclasses.replace(TINY, image_size=256), "train", 3)
+    small = layout.render_scene(TINY, "train", 3)
     assert [o.label for o in big.objects] == [o.label for o in small.objects]
     for a, b in zip(big.objects, small.objects):
         assert np.allclose(a.box, b.box, atol=3 / 64), (a, b)
@@ -301,7 +302,7 @@ def test_no_variation_gives_fixed_sprites():
     )
     barns = set()
     for index in range(10):
-        scene = scenes.render_scene(config, "test", index)
+        scene = layout.render_scene(config, "test", index)
         barn = _only(scene, "barn")
         barns.add(barn.box)
         y0, x0, y1, x1 = _pixels(barn.box, config.image_size)
@@ -349,7 +350,7 @@ def test_answers_follow_from_the_scene(name):
     config = MANY[name]
     size = config.image_size
     for index in range(config.num_test):
-        scene = scenes.render_scene(config, "test", index)
+        scene = layout.render_scene(config, "test", index)
         assert [q.type for q in scene.questions] == list(config.question_types)
         found = _relation_animals(scene, size)
         if config.layout == "classic":
@@ -370,7 +371,7 @@ def test_answers_follow_from_the_scene(name):
                 else:
                     assert question.box == (0.0, 0.0, 0.0, 0.0)
                 continue
-            if question.answer == scenes.NOTHING:  # An empty place: no animal there.
+            if question.answer == scene_config.NOTHING:  # An empty place: no animal there.
                 assert found[question.type] == [], (index, question)
                 assert question.box == (0.0, 0.0, 0.0, 0.0)
                 continue
@@ -398,7 +399,7 @@ def _answers_by_type(config, count):
     config = dataclasses.replace(config, num_test=count)
     by_type = {qtype: [] for qtype in config.question_types}
     for index in range(count):
-        for question in scenes.render_scene(config, "test", index).questions:
+        for question in layout.render_scene(config, "test", index).questions:
             by_type[question.type].append(question.answer)
     return by_type
 
@@ -408,7 +409,7 @@ def test_open_configs_leave_places_empty(name):
     # About one place in five is empty; the closed configs never leave one empty.
     by_type = _answers_by_type(MANY[name], 200)
     for qtype, answers in by_type.items():
-        share = answers.count(scenes.NOTHING) / len(answers)
+        share = answers.count(scene_config.NOTHING) / len(answers)
         if qtype == "count":
             assert share == 0
         else:
@@ -416,15 +417,15 @@ def test_open_configs_leave_places_empty(name):
             # places that would exceed the count's answer, which favours empty ones.
             assert 0.1 < share < 0.35, (qtype, share)
     closed = _answers_by_type(MANY["tiny_randomized"], 50)
-    assert scenes.NOTHING not in {a for answers in closed.values() for a in answers}
+    assert scene_config.NOTHING not in {a for answers in closed.values() for a in answers}
 
 
 @pytest.mark.parametrize("name", ["tiny", "tiny_randomized"])
 def test_answers_are_balanced(name):
-    config = scenes.get_config(name)
+    config = scene_config.get_config(name)
     by_type = _answers_by_type(config, 400)
     for qtype, answers in by_type.items():
-        values = scenes.COUNT_ANSWERS if qtype == "count" else scenes.ANIMALS
+        values = scene_config.COUNT_ANSWERS if qtype == "count" else scene_config.ANIMALS
         shares = [answers.count(v) / len(answers) for v in values]
         # 400 draws: a share of 1/4 has a standard deviation near 0.022.
         assert all(0.15 < s < 0.35 for s in shares), (qtype, shares)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from keras_adahan import data, evaluate, run_files, train
+from keras_adahan.datasets import registry
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,8 @@ def tiny_run(tmp_path_factory):
 def test_run_folder_holds_a_usable_model(tiny_run):
     run_dir, data_dir, metrics = tiny_run
     for name in ("model.keras", "vocabulary.json", "answers.json", "config.json",
-                 "history.csv", "metrics.json", "plots/history.png", "plots/attention.png"):
+                 "history.csv", "training.json", "metrics.json", "plots/history.png",
+                 "plots/attention.png"):
         assert os.path.exists(os.path.join(run_dir, name)), name
     run = run_files.load_run(run_dir)
     assert run.answers == ["chicken", "sheep", "cow", "pig"]
@@ -33,10 +35,14 @@ def test_run_folder_holds_a_usable_model(tiny_run):
     assert len(history["loss"]) == 2 and "val_accuracy" in history
     # Restoring the best weights is the default: the model saved (and evaluated below) is
     # the epoch with the lowest validation loss.
-    assert metrics["train_kept_epoch"] == 1 + int(np.argmin(history["val_loss"]))
+    training = json.load(open(os.path.join(run_dir, "training.json")))
+    assert training["kept_epoch"] == 1 + int(np.argmin(history["val_loss"]))
+    # The model carries its config: the run's config.json and the loaded model agree.
+    assert run.model.config.to_dict() == run.config["model"]
+    assert run.model.grid_size == 16 and run.model.cell_boxes().shape == (256, 4)
     # The saved model answers like the evaluation said it does.
-    builder = data.dataset_builder("tiny", data_dir, build=False)
-    arrays = data.question_arrays(builder, "test", run.vocabulary, 128, 16)
+    dataset = data.prepare_dataset("tiny", data_dir, build=False)
+    arrays = data.question_arrays(dataset, "test", run.vocabulary, 128, 16)
     outputs = evaluate.predict_split(run.model, arrays)
     accuracy = (outputs["answer"].argmax(-1) == arrays.answers).mean()
     assert accuracy == pytest.approx(metrics["accuracy"])
@@ -67,12 +73,13 @@ def test_evaluate_cli(tiny_run):
          "--data_dir", data_dir], capture_output=True, text=True, check=True)
     assert "accuracy" in result.stdout and "grounding top cell" in result.stdout
     assert json.load(open(os.path.join(run_dir, "metrics_validation.json")))["split"] == "validation"
-    # Re-evaluating the test split rewrites metrics.json but keeps what training recorded.
+    # Re-evaluating the test split rewrites metrics.json with the same figures; what
+    # training recorded lives in training.json, which evaluation leaves alone.
+    training = open(os.path.join(run_dir, "training.json")).read()
     evaluate.main([run_dir, "--data_dir", data_dir])
     again = json.load(open(os.path.join(run_dir, "metrics.json")))
-    assert again["accuracy"] == pytest.approx(metrics["accuracy"])
-    for key in ("train_seconds", "train_kept_epoch", "train_examples_per_second"):
-        assert again[key] == metrics[key]
+    assert again == metrics
+    assert open(os.path.join(run_dir, "training.json")).read() == training
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -96,7 +103,7 @@ def test_bad_flags_give_clear_errors(tmp_path, capsys, argv, message):
 
 
 def test_set_overrides_model_config_fields():
-    args, _ = train.parse_args(["--set", "aggregate_norm=false", "--set", "rnn=lstm",
+    args = train.parse_args(["--set", "aggregate_norm=false", "--set", "rnn=lstm",
                                 "--set", "conv_filters=[8,8,8,8,8]", "--k", "3"])
     config = train.model_config(args, vocabulary_size=10, num_answers=4)
     assert (config.aggregate_norm, config.rnn, config.conv_filters) == (False, "lstm", (8,) * 5)
@@ -104,16 +111,16 @@ def test_set_overrides_model_config_fields():
 
 
 def test_restore_best_weights_is_default_with_an_opt_out():
-    assert train.parse_args([])[0].restore_best_weights
-    assert not train.parse_args(["--no-restore_best_weights"])[0].restore_best_weights
+    assert train.parse_args([]).restore_best_weights
+    assert not train.parse_args(["--no-restore_best_weights"]).restore_best_weights
 
 
 def test_learning_rate_schedules():
-    args, _ = train.parse_args(["--epochs", "3", "--learning_rate", "0.002"])
+    args = train.parse_args(["--epochs", "3", "--learning_rate", "0.002"])
     assert args.lr_schedule == "constant"
     assert train.learning_rate_schedule(args, steps_per_epoch=10) == 0.002
-    args, _ = train.parse_args(["--epochs", "3", "--learning_rate", "0.002",
-                                "--lr_schedule", "cosine"])
+    args = train.parse_args(["--epochs", "3", "--learning_rate", "0.002",
+                             "--lr_schedule", "cosine"])
     schedule = train.learning_rate_schedule(args, steps_per_epoch=10)
     assert float(schedule(0)) == pytest.approx(0.002)
     assert float(schedule(15)) == pytest.approx(0.001)  # Half way: half the rate.
@@ -131,16 +138,16 @@ def test_grounding_hand_computed():
     # 2x2 grid; one question whose box covers the top-left quarter exactly.
     presence = np.array([[5.0, 1.0, 9.0, 0.0]])
     boxes = np.array([[0.0, 0.0, 0.5, 0.5]])
-    top, share, touches = evaluate.grounding(presence, np.array([[1.0, 1.0, 0.0, 0.0]]), boxes)
+    top, share, touches = evaluate.grounding(presence, np.array([[1.0, 1.0, 0.0, 0.0]]), boxes, 2)
     assert top.tolist() == [True]  # Cell 2 has more presence but was dropped.
     assert share.tolist() == [0.5]  # Of the 2 kept cells, one lies on the box.
     assert touches.tolist() == [True]
-    top, share, touches = evaluate.grounding(presence, np.array([[0.0, 1.0, 1.0, 0.0]]), boxes)
+    top, share, touches = evaluate.grounding(presence, np.array([[0.0, 1.0, 1.0, 0.0]]), boxes, 2)
     assert top.tolist() == [False] and share.tolist() == [0.0] and touches.tolist() == [False]
     # A box reaching a quarter into cell 1 (top right): its centre is off the box, its
     # area touches it.
     boxes = np.array([[0.0, 0.0, 0.5, 0.625]])
-    top, share, touches = evaluate.grounding(presence, np.array([[0.0, 1.0, 0.0, 0.0]]), boxes)
+    top, share, touches = evaluate.grounding(presence, np.array([[0.0, 1.0, 0.0, 0.0]]), boxes, 2)
     assert top.tolist() == [False] and touches.tolist() == [True]
     assert share.tolist() == [0.25]
 
@@ -161,7 +168,7 @@ def test_grounding_per_type_and_per_answer():
         answers=np.array([0, 1, 1]), types=np.array([0, 0, 1]),
         boxes=np.array([[0.0, 0.0, 0.5, 0.5]] * 2 + [[0.5, 0.5, 1.0, 1.0]]))
     metrics = evaluate.compute_metrics(outputs, arrays, ["chicken", "sheep"],
-                                       ["roof", "front"], "none")
+                                       ["roof", "front"], "none", np.ones(3, bool), grid_size=2)
     assert metrics["grounding_top_cell_per_type"] == {"roof": 1.0, "front": 0.0}
     assert metrics["grounding_top_cell_per_answer"] == {"chicken": 1.0, "sheep": 0.5}
     assert "by answer         chicken 100.0%, sheep 50.0%" in evaluate.format_summary(metrics, "t")
@@ -177,9 +184,11 @@ def test_grounding_leaves_out_counts_and_empty_places():
         answers=np.array([0, 1, 2]), types=np.array([0, 1, 0]),
         boxes=np.array([[0.0, 0.0, 0.5, 0.5], [0.0, 0.0, 0.5, 0.5], [0.0, 0.0, 0.0, 0.0]]))
     answer_names, type_names = ["chicken", "2", "nothing"], ["roof", "count"]
-    assert evaluate.grounded_questions(arrays.types, type_names, arrays.answers,
-                                       answer_names).tolist() == [True, False, False]
-    metrics = evaluate.compute_metrics(outputs, arrays, answer_names, type_names, "none")
+    grounded = evaluate.grounded_questions(arrays, type_names, answer_names,
+                                           registry.get_dataset("tiny"))
+    assert grounded.tolist() == [True, False, False]
+    metrics = evaluate.compute_metrics(outputs, arrays, answer_names, type_names, "none",
+                                       grounded, grid_size=2)
     assert metrics["grounding_top_cell"] == 1.0
     assert metrics["grounding_top_cell_per_answer"] == {"chicken": 1.0}
 
@@ -187,7 +196,7 @@ def test_grounding_leaves_out_counts_and_empty_places():
 def test_model_answer_labels_match_by_name():
     labels = evaluate.model_answer_labels(["chicken", "sheep"], ["sheep", "nothing", "chicken"], "d")
     assert labels.tolist() == [2, 0]
-    with pytest.raises(ValueError, match=r"barn_vqa/d has answers \['0'\] the model cannot give"):
+    with pytest.raises(ValueError, match=r"d has answers \['0'\] the model cannot give"):
         evaluate.model_answer_labels(["chicken", "0"], ["chicken"], "d")
 
 
@@ -197,14 +206,14 @@ def test_evaluate_on_another_config(tiny_run):
     # Evaluated as if "tiny" were another config: the labels are matched by name and the
     # figures go to their own file, leaving the run's metrics.json alone.
     before = open(os.path.join(run_dir, "metrics.json")).read()
-    builder = data.dataset_builder("tiny", data_dir, build=False)
-    other = evaluate.evaluate(run.model, builder, run.vocabulary, run_dir, "han",
-                              answers=run.answers)
-    assert other["accuracy"] == pytest.approx(metrics["accuracy"])
-    assert json.load(open(os.path.join(run_dir, "metrics_tiny.json")))["accuracy"] == other["accuracy"]
+    dataset = data.prepare_dataset("tiny", data_dir, build=False)
+    other = evaluate.evaluate(run.model, dataset, run.vocabulary, answers=run.answers)
+    evaluate.write_evaluation(other, run_dir)
+    assert other.metrics["accuracy"] == pytest.approx(metrics["accuracy"])
+    assert json.load(open(os.path.join(run_dir, "metrics_tiny.json"))) == other.metrics
     assert os.path.exists(os.path.join(run_dir, "plots", "attention_tiny.png"))
     assert open(os.path.join(run_dir, "metrics.json")).read() == before
     # A config with answers the model cannot give is refused, naming them.
-    data.dataset_builder("tiny_randomized", data_dir)
+    data.prepare_dataset("tiny_randomized", data_dir)
     with pytest.raises(SystemExit, match=r"has answers \['0', '1', '2', '3'\] the model cannot"):
         evaluate.main([run_dir, "--data_dir", data_dir, "--dataset", "tiny_randomized"])

@@ -1,7 +1,9 @@
 """barn_vqa: barn scenes with questions, answers and grounding boxes.
 
-Nothing is downloaded: every image is drawn by `keras_adahan.scenes`, the one place scenes
-are defined. See README.md beside this file for the configs, features and baselines.
+Nothing is downloaded: every image is rendered by the modules beside this file, the one
+place scenes are defined (`scene_config.py` the configs and questions, `layout.py` where
+things go, `drawing.py` the sprites). See README.md here for the configs, features and
+baselines.
 """
 
 import dataclasses
@@ -9,9 +11,12 @@ import dataclasses
 from etils import epath
 import tensorflow_datasets as tfds
 
-# Absolute import: `tfds build datasets/barn_vqa` imports this file as
-# `barn_vqa.barn_vqa_dataset_builder`, where a relative import could not reach it.
-from keras_adahan import scenes
+# Relative: `tfds build datasets/barn_vqa` imports this file as
+# `barn_vqa.barn_vqa_dataset_builder`, the installed package as
+# `keras_adahan.datasets.barn_vqa.barn_vqa_dataset_builder`; only a relative import finds
+# the scene modules beside it under both names.
+from . import layout
+from . import scene_config
 
 # The scene this dataset ports comes from the PyTorch-AdaHAN reference implementation.
 _HOMEPAGE = "https://github.com/gnouhp/PyTorch-AdaHAN"
@@ -19,9 +24,9 @@ _HOMEPAGE = "https://github.com/gnouhp/PyTorch-AdaHAN"
 
 @dataclasses.dataclass
 class BarnVqaConfig(tfds.core.BuilderConfig):
-    """A TFDS builder config carrying the `scenes.SceneConfig` that renders it."""
+    """A TFDS builder config carrying the `scene_config.SceneConfig` that renders it."""
 
-    scene: scenes.SceneConfig | None = None
+    scene: scene_config.SceneConfig | None = None
 
 
 class Builder(tfds.core.GeneratorBasedBuilder):
@@ -36,7 +41,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     }
     BUILDER_CONFIGS = [
         BarnVqaConfig(name=name, description=config.description, scene=config)
-        for name, config in scenes.CONFIGS.items()
+        for name, config in scene_config.CONFIGS.items()
     ]
     DEFAULT_CONFIG_NAME = "classic"
 
@@ -70,7 +75,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                     length=scene.questions_per_image,
                 ),
                 "objects": tfds.features.Sequence({
-                    "label": tfds.features.ClassLabel(names=scenes.OBJECT_LABELS),
+                    "label": tfds.features.ClassLabel(names=scene_config.OBJECT_LABELS),
                     "box": tfds.features.BBoxFeature(),
                 }),
             }),
@@ -88,9 +93,10 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         del dl_manager  # Everything is rendered.
+        splits = scene_config.SPLITS
         if getattr(self, "_use_beam", False):
-            return {split: self._generate_examples_beam(split) for split in scenes.SPLITS}
-        return {split: self._generate_examples(split) for split in scenes.SPLITS}
+            return {split: self._generate_examples_beam(split) for split in splits}
+        return {split: self._generate_examples(split) for split in splits}
 
     def _generate_examples(self, split):
         scene = self.builder_config.scene
@@ -105,7 +111,13 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         # the installed name they can.
         from keras_adahan.datasets.barn_vqa import barn_vqa_dataset_builder as installed
 
-        scene = self.builder_config.scene
+        # Imported as `barn_vqa...`, this module's scene config is an instance of its own
+        # copy, `barn_vqa.scene_config.SceneConfig`, which workers cannot unpickle either
+        # and the installed `render_scene` rejects: rebuild it as the installed class
+        # (same fields, so the same images).
+        scene = installed.scene_config.SceneConfig(
+            **dataclasses.asdict(self.builder_config.scene)
+        )
         return (
             beam.Create(range(scene.num_examples(split)))
             # Without it a runner may render a whole split in one worker.
@@ -114,12 +126,13 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         )
 
 
-def make_example(index, scene_config, split):
-    """`(key, example)` of image `index` of `split`: the one place examples are made.
+def make_example(index, config, split):
+    """`(key, example)` of image `index` of `split` of `config` (a `SceneConfig`): the one
+    place examples are made.
 
     The index comes first, as `beam.Map` passes the element first.
     """
-    scene = scenes.render_scene(scene_config, split, index)
+    scene = layout.render_scene(config, split, index)
     key = f"{split}_{index:06d}"
     return key, {
         "image": scene.image,

@@ -16,7 +16,8 @@ import numpy as np
 from PIL import Image
 from PIL import ImageDraw
 
-from keras_adahan import scenes
+# Absolute: this file runs as a script, where a relative import has no package.
+from keras_adahan.datasets.barn_vqa import layout, scene_config
 
 _COLOURS = {
     "roof": (255, 0, 255),
@@ -31,13 +32,13 @@ _CAPTION = 64  # pixels of caption below each image
 
 def example_grid(configs=("classic", "randomized"), per_row=4):
     """Returns a PIL image: one row of `per_row` training scenes per config."""
-    size = max(scenes.get_config(name).image_size for name in configs)
+    size = max(scene_config.get_config(name).image_size for name in configs)
     grid = Image.new("RGB", (per_row * size, len(configs) * (size + _CAPTION)), "white")
     draw = ImageDraw.Draw(grid)
     for row, name in enumerate(configs):
-        config = scenes.get_config(name)
+        config = scene_config.get_config(name)
         for col in range(per_row):
-            scene = scenes.render_scene(config, "train", col)
+            scene = layout.render_scene(config, "train", col)
             left, top = col * size, row * (size + _CAPTION)
             grid.paste(Image.fromarray(scene.image), (left, top))
             for line, question in enumerate(scene.questions):

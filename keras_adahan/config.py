@@ -1,0 +1,256 @@
+"""`ModelConfig`: the sizes and choices of a HAN / AdaHAN model, validated.
+
+The defaults are the `default` preset (see `keras_adahan.presets`). Why each default is
+what it is, with the runs that chose it: docs/design_choices.md.
+"""
+
+import dataclasses
+import numbers
+
+from keras_adahan import geometry
+from keras_adahan.layers.adahan_mask import check_adahan_arguments
+from keras_adahan.layers.han_mask import check_k
+from keras_adahan.layers.han_mask import num_kept_cells
+
+VARIANTS = ("han", "adahan", "soft", "none")
+AGGREGATIONS = ("sum", "relational", "flatten")
+FUSIONS = ("concat", "add", "gated")
+RNNS = ("gru", "lstm")
+POOLINGS = ("average", "max")
+_TUPLE_FIELDS = ("conv_filters", "conv_kernel_sizes", "conv_strides", "pool_sizes",
+                 "pool_strides", "fusion_units", "relational_units", "classifier_units")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Sizes and choices of a HAN / AdaHAN model. The defaults are the `default` preset.
+
+    Tuples give one entry per layer. Change fields with `config.replace(**changes)`; every
+    instance is validated, with errors naming the field.
+    """
+
+    # --- Image encoder: conv -> [batch norm] -> [pool] -> ReLU per layer, 'same' padding. ---
+    # 128 px keeps a barn-scene animal a few cells wide at a quarter of 256 px's cost.
+    image_size: int = 128
+    # Stride-2 convs to a 16x16 grid (a cell's own features see ~14 px), then two 3x3
+    # context convs at grid resolution (~46 px: an animal and the barn or hay beside it).
+    # Even kernels at stride 2 keep each cell's receptive field centred on the cell.
+    conv_filters: tuple = (16, 32, 64, 64, 64)
+    conv_kernel_sizes: tuple = (4, 4, 2, 3, 3)
+    conv_strides: tuple = (2, 2, 2, 1, 1)
+    # Pooling after a conv: pool size per layer, 0 = none; () = no pooling at all.
+    # The reference downsamples by average pooling 3/2 instead of strided convs.
+    pool_sizes: tuple = ()
+    pool_strides: tuple = ()
+    pooling: str = "average"
+    # Conv -> average pool as one strided conv (layers.ConvAveragePool2D): the full-
+    # resolution conv output is never made, which is where the reference preset's speed is.
+    fuse_conv_pool: bool = False
+    # Batch norm after each conv: trained from scratch on near-identical scenes, the plain
+    # conv stack stays at chance. The reference has none.
+    conv_batch_norm: bool = True
+
+    # --- Question encoder. ---
+    vocab_size: int = 64  # The trainer sets it from the training questions.
+    max_question_length: int = 16  # Left-padded to this; the RNN is unrolled over it.
+    embedding_dim: int = 32
+    rnn: str = "gru"  # GRU as in the reference; "lstm" as in the paper.
+    rnn_units: int = 32
+
+    # --- Answers. ---
+    num_answers: int = 4  # The trainer sets it from the dataset.
+
+    # --- Fusion of the question with every cell. ---
+    # "concat" is the paper's; "add" (the reference's) needs rnn_units == C. "gated": a
+    # cell's LOCAL features (the encoder before its last `context_convs` convs) fused with
+    # the question, scaled by a gate in (0, 1) from the question and the cell's CONTEXT, so
+    # only cells that show the answer can carry it and the top cell lands on the object.
+    fusion: str = "gated"
+    context_convs: int = 2  # Used by "gated" fusion only.
+    # 1x1 convs on the fused cells, ReLU between; the last is linear, so its norm (the
+    # presence) can grow in any direction.
+    fusion_units: tuple = (64, 64)
+
+    # --- Hard attention. ---
+    variant: str = "han"  # "han" | "adahan" | "soft" (baseline) | "none" (baseline).
+    # HAN cells kept: an int count or a float share of the cells. 10% leaves room for the
+    # animals a count question needs; a small k keeps a relational aggregator cheap.
+    k: numbers.Real = 0.1
+    threshold: float = None  # AdaHAN softmax threshold; None = 1/N (the reference's).
+    # AdaHAN floor; None: as many cells as HAN keeps (k). Without a floor, questions that
+    # keep one or two cells off the object get no gradient to fix it. The reference has none.
+    min_cells: int = None
+    # AdaHAN ceiling. With "relational" it also bounds the cells paired: without it AdaHAN
+    # (like "soft"/"none") pairs all N cells, N**2 pairs.
+    max_cells: int = None
+    squared_presence: bool = False  # The paper's L2 norm; the reference squares it.
+
+    # --- Aggregation over the kept cells and classifier. ---
+    aggregation: str = "sum"  # "sum" (paper) | "relational" (paper) | "flatten" (reference)
+    relational_units: tuple = (64, 64)  # g-MLP of the relational module.
+    classifier_units: tuple = (64,)  # Hidden widths of the answer MLP (ReLU).
+    # LayerNorm on the aggregated vector: sums over 26 or 256 cells (HAN vs none), or a
+    # varying number (AdaHAN), reach the classifier at one scale. Not used by "flatten".
+    aggregate_norm: bool = True
+
+    def __post_init__(self):
+        for name in _TUPLE_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, numbers.Integral):
+                value = (value,)
+            # Keep tuples (JSON gives lists back), so configs compare and hash.
+            object.__setattr__(self, name, tuple(value))
+        self._validate()
+
+    def _validate(self):
+        def positive(name, allow_zero=False):
+            value = getattr(self, name)
+            low = 0 if allow_zero else 1
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+                raise ValueError(f"`{name}` must be an int >= {low}, received {value!r}")
+
+        def positives(name, allow_zero=False, allow_empty=False):
+            values = getattr(self, name)
+            low = 0 if allow_zero else 1
+            if not values and not allow_empty:
+                raise ValueError(f"`{name}` must not be empty, received {values}")
+            for value in values:
+                if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+                    raise ValueError(
+                        f"`{name}` must hold ints >= {low}, received {values}"
+                    )
+
+        def choice(name, allowed):
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"`{name}` must be one of {allowed}, received {value!r}")
+
+        for name in ("image_size", "vocab_size", "max_question_length", "embedding_dim",
+                     "rnn_units", "num_answers"):
+            positive(name)
+        if self.vocab_size < 2:
+            raise ValueError(
+                "`vocab_size` must be >= 2 (0 = padding, 1 = out-of-vocabulary), "
+                f"received {self.vocab_size}"
+            )
+        positives("conv_filters")
+        positives("conv_kernel_sizes")
+        positives("conv_strides")
+        positives("pool_sizes", allow_zero=True, allow_empty=True)
+        positives("pool_strides", allow_empty=True)
+        positives("fusion_units")
+        positives("relational_units")
+        positives("classifier_units", allow_empty=True)
+        num_convs = len(self.conv_filters)
+        for name in ("conv_kernel_sizes", "conv_strides"):
+            if len(getattr(self, name)) != num_convs:
+                raise ValueError(
+                    f"`{name}` must have one entry per conv layer ({num_convs}, as "
+                    f"`conv_filters`), received {getattr(self, name)}"
+                )
+        for name in ("pool_sizes", "pool_strides"):
+            if getattr(self, name) and len(getattr(self, name)) != num_convs:
+                raise ValueError(
+                    f"`{name}` must be empty or have one entry per conv layer "
+                    f"({num_convs}), received {getattr(self, name)}"
+                )
+        if bool(self.pool_sizes) != bool(self.pool_strides):
+            raise ValueError(
+                "`pool_sizes` and `pool_strides` must be both empty or both set, received "
+                f"{self.pool_sizes} and {self.pool_strides}"
+            )
+        choice("pooling", POOLINGS)
+        choice("rnn", RNNS)
+        choice("fusion", FUSIONS)
+        choice("variant", VARIANTS)
+        choice("aggregation", AGGREGATIONS)
+        positive("context_convs", allow_zero=True)
+        if self.fusion == "gated" and not 1 <= self.context_convs < num_convs:
+            raise ValueError(
+                "`fusion='gated'` needs `context_convs` in [1, number of convs - 1] = "
+                f"[1, {num_convs - 1}], received {self.context_convs}"
+            )
+        if self.fusion == "gated":
+            context = slice(num_convs - self.context_convs, None)
+            if any(s != 1 for s in self.conv_strides[context]) or any(self.pool_sizes[context]):
+                raise ValueError(
+                    "`fusion='gated'` needs its context convs (the last `context_convs`) at "
+                    "stride 1 without pooling, so local and context cells line up; received "
+                    f"conv_strides={self.conv_strides}, pool_sizes={self.pool_sizes}"
+                )
+        if self.fusion == "add" and self.rnn_units != self.conv_filters[-1]:
+            raise ValueError(
+                "`fusion='add'` adds the question vector to every cell, so `rnn_units` must "
+                f"equal the last of `conv_filters` ({self.conv_filters[-1]}), received "
+                f"{self.rnn_units}"
+            )
+        if self.fuse_conv_pool and (
+            self.pooling != "average" or self.conv_batch_norm
+            or any(s != 1 for s, p in zip(self.conv_strides, self.pool_sizes) if p)
+            or any(k % 2 == 0 for k, p in zip(self.conv_kernel_sizes, self.pool_sizes) if p)
+            or any(p % 2 == 0 for p in self.pool_sizes if p)
+        ):
+            raise ValueError(
+                "`fuse_conv_pool` needs average pooling, no batch norm, and odd conv and pool "
+                "sizes with conv stride 1 where it pools; received pooling="
+                f"{self.pooling!r}, conv_batch_norm={self.conv_batch_norm}, conv_strides="
+                f"{self.conv_strides}, conv_kernel_sizes={self.conv_kernel_sizes}, "
+                f"pool_sizes={self.pool_sizes}"
+            )
+        for name in ("squared_presence", "conv_batch_norm", "aggregate_norm", "fuse_conv_pool"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"`{name}` must be a bool, received {getattr(self, name)!r}")
+        num_cells = self.num_cells
+        check_k(self.k)
+        num_kept_cells(self.k, num_cells)  # Raises for an int k > N.
+        check_adahan_arguments(self.threshold, self.adahan_min_cells, self.max_cells, num_cells)
+
+    @property
+    def adahan_min_cells(self):
+        """AdaHAN's floor in cells: `min_cells`, or HAN's k cells when it is None."""
+        if self.min_cells is None:
+            return num_kept_cells(self.k, self.num_cells)
+        return self.min_cells
+
+    @property
+    def context_layers(self):
+        """Convs at the end of the encoder that form the gate's context (gated fusion)."""
+        return self.context_convs if self.fusion == "gated" else 0
+
+    @property
+    def grid_size(self):
+        """Side G of the cell grid the image encoder outputs."""
+        return geometry.grid_size(self)
+
+    @property
+    def num_cells(self):
+        """N = G * G, the number of cells."""
+        return self.grid_size**2
+
+    @property
+    def cell_channels(self):
+        """Channels C of the image encoder's output cells."""
+        local = self.conv_filters[-1 - self.context_layers] if self.context_layers else 0
+        return local + self.conv_filters[-1]
+
+    def replace(self, **changes):
+        """A copy with `changes` applied; unknown field names raise a `ValueError`."""
+        fields = {field.name for field in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - fields)
+        if unknown:
+            raise ValueError(
+                f"Unknown ModelConfig field(s) {unknown}; allowed: {sorted(fields)}"
+            )
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self):
+        """The fields as a JSON-friendly dict (tuples become lists)."""
+        return {
+            key: list(value) if isinstance(value, tuple) else value
+            for key, value in dataclasses.asdict(self).items()
+        }
+
+    @classmethod
+    def from_dict(cls, values):
+        """Inverse of `to_dict`; unknown keys raise a `ValueError`."""
+        return cls().replace(**values) if values else cls()

@@ -1,0 +1,63 @@
+"""Cell geometry: the one place that maps the model's cells to image rectangles.
+
+The image encoder turns an `S x S` image into a `G x G` grid of cells; the `presence` and
+`mask` outputs number them row-major, cell `n = i * G + j` (row `i`, column `j`), covering
+the pixels `[i*S/G, (i+1)*S/G) x [j*S/G, (j+1)*S/G)`. Evaluation, plots, export labels,
+predict overlays and the LiteRT runner all read the grid from here or from the model
+(`VQAModel.grid_size`, `VQAModel.cell_boxes()`), never by taking a square root.
+"""
+
+import math
+import numbers
+
+import numpy as np
+
+
+def grid_size(config):
+    """Side G of the square cell grid for a `ModelConfig` ('same' padding: each stride
+    rounds up)."""
+    size = config.image_size
+    for index, stride in enumerate(config.conv_strides):
+        size = math.ceil(size / stride)
+        if config.pool_sizes and config.pool_sizes[index]:
+            size = math.ceil(size / config.pool_strides[index])
+    return size
+
+
+def cell_boxes(grid_size, image_size=None):
+    """The image rectangle of every cell, in the order of the `presence`/`mask` outputs.
+
+    Args:
+        grid_size: int. G.
+        image_size: int or `None`. With `None`, boxes are normalized to [0, 1]; with S,
+            they are in pixels. Defaults to `None`.
+
+    Returns:
+        float32 array of shape `(G * G, 4)`: `(ymin, xmin, ymax, xmax)` per cell.
+    """
+    if isinstance(grid_size, bool) or not isinstance(grid_size, numbers.Integral) or grid_size < 1:
+        raise ValueError(f"`grid_size` must be a positive int, received {grid_size!r}")
+    edges = np.arange(grid_size + 1, dtype=np.float64) / grid_size
+    if image_size is not None:
+        edges = edges * image_size
+    i, j = np.meshgrid(np.arange(grid_size), np.arange(grid_size), indexing="ij")
+    i, j = i.reshape(-1), j.reshape(-1)  # Row-major, like the (B, G, G, D) -> (B, N, D) reshape.
+    return np.stack([edges[i], edges[j], edges[i + 1], edges[j + 1]], axis=1).astype("float32")
+
+
+def cell_centres(grid_size):
+    """Normalized `(y, x)` centres of the cells, row-major, `(N, 2)`."""
+    centres = (np.arange(grid_size) + 0.5) / grid_size
+    y, x = np.meshgrid(centres, centres, indexing="ij")
+    return np.stack([y.ravel(), x.ravel()], axis=1)
+
+
+def box_overlap_shares(grid_size, boxes):
+    """Share of each cell's area inside each box: `(Q, N)` for `(Q, 4)` normalized
+    `(ymin, xmin, ymax, xmax)` boxes."""
+    ymin, xmin, ymax, xmax = np.asarray(boxes).T
+    low = np.arange(grid_size) / grid_size
+    high = low + 1.0 / grid_size
+    overlap_y = np.clip(np.minimum(high, ymax[:, None]) - np.maximum(low, ymin[:, None]), 0, None)
+    overlap_x = np.clip(np.minimum(high, xmax[:, None]) - np.maximum(low, xmin[:, None]), 0, None)
+    return (overlap_y[:, :, None] * overlap_x[:, None, :]).reshape(len(ymin), -1) * grid_size**2
