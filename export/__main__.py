@@ -1,7 +1,7 @@
 """`python -m keras_adahan.export RUN_DIR_OR_MODEL.keras --output_dir DIR`."""
 
+
 import argparse
-import sys
 
 from keras_adahan import cli
 
@@ -9,7 +9,7 @@ from . import tflite
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog="python -m keras_adahan.export",
         description="Export a trained keras-adahan run: SavedModel, TFLite in float32, "
                     "float16, dynamic-range and int8 (builtin ops only), labels, and a "
@@ -32,7 +32,6 @@ def parse_args(argv=None):
                         help="compare on the first N test questions only. Default: all")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a non-empty --output_dir")
-    parser.add_argument(cli.DEBUG_FLAG, action="store_true", help=cli.DEBUG_HELP)
     args = parser.parse_args(argv)
     if args.calibration_steps < 1:
         parser.error(f"--calibration_steps must be >= 1, received {args.calibration_steps}")
@@ -56,11 +55,11 @@ def main(argv=None):
             overwrite=args.overwrite, log=lambda message: print(message, flush=True),
         )
     except tflite.ExportError as error:
-        sys.exit(f"error: {error}")
+        raise cli.UserError(str(error)) from None
     print()
     print(format_report(report))
     return report
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

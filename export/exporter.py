@@ -14,10 +14,13 @@
       labels.json                what an app needs: words, answers, sizes, tokenizer
       export_report.json         sizes, ops, parity on the test split
 
-The folder is built under a temporary name beside OUTPUT_DIR and renamed into place when
-everything succeeded, so a failed or killed export leaves no partial folder behind.
+The folder is built under a temporary name beside OUTPUT_DIR and swapped into place when
+everything succeeded (`keras_adahan.folders`): a failed export leaves the old folder as it
+was, a killed one leaves a staging folder that the next export to OUTPUT_DIR removes, and
+--overwrite replaces only an export folder of this project, never the run it exports.
 """
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -25,6 +28,7 @@ import time
 
 import numpy as np
 
+from keras_adahan import folders
 from keras_adahan import run_files
 from keras_adahan.layers import ConvAveragePool2D
 
@@ -86,20 +90,19 @@ def export(
     if isinstance(calibration_steps, bool) or int(calibration_steps) < 1:
         raise ExportError(f"--calibration_steps must be >= 1, received {calibration_steps}")
     output_dir = os.path.abspath(output_dir)
-    if os.path.isfile(output_dir):
-        raise ExportError(f"the output folder {output_dir!r} is a file")
-    if os.path.isdir(output_dir) and os.listdir(output_dir) and not overwrite:
+    run_dir = (os.path.dirname(run_dir_or_model) if run_dir_or_model.endswith(".keras")
+               else run_dir_or_model)
+    if not folders.is_empty(output_dir) and not overwrite:
         raise ExportError(
             f"the output folder {output_dir!r} is not empty; pass --overwrite to replace it "
             "or choose another --output_dir"
         )
-
     try:
+        # Replaced only if it is an export folder of ours, and never the run it comes from.
+        folders.check_replaceable(output_dir, "export", "--output_dir", protect=[run_dir])
         run = run_files.load_run(run_dir_or_model)
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError, SystemExit) as error:
         raise ExportError(str(error)) from None
-    run_dir = (os.path.dirname(run_dir_or_model) if run_dir_or_model.endswith(".keras")
-               else run_dir_or_model)
     model = run.model
     for layer in model.get_layer("image_encoder").layers:  # Export only: constant kernels quantize.
         if isinstance(layer, ConvAveragePool2D):
@@ -116,14 +119,14 @@ def export(
 
     parent, name = os.path.split(output_dir)
     os.makedirs(parent, exist_ok=True)
-    staging = os.path.join(parent, f".tmp-{os.getpid()}-{name}")
+    folders.remove_stale_staging(output_dir)  # What a killed export left.
+    staging = folders.staging_path(output_dir)
     shutil.rmtree(staging, ignore_errors=True)
     scratch = tempfile.mkdtemp(prefix="keras_adahan_export_")
     try:
         os.makedirs(staging)
+        folders.write_marker(staging, "export")
         _copy_run_files(run_dir, staging)
-        labels = labels_dict(run)
-        run_files.write_json(os.path.join(staging, LABELS), labels)
 
         start = time.time()
         log("Writing the SavedModel (signatures serving_default = vqa, encode, answer)")
@@ -155,6 +158,11 @@ def export(
                 "ops": ops, "custom_ops": custom,
             }
         log(f"  converted in {time.time() - start:.0f} s")
+        labels = labels_dict(run)
+        # Which files these labels belong to: predict refuses them beside another model.
+        labels["model_sha256"] = {
+            tflite_name(q): _sha256(os.path.join(staging, tflite_name(q))) for q in quantizations}
+        run_files.write_json(os.path.join(staging, LABELS), labels)
 
         report = {
             "format": FORMAT,
@@ -178,16 +186,10 @@ def export(
                 max_questions=max_parity_questions, log=log,
             )
         run_files.write_json(os.path.join(staging, REPORT), report)
-
-        if os.path.isdir(output_dir) and os.listdir(output_dir):  # overwrite
-            old = os.path.join(parent, f".tmp-{os.getpid()}-old-{name}")
-            os.replace(output_dir, old)
-            os.replace(staging, output_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            if os.path.isdir(output_dir):
-                os.rmdir(output_dir)
-            os.replace(staging, output_dir)
+        run_files.fsync_tree(staging)
+        if os.path.isdir(output_dir) and folders.is_empty(output_dir):
+            shutil.rmtree(output_dir)  # Empty, or only our marker and lock.
+        folders.swap_into_place(staging, output_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(scratch, ignore_errors=True)
@@ -215,6 +217,11 @@ def _prepared_dataset(config, data_dir):
 def _copy_run_files(run_dir, destination):
     for name in (run_files.MODEL, run_files.VOCABULARY, run_files.ANSWERS, run_files.CONFIG):
         shutil.copyfile(os.path.join(run_dir, name), os.path.join(destination, name))
+
+
+def _sha256(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
 
 
 def _folder_bytes(path):

@@ -13,7 +13,11 @@ out["probabilities"], out["mask"], out["presence"]   # (A,), (N,), (N,) float32
 ```
 """
 
+import hashlib
+
 import numpy as np
+
+from keras_adahan import cli
 
 SIGNATURES = ("vqa", "encode", "answer")
 
@@ -57,11 +61,17 @@ class LiteRTVQA:
 
         resolver = (OpResolverType.AUTO if xnnpack
                     else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-        source = {"model_content": model} if isinstance(model, (bytes, bytearray)) else {
-            "model_path": str(model)}
-        self.interpreter = Interpreter(
-            **source, num_threads=num_threads, experimental_op_resolver_type=resolver
-        )
+        if not isinstance(model, (bytes, bytearray)):
+            with open(model, "rb") as f:
+                model = f.read()
+        self.sha256 = hashlib.sha256(model).hexdigest()  # Names the file: see labels.json.
+        self._content = bytes(model)  # The interpreter reads it for its whole life.
+        source = {"model_content": self._content}
+        with cli.quiet_native_output():  # LiteRT's "INFO: Created ... delegate" line.
+            self.interpreter = Interpreter(
+                **source, num_threads=num_threads, experimental_op_resolver_type=resolver
+            )
+            self.interpreter.allocate_tensors()
         available = self.interpreter.get_signature_list()
         missing = [key for key in SIGNATURES if key not in available]
         if missing:

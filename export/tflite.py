@@ -15,6 +15,8 @@ which needs the large Flex delegate on the device. A model needing one fails her
 import re
 import warnings
 
+from keras_adahan import cli
+
 from . import tflite_edits
 
 QUANTIZATIONS = ("float32", "float16", "dynamic_range", "int8")
@@ -69,7 +71,7 @@ def convert(saved_model_dir, signature_keys, quantization="float32", representat
         # Calibrate only; quantized below with ops kept float (see _quantize).
         converter._experimental_calibrate_only = True
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), cli.quiet_native_output():
             # The calibrator runs tf.lite.Interpreter, which warns it is deprecated.
             warnings.simplefilter("ignore")
             flatbuffer = converter.convert()

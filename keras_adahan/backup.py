@@ -23,6 +23,7 @@ import csv
 import math
 import os
 
+import h5py
 import keras
 
 from keras_adahan import run_files
@@ -92,10 +93,31 @@ class AtomicBackupAndRestore(keras.callbacks.Callback):
         return os.path.join(self.backup_dir, STATE)
 
     def read_state(self):
-        """The committed state (`epoch`, `weights`, `history`), or None if there is none."""
+        """The committed state (`epoch`, `weights`, `history`), or None if there is none.
+
+        Raises:
+            ValueError: the backup is damaged (state or weights file unreadable or missing),
+                naming the file.
+        """
         if not os.path.exists(self.state_path):
             return None
-        return run_files.read_json(self.state_path)
+        try:
+            state = run_files.read_json(self.state_path)
+            weights = os.path.join(self.backup_dir, state["weights"])
+            int(state["epoch"]), list(state["history"])  # noqa: B018  (all three must be there)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise ValueError(self._damaged(f"{self.state_path!r} is unreadable ({error})")) from None
+        try:
+            with h5py.File(weights, "r"):
+                pass
+        except OSError as error:  # Missing, truncated or not HDF5.
+            raise ValueError(self._damaged(f"{weights!r} does not open ({error})")) from None
+        return state
+
+    def _damaged(self, detail):
+        return (f"the training backup {self.backup_dir!r} is damaged: {detail}. Move that "
+                "folder away to train the run from the start, or train into another "
+                "--output_dir")
 
     @property
     def epoch(self):
@@ -113,15 +135,13 @@ class AtomicBackupAndRestore(keras.callbacks.Callback):
                 os.remove(self.history_path)  # Rows of epochs that were never backed up.
             return
         weights = os.path.join(self.backup_dir, state["weights"])
-        if not os.path.exists(weights):
-            raise FileNotFoundError(
-                f"{self.state_path!r} names {state['weights']!r}, which is missing: the "
-                f"backup is damaged; delete {self.backup_dir!r} to start over"
-            )
         if self.model.optimizer is not None and not self.model.optimizer.built:
             # The optimizer's variables must exist before their values can be loaded.
             self.model.optimizer.build(self.model.trainable_variables)
-        self.model.load_weights(weights)
+        try:
+            self.model.load_weights(weights)
+        except (OSError, ValueError) as error:  # Truncated, or another model's.
+            raise ValueError(self._damaged(f"{weights!r} does not load ({error})")) from None
         # Keras' own BackupAndRestore resumes this way; `fit` reads it at its start.
         self.model._initial_epoch = state["epoch"]
         self._history = list(state["history"])

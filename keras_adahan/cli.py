@@ -1,4 +1,5 @@
-"""What every command line tool of the project shares: quiet start-up and `--debug`.
+"""What every command line tool of the project shares: quiet start-up, `--debug`, and
+expected failures as one line on stderr with exit status 2 (`UserError`, `run`).
 
 TensorFlow's C++ runtime prints start-up lines (`I0000 ... oneDNN custom operations are on`,
 `E0000 ... oneDNN supports DT_INT32 only ...`) that read as errors to a user, and TFDS logs
@@ -6,11 +7,16 @@ absl warnings about folders it probes. The tools stay quiet unless `--debug` is 
 user set `TF_CPP_MIN_LOG_LEVEL` themselves.
 """
 
+import argparse
 import contextlib
+import math
 import os
 import sys
+import traceback
+import warnings
 
 DEBUG_FLAG = "--debug"
+_QUIET = False  # Set by `quiet_tensorflow`: a command line tool without --debug.
 DEBUG_HELP = "show TensorFlow's own log lines and full tracebacks"
 
 
@@ -23,6 +29,8 @@ def quiet_tensorflow(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if DEBUG_FLAG in argv or "TF_CPP_MIN_LOG_LEVEL" in os.environ or "tensorflow" in sys.modules:
         return
+    global _QUIET
+    _QUIET = True
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     # The oneDNN notice is written before absl reads any level: only closing the stream
     # while TensorFlow loads hides it.
@@ -31,6 +39,18 @@ def quiet_tensorflow(argv=None):
     from absl import logging
 
     logging.set_verbosity(logging.ERROR)
+
+
+@contextlib.contextmanager
+def quiet_native_output():
+    """Hides what TensorFlow's converter and LiteRT print from C++ (`fully_quantize: 0 ...`,
+    `INFO: Created TensorFlow Lite XNNPACK delegate`) while the tools are quiet; exceptions
+    still carry their messages."""
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "3" and _QUIET:
+        with _stderr_to_devnull():
+            yield
+    else:
+        yield
 
 
 @contextlib.contextmanager
@@ -45,3 +65,71 @@ def _stderr_to_devnull():
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+class UserError(SystemExit):
+    """An expected failure (a bad input, a folder in use, a file that does not fit): the
+    command prints its message as one line and exits with status 2.
+
+    A `SystemExit`, so a library caller sees an exception carrying the message, and a
+    command line without `cli.run` still exits without a traceback.
+    """
+
+    def __init__(self, message):
+        super().__init__(2)
+        self.message = message
+
+    def __str__(self):
+        return self.message
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the project's error format: one line, `error: ...`, exit status 2."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.add_argument(DEBUG_FLAG, action="store_true", help=DEBUG_HELP)
+
+    def error(self, message):
+        raise UserError(f"{self.prog}: {message} (see --help)")
+
+
+def run(main, argv=None):
+    """Runs a command's `main(argv)`: a `UserError` (or a file or value error raised for an
+    input) becomes `error: MESSAGE` on stderr and exit status 2; with `--debug`, the
+    traceback too."""
+    args = sys.argv[1:] if argv is None else argv
+    # Warnings meant for the user (unknown words, an animated image) as one plain line.
+    warnings.formatwarning = lambda message, *_, **__: f"warning: {message}\n"
+    try:
+        return main(argv)
+    except UserError as error:
+        _fail(error, DEBUG_FLAG in args)
+    except (OSError, ValueError) as error:
+        _fail(error, DEBUG_FLAG in args)
+    except Exception as error:
+        # TensorFlow's errors (a shard whose checksum fails, a file that vanished while
+        # read) come from deep inside; their first line names the file.
+        if "tensorflow" not in type(error).__module__:
+            raise
+        _fail(error, DEBUG_FLAG in args)
+
+
+def _fail(error, debug):
+    if debug:
+        traceback.print_exc()
+    lines = (str(error) or type(error).__name__).strip().splitlines()
+    more = "" if len(lines) == 1 or debug else " (--debug shows more)"
+    print(f"error: {lines[0]}{more}", file=sys.stderr)
+    sys.exit(2)
+
+
+def finite_float(text):
+    """argparse type: a finite float (`inf` and `nan` are refused, naming the value)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, received {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, received {text!r}")
+    return value

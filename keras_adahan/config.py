@@ -17,6 +17,12 @@ AGGREGATIONS = ("sum", "relational", "flatten")
 FUSIONS = ("concat", "add", "gated")
 RNNS = ("gru", "lstm")
 POOLINGS = ("average", "max")
+# Sanity ceilings: past them a model does not fit in a machine's memory, and a typo
+# (`--set image_size=100000`) should fail here, not deep inside TensorFlow.
+_LIMITS = {"image_size": 2048, "vocab_size": 1_000_000, "max_question_length": 1024,
+           "embedding_dim": 4096, "rnn_units": 4096, "num_answers": 1_000_000,
+           "conv_filters": 4096, "conv_kernel_sizes": 64, "fusion_units": 4096,
+           "relational_units": 4096, "classifier_units": 4096}
 _TUPLE_FIELDS = ("conv_filters", "conv_kernel_sizes", "conv_strides", "pool_sizes",
                  "pool_strides", "fusion_units", "relational_units", "classifier_units")
 
@@ -141,6 +147,11 @@ class ModelConfig:
         positives("fusion_units")
         positives("relational_units")
         positives("classifier_units", allow_empty=True)
+        for name, limit in _LIMITS.items():
+            values = getattr(self, name)
+            if max(values if isinstance(values, tuple) else (values,), default=0) > limit:
+                raise ValueError(f"`{name}` must be at most {limit:,} (a model this large does "
+                                 f"not fit in memory here), received {values}")
         num_convs = len(self.conv_filters)
         for name in ("conv_kernel_sizes", "conv_strides"):
             if len(getattr(self, name)) != num_convs:

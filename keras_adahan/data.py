@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import os
 import shutil
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -66,8 +67,12 @@ def prepare_dataset(name, data_dir=None, build=True):
     as built; the next build deletes it first (see `_remove_incomplete_builds`).
     """
     spec = registry.get_dataset(name)
-    builder = spec.make_builder(data_dir)
-    if not builder.is_prepared():
+    builder = _builder(spec, data_dir)
+    damage = damaged(builder)
+    if damage and not build:
+        raise ValueError(f"{spec.title} in {builder.data_dir} is damaged: {damage}. Move that "
+                         f"folder away and build it again with `{spec.build_command}`")
+    if damage or not builder.is_prepared():
         if not build:
             raise FileNotFoundError(
                 f"{spec.title} is not built in {builder.data_dir_root}; build it with "
@@ -75,12 +80,58 @@ def prepare_dataset(name, data_dir=None, build=True):
             )
         with _build_lock(builder):
             # Another process may have built it while this one waited for the lock.
-            builder = spec.make_builder(data_dir)
+            builder = _builder(spec, data_dir)
+            damage = damaged(builder)
+            if damage:  # Kept aside, not deleted: it may hold what a user wants to see.
+                aside = f"{builder.data_dir}.damaged-{time.strftime('%Y%m%d-%H%M%S')}"
+                os.replace(builder.data_dir, aside)
+                print(f"{spec.title} in {builder.data_dir} is damaged ({damage}); moved it "
+                      f"to {aside} and building it again")
+                builder = spec.make_builder(data_dir)
             if not builder.is_prepared():
                 _remove_incomplete_builds(builder)
                 print(f"Building {spec.title} in {builder.data_dir_root} (first run only)")
                 builder.download_and_prepare()
     return Dataset(spec, builder)
+
+
+def _builder(spec, data_dir):
+    try:
+        return spec.make_builder(data_dir)
+    except Exception as error:  # TFDS reads a built dataset's dataset_info.json here.
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ValueError(
+            f"{spec.title} in {data_dir or 'the TFDS data folder'} cannot be read "
+            f"({first_line}): its files are damaged. Move its folder away and build it again "
+            f"with `{spec.build_command}`") from None
+
+
+def damaged(builder):
+    """What is wrong with a prepared dataset's files, or None (also when it is not built).
+
+    A version folder without `dataset_info.json` (a copy cut short, a deleted file), a
+    missing shard, or a TFRecord shard whose size is not what `dataset_info.json` recorded
+    (a truncated copy). Bit flips inside a shard show when it is read (its records carry
+    checksums).
+    """
+    folder = builder.data_dir
+    if not os.path.isdir(folder):
+        return None
+    if not builder.is_prepared():
+        return "it has no dataset_info.json"
+    for split, info in builder.info.splits.items():
+        paths = [os.path.join(folder, name) for name in info.filenames]
+        missing = [os.path.basename(p) for p in paths if not os.path.exists(p)]
+        if missing:
+            return f"the {split} split's shard {missing[0]} is missing"
+        if builder.info.file_format.value == "tfrecord":
+            # Each record adds a length and two checksums (16 bytes) to its example's bytes.
+            expected = int(info.num_bytes) + 16 * info.num_examples
+            found = sum(os.path.getsize(p) for p in paths)
+            if found != expected:
+                return (f"the {split} split's shards hold {found:,} bytes where "
+                        f"{expected:,} were written")
+    return None
 
 
 @contextlib.contextmanager

@@ -8,11 +8,9 @@ lies on it. `evaluate` computes; `write_evaluation` writes `metrics.json` (or
 another dataset with the same answers (`metrics_NAME.json`).
 """
 
-import argparse
 import dataclasses
 import json
 import os
-import sys
 
 import numpy as np
 
@@ -120,9 +118,20 @@ def compute_metrics(outputs, arrays, answer_names, type_names, variant, grounded
 
 
 def predict_split(model, arrays, batch_size=256):
-    """Runs the single-question model over every question of a split, as numpy arrays."""
+    """Runs the single-question model over every question of a split, as numpy arrays.
+
+    Raises:
+        ValueError: the model's answers are not finite (NaN or infinite weights).
+    """
     parts = [model.predict_on_batch(inputs) for inputs in arrays.batches(batch_size)]
-    return {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in ("answer", "presence", "mask")}
+    outputs = {k: np.concatenate([np.asarray(p[k]) for p in parts])
+               for k in ("answer", "presence", "mask")}
+    bad = ~np.isfinite(outputs["answer"]).all(-1)
+    if bad.any():
+        raise ValueError(f"the model's answers are not finite (NaN or infinite) for "
+                         f"{int(bad.sum())} of {len(bad)} questions: its weights are damaged "
+                         "or diverged; retrain it")
+    return outputs
 
 
 def model_answer_labels(dataset_answers, model_answers, dataset_name):
@@ -235,7 +244,7 @@ def main(argv=None):
     from keras_adahan import data
     from keras_adahan.datasets import registry
 
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog="python -m keras_adahan.evaluate",
         description="Evaluate a trained keras-adahan run folder on a split of its dataset.",
     )
@@ -248,24 +257,23 @@ def main(argv=None):
                         help="dataset to evaluate on (default: the run's own); another one "
                              "writes metrics_NAME.json, e.g. a run trained on classic_open "
                              "tested on classic")
-    parser.add_argument(cli.DEBUG_FLAG, action="store_true", help=cli.DEBUG_HELP)
     args = parser.parse_args(argv)
     try:
         run = run_files.load_run(args.run_dir)
         trained_on = run.config["train"]["dataset"]
         name = args.dataset or trained_on
-        dataset = data.prepare_dataset(
-            name, args.data_dir or run.config["train"]["data_dir"], build=False)
+        dataset = data.prepare_dataset(name, args.data_dir or run.config["train"]["data_dir"],
+                                       build=False)
         if name != trained_on:  # Refuse answers the model cannot give before predicting.
             model_answer_labels(dataset.answer_names, run.answers, dataset.spec.title)
+        evaluation = evaluate(run.model, dataset, run.vocabulary, split=args.split,
+                              answers=None if name == trained_on else run.answers)
     except (FileNotFoundError, ValueError) as error:
-        sys.exit(f"error: {error}")
-    evaluation = evaluate(run.model, dataset, run.vocabulary, split=args.split,
-                          answers=None if name == trained_on else run.answers)
+        raise cli.UserError(str(error)) from None
     write_evaluation(evaluation, args.run_dir)
     print(format_summary(evaluation.metrics, f"{args.run_dir} on {dataset.spec.title} {args.split}"))
     print(json.dumps(evaluation.metrics))
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

@@ -13,19 +13,28 @@ are read from `labels.json` beside the model (written by `python -m keras_adahan
 drawn over the pixels it covers.
 """
 
-import argparse
 import json
 import os
-import sys
+import warnings
+
+import numpy as np
 
 from keras_adahan import cli
 
 LABELS = "labels.json"
 
 
+class UnknownWordsWarning(UserWarning):
+    """A question was answered with some of its words unknown to the model."""
+
+
+def labels_path_of(model_path, labels_path=None):
+    return labels_path or os.path.join(os.path.dirname(os.path.abspath(model_path)), LABELS)
+
+
 def load_labels(model_path, labels_path=None):
     """The `labels.json` beside `model_path` (or at `labels_path`)."""
-    path = labels_path or os.path.join(os.path.dirname(os.path.abspath(model_path)), LABELS)
+    path = labels_path_of(model_path, labels_path)
     if not os.path.exists(path):
         raise ValueError(
             f"no {LABELS} beside the model ({path!r} does not exist); export the model "
@@ -34,10 +43,31 @@ def load_labels(model_path, labels_path=None):
     try:
         with open(path, encoding="utf-8") as f:
             labels = json.load(f)
-        labels["words"], labels["answers"]  # noqa: B018  (both must be there)
+        if not (isinstance(labels["words"], list) and isinstance(labels["answers"], list)):
+            raise TypeError("`words` and `answers` must be lists")
     except (ValueError, KeyError, TypeError) as error:
         raise ValueError(f"{path!r} is not a keras_adahan labels file ({error})") from None
     return labels
+
+
+def check_labels(labels, vqa, labels_path):
+    """Raises `ValueError` unless `labels` fit the model: its answers, image and question
+    sizes, and cells (a labels.json of another model would answer with wrong names)."""
+    expected = {
+        "answers": (len(labels["answers"]), int(vqa.outputs["vqa"]["probabilities"]["shape"][-1])),
+        "image_size": (labels.get("image_size", vqa.image_size), vqa.image_size),
+        "max_question_length": (labels.get("max_question_length", vqa.max_question_length),
+                                vqa.max_question_length),
+        "num_cells": (labels.get("num_cells", vqa.num_cells), vqa.num_cells),
+    }
+    wrong = [f"{name} {given} (the model's: {actual})"
+             for name, (given, actual) in expected.items() if given != actual]
+    known = labels.get("model_sha256")
+    if known and vqa.sha256 not in known.values():
+        wrong.append(f"it was exported with {', '.join(sorted(known))}, not this file")
+    if wrong:
+        raise ValueError(f"{labels_path!r} does not fit the model: {', '.join(wrong)}; use "
+                         "the labels.json exported with it")
 
 
 def load_model(model_path, num_threads=1):
@@ -66,7 +96,6 @@ def draw_overlay(image_path, mask, presence, grid_size, path):
     Cell n covers `geometry.cell_boxes(grid_size)[n]` of the model's input, scaled here to
     the photo's own size (the model saw the photo resized to a square).
     """
-    import numpy as np
     from PIL import Image
     from PIL import ImageDraw
 
@@ -99,8 +128,12 @@ def draw_overlay(image_path, mask, presence, grid_size, path):
         out.save(tmp, format="PNG")
 
 
-def predict(model_path, image_path, questions, top=3, labels_path=None, num_threads=1):
+def predict(model_path, image_path, questions, top=3, labels_path=None, num_threads=1,
+            strict=False):
     """Answers `questions` about one image. Returns one dict per question.
+
+    A question with words the model does not know is answered (they read as "unknown"),
+    with a warning naming them; with `strict`, it is an error.
 
     Raises `ValueError` with a message naming the bad input.
     """
@@ -112,13 +145,27 @@ def predict(model_path, image_path, questions, top=3, labels_path=None, num_thre
     labels = load_labels(model_path, labels_path)
     vocabulary = Vocabulary(labels["words"])
     vqa = load_model(model_path, num_threads)
+    check_labels(labels, vqa, labels_path_of(model_path, labels_path))
     # Every question is checked before the image is encoded.
     ids = [vocabulary.encode(q, vqa.max_question_length, require_known=True) for q in questions]
+    for question in questions:
+        unknown = vocabulary.unknown_words(question)
+        if unknown and strict:
+            raise ValueError(f"the question {question!r} has words this model does not know: "
+                             f"{', '.join(unknown)} (drop --strict to answer it anyway)")
+        if unknown:
+            warnings.warn(f"the question {question!r} has words this model does not know, "
+                          f"read as unknown: {', '.join(unknown)}", UnknownWordsWarning,
+                          stacklevel=2)
     image = load_image(image_path, vqa.image_size)
     cells = vqa.encode(image)  # Once per image ...
     results = []
     for question, question_ids in zip(questions, ids):
         out = vqa.answer(cells, question_ids)  # ... the head only per question.
+        if not np.isfinite(out["probabilities"]).all():
+            raise ValueError(f"{model_path!r} answered {question!r} with non-finite "
+                             "probabilities (NaN): the model file is damaged or its weights "
+                             "diverged; export it again from a healthy run")
         results.append({
             "question": question,
             "answers": top_answers(out["probabilities"], labels["answers"], top),
@@ -129,7 +176,7 @@ def predict(model_path, image_path, questions, top=3, labels_path=None, num_thre
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog="python -m keras_adahan.predict",
         description="Answer questions about an image with an exported .tflite VQA model.",
     )
@@ -145,19 +192,22 @@ def main(argv=None):
     parser.add_argument("--labels", default=None,
                         help=f"the labels file (default: {LABELS} beside the model)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads of LiteRT")
-    parser.add_argument(cli.DEBUG_FLAG, action="store_true", help=cli.DEBUG_HELP)
+    parser.add_argument("--strict", action="store_true",
+                        help="refuse a question with words the model does not know (by "
+                             "default it is answered, with a warning naming them)")
     args = parser.parse_args(argv)
-    if args.top < 1:
-        parser.error(f"--top must be >= 1, received {args.top}")
+    for name in ("top", "threads"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be >= 1, received {getattr(args, name)}")
     try:
         results, vqa = predict(args.model, args.image, args.question, args.top, args.labels,
-                               args.threads)
+                               args.threads, strict=args.strict)
         if args.overlay:
             first = results[0]
             draw_overlay(args.image, first["mask"], first["presence"], vqa.grid_size,
                          args.overlay)
     except (ValueError, OSError) as error:
-        sys.exit(f"error: {error}")
+        raise cli.UserError(str(error)) from None
     for result in results:
         print(f"Q: {result['question']}")
         for answer, probability in result["answers"]:
@@ -170,4 +220,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

@@ -4,9 +4,13 @@ The training pipeline, evaluation and on-device prediction all call these, so a 
 given to `keras_adahan.predict` is converted exactly as the training images were.
 """
 
+import warnings
+
 import numpy as np
 import tensorflow as tf
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
+from PIL import ImageOps
+from PIL import UnidentifiedImageError
 
 
 def resize_images(images, size):
@@ -27,21 +31,69 @@ def resize_images(images, size):
 
 
 def load_image(path, size):
-    """Reads an image file of any size and mode (RGBA, grayscale, palette) for the model.
+    """Reads an image file of any format, size, mode and bit depth for the model.
 
-    Returns a float32 array `(size, size, 3)`. Raises `ValueError` naming the file when it
-    is missing or not an image.
+    - EXIF orientation is applied (a phone photo is seen upright);
+    - 16-bit and float images are scaled to 0..255, not clipped; transparent areas become
+      white (the barn scenes' sky is light); palette, grayscale, CMYK ... become RGB;
+    - an animated file is read from its first frame, with a warning;
+    - a large image is reduced while it is read (JPEG decodes at a fraction of its size;
+      other formats are reduced by whole pixel blocks right after decoding), so memory stays
+      bounded; an image of more pixels than Pillow's decompression-bomb limit is refused.
+
+    Returns a float32 array `(size, size, 3)` of whole pixel values 0..255, area-resized as
+    the training images are (`resize_images`). Raises `ValueError` naming the file when it is
+    missing, not an image, damaged or too large.
     """
     try:
-        with Image.open(path) as image:
-            # Transparent areas become white, as the barn scenes' sky is light.
-            if image.mode in ("RGBA", "LA", "P"):
-                image = image.convert("RGBA")
-                background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-                image = Image.alpha_composite(background, image)
-            rgb = np.asarray(image.convert("RGB"))
+        with warnings.catch_warnings():
+            # Pillow only warns between its limit and twice it; both are refused here.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                rgb = _to_rgb(image, size, path)
     except FileNotFoundError:
         raise ValueError(f"image file {str(path)!r} does not exist") from None
-    except (UnidentifiedImageError, OSError) as error:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ValueError(
+            f"{str(path)!r} has more pixels than the {Image.MAX_IMAGE_PIXELS:,} this tool "
+            "decodes (a decompression bomb, or an image far larger than the model needs); "
+            "resize it first") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
         raise ValueError(f"{str(path)!r} is not a readable image file ({error})") from None
     return resize_images(rgb, size).numpy()
+
+
+def _to_rgb(image, size, path):
+    """An opened image -> uint8 RGB array, reduced to at most ~2x `size` on its short side."""
+    frames = getattr(image, "n_frames", 1)
+    if frames > 1:
+        warnings.warn(f"{str(path)!r} is animated ({frames} frames); reading its first frame",
+                      ImageWarning, stacklevel=3)
+    if image.format == "JPEG":
+        image.draft("RGB", (2 * size, 2 * size))  # Decodes at 1/2, 1/4 or 1/8 scale.
+    factor = min(image.size) // (2 * size)
+    if factor > 1 and image.mode not in ("P", "1"):
+        image = image.reduce(factor)  # Block averages: what area resizing does anyway.
+    image = ImageOps.exif_transpose(image)  # After reducing: it copies the image.
+    if image.mode.startswith("I") or image.mode == "F":
+        return _scaled_gray(np.asarray(image), image.mode)
+    if image.mode in ("RGBA", "LA", "PA", "P", "RGBa", "La") or "transparency" in image.info:
+        image = image.convert("RGBA")
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, image)
+    return np.asarray(image.convert("RGB"))
+
+
+def _scaled_gray(values, mode):
+    """16-bit, 32-bit or float grayscale -> uint8 RGB, the full range onto 0..255."""
+    values = np.nan_to_num(values.astype(np.float64))
+    if mode.startswith("I;16") or (mode == "I" and values.max(initial=0) > 255):
+        values = values / 257.0  # 0..65535 -> 0..255.
+    elif mode == "F" and values.max(initial=0) <= 1.0:
+        values = values * 255.0  # 0..1 floats.
+    gray = np.clip(np.round(values), 0, 255).astype(np.uint8)
+    return np.repeat(gray[..., None], 3, axis=-1)
+
+
+class ImageWarning(UserWarning):
+    """An image was read, but not all of it (e.g. the first frame of an animation)."""

@@ -12,8 +12,8 @@
       metrics.json       test-split evaluation (rewritten by `keras_adahan.evaluate`)
       plots/*.png        learning curves, attention examples
 
-Every file is written to a temporary name and renamed into place, so a killed process
-never leaves a half-written file behind.
+Every file is written to a temporary name, flushed to disk (fsync) and renamed into place,
+so a killed process or a power cut never leaves a half-written file behind.
 """
 
 import contextlib
@@ -32,13 +32,16 @@ METRICS = "metrics.json"
 
 @contextlib.contextmanager
 def atomic_path(path):
-    """Yields a temporary path beside `path`; renames it onto `path` on success only."""
+    """Yields a temporary path beside `path`; on success flushes what was written there
+    (a file, or every file of a folder) to disk and renames it onto `path`."""
     directory, name = os.path.split(os.path.abspath(path))
     # Keep the extension: Keras and TFLite writers look at it.
     tmp = os.path.join(directory, f".tmp-{os.getpid()}-{name}")
     try:
         yield tmp
+        fsync_tree(tmp)
         os.replace(tmp, path)
+        fsync_folder(directory)  # The rename itself.
     finally:
         if os.path.isdir(tmp):
             import shutil
@@ -46,6 +49,35 @@ def atomic_path(path):
             shutil.rmtree(tmp, ignore_errors=True)
         elif os.path.exists(tmp):
             os.remove(tmp)
+
+
+def fsync_tree(path):
+    """Flushes a file, or every file and folder below a folder, to disk."""
+    if os.path.isdir(path):
+        for parent, _, files in os.walk(path):
+            for name in files:
+                fsync_tree(os.path.join(parent, name))
+            fsync_folder(parent)
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_folder(path):
+    """Flushes a folder's entries (renames into it) to disk, where the system allows it."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # Some file systems refuse fsync on a folder.
+        pass
+    finally:
+        os.close(fd)
 
 
 def remove_temporary_files(directory):

@@ -6,13 +6,16 @@ a question is split and numbered the same way everywhere.
 
 import json
 import re
+import unicodedata
 
 import numpy as np
 
 PAD_ID = 0  # Left padding: the RNN reads the words last, so no mask is needed.
 OOV_ID = 1  # Any word not seen in the training questions.
 _RESERVED = ("<pad>", "<oov>")
-_WORD = re.compile(r"[a-z0-9]+")
+# A word is a run of letters and digits of any script ("é" and "ß" are letters, so "Café"
+# is one word, not "caf"); anything else separates words.
+_WORD = re.compile(r"[^\W_]+")
 
 
 def tokenize(text):
@@ -21,10 +24,13 @@ def tokenize(text):
     Example:
     >>> tokenize("What animal is near the Hay?")
     ['what', 'animal', 'is', 'near', 'the', 'hay']
+    >>> tokenize("Où est la vache ?")
+    ['où', 'est', 'la', 'vache']
     """
     if not isinstance(text, str):
         raise TypeError(f"`question` must be a string, received {type(text).__name__}")
-    return _WORD.findall(text.lower())
+    # NFC: "é" typed as e + accent is the same word as the one-letter "é".
+    return _WORD.findall(unicodedata.normalize("NFC", text).lower())
 
 
 class Vocabulary:
@@ -59,6 +65,11 @@ class Vocabulary:
     def size(self):
         """Number of ids, padding and out-of-vocabulary included."""
         return len(self._ids)
+
+    def unknown_words(self, text):
+        """The words of `text` this vocabulary does not know (they encode as
+        out-of-vocabulary), in order, without repeats."""
+        return list(dict.fromkeys(w for w in tokenize(text) if w not in self._ids))
 
     def encode(self, text, max_length, require_known=False):
         """Returns the left-padded int32 ids of one question, shape `(max_length,)`.

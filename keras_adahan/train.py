@@ -21,6 +21,7 @@ import keras
 from keras_adahan import cli
 from keras_adahan import data
 from keras_adahan import evaluate
+from keras_adahan import folders
 from keras_adahan import multiworker
 from keras_adahan import plots
 from keras_adahan import run_files
@@ -43,7 +44,7 @@ TRAIN_DEFAULTS = {
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog="python -m keras_adahan.train",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -57,7 +58,7 @@ def parse_args(argv=None):
              "(soft attention baseline), none (sum over all cells)")
     add("--dataset", default="classic", choices=sorted(registry.DATASETS),
         help="dataset to train on: a barn_vqa config (see datasets/barn_vqa/README.md)")
-    add("--k", type=float, default=None,
+    add("--k", type=cli.finite_float, default=None,
         help="HAN cells kept: a count (>= 1) or a share of the cells (< 1). "
              "Default: the preset's")
     add("--min_cells", type=int, default=None,
@@ -66,7 +67,7 @@ def parse_args(argv=None):
     add("--fusion", default=None, choices=FUSIONS,
         help="how the question meets each cell: gated (default preset), concat (the "
              "paper's), add (the reference's). Default: the preset's")
-    add("--threshold", type=float, default=None,
+    add("--threshold", type=cli.finite_float, default=None,
         help="AdaHAN softmax threshold in (0, 1]. Default: 1/number of cells")
     add("--set", action="append", default=[], metavar="FIELD=VALUE", dest="model_fields",
         help="any other keras_adahan.ModelConfig field, e.g. --set aggregate_norm=false "
@@ -78,7 +79,7 @@ def parse_args(argv=None):
     add("--batch_size", type=int, default=None,
         help="images per step; each brings all its questions. Global: with --distribute "
              "it is split across the replicas. Default: the preset's")
-    add("--learning_rate", type=float, default=None,
+    add("--learning_rate", type=cli.finite_float, default=None,
         help="Adam's initial learning rate; default: the preset's")
     add("--lr_schedule", default="constant", choices=("constant", "cosine"),
         help="constant: Adam at --learning_rate throughout; cosine: decays it to 0 over the "
@@ -101,7 +102,6 @@ def parse_args(argv=None):
         help="mirrored: tf.distribute.MirroredStrategy over all local devices (GPUs, else "
              "CPU); multiworker: MultiWorkerMirroredStrategy over the machines in TF_CONFIG, "
              "run on each (see keras_adahan.multiworker)")
-    add(cli.DEBUG_FLAG, action="store_true", help=cli.DEBUG_HELP)
     args = parser.parse_args(argv)
 
     for name, value in TRAIN_DEFAULTS[args.preset].items():
@@ -114,8 +114,13 @@ def parse_args(argv=None):
             parser.error(f"--{name} must be a positive integer, received {getattr(args, name)}")
     if args.learning_rate <= 0:
         parser.error(f"--learning_rate must be positive, received {args.learning_rate}")
+    if not 0 <= args.seed < 2**32:
+        parser.error(f"--seed must be in [0, 2**32), received {args.seed}")
     if args.overwrite and args.resume:
         parser.error("--overwrite and --resume exclude each other: pick one")
+    if args.data_dir is not None and os.path.exists(args.data_dir) and not os.path.isdir(
+            args.data_dir):
+        parser.error(f"--data_dir {args.data_dir!r} is a file, not a folder")
     if args.output_dir is None:
         args.output_dir = os.path.join(
             "runs", f"{args.dataset}-{args.preset}-{args.variant}-seed{args.seed}"
@@ -134,6 +139,9 @@ def model_config(args, vocabulary_size, num_answers):
         field, equals, text = item.partition("=")
         if not equals:
             raise ValueError(f"--set takes FIELD=VALUE, received {item!r}")
+        if field.strip() in _SET_BY_FLAGS:
+            raise ValueError(f"--set {field.strip()}=... is set by {_SET_BY_FLAGS[field.strip()]}; "
+                             "use that instead")
         try:
             value = json.loads(text)
         except json.JSONDecodeError:
@@ -161,25 +169,78 @@ def learning_rate_schedule(args, steps_per_epoch):
         args.learning_rate, decay_steps=args.epochs * steps_per_epoch)
 
 
+# Settings a resumed run must share with the run it continues (the model config is
+# compared too); --epochs may grow, --data_dir may move.
+RESUME_MUST_MATCH = ("dataset", "seed", "preset", "batch_size", "learning_rate", "lr_schedule")
+# ModelConfig fields that a flag or the dataset sets; --set cannot set them.
+_SET_BY_FLAGS = {"variant": "--variant", "vocab_size": "the dataset",
+                 "num_answers": "the dataset"}
+
+
+class RunFolder:
+    """The run folder a trainer writes: locked for the whole run; with --overwrite, a new
+    folder beside the old one, swapped in by `commit()` once the run has succeeded."""
+
+    def __init__(self, final, path, locks):
+        self.final, self.path, self.locks = final, path, locks
+
+    def commit(self):
+        if self.path != self.final:
+            folders.swap_into_place(self.path, self.final)
+            self.path = self.final
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, error_type, *_):
+        if error_type is not None and self.path != self.final:  # A failed replacement.
+            shutil.rmtree(self.path, ignore_errors=True)
+        for lock in self.locks:
+            lock.release()
+
+
 def prepare_run_dir(args):
-    """Creates the run folder; refuses to touch an existing one unless told to."""
-    path = args.output_dir
-    exists = os.path.exists(path) and os.listdir(path)
-    if args.resume:
-        if not exists:  # Killed before it wrote anything: nothing to lose.
-            print(f"--resume: nothing to resume in {path!r}; starting a new run")
-        elif not os.path.exists(os.path.join(path, run_files.CONFIG)):
-            raise SystemExit(f"error: --resume: {path!r} holds no run to resume; drop --resume")
-        run_files.remove_temporary_files(path)
-    elif exists:
-        if not args.overwrite:
-            raise SystemExit(
-                f"error: the run folder {path!r} already exists. Pass --overwrite to replace "
-                "it, --resume to continue it, or --output_dir to write elsewhere."
-            )
-        shutil.rmtree(path)
+    """The `RunFolder` of `args.output_dir`; refuses to touch a folder it does not own, or
+    one that another trainer is writing."""
+    final = args.output_dir
+    folders.remove_stale_staging(final)  # What a killed --overwrite run left.
+    empty = folders.is_empty(final)
+    if args.resume and not empty:
+        if folders.folder_kind(final) != "run":
+            raise cli.UserError(f"--resume: {final!r} holds no run to resume; drop --resume")
+        lock = folders.FolderLock(final)
+        check_resume_settings(args, final)
+        run_files.remove_temporary_files(final)
+        return RunFolder(final, final, [lock])
+    if not empty and not args.overwrite:
+        raise cli.UserError(
+            f"the run folder {final!r} already exists. Pass --overwrite to replace it, "
+            "--resume to continue it, or --output_dir to write elsewhere")
+    if args.resume:  # Killed before it wrote anything: nothing to lose.
+        print(f"--resume: nothing to resume in {final!r}; starting a new run")
+    path, locks = final, []
+    if not empty:  # --overwrite: a run folder of ours, not in use; replaced at the end.
+        folders.check_replaceable(final, "run", "--output_dir")
+        locks.append(folders.FolderLock(final))
+        path = folders.staging_path(final)
     os.makedirs(path, exist_ok=True)
-    return path
+    locks.append(folders.FolderLock(path))
+    folders.write_marker(path, "run")
+    return RunFolder(final, path, locks)
+
+
+def check_resume_settings(args, run_dir):
+    """--resume continues the same run: the saved settings of `RESUME_MUST_MATCH` agree."""
+    try:
+        saved = run_files.read_json(os.path.join(run_dir, run_files.CONFIG))["train"]
+    except (OSError, ValueError, KeyError) as error:
+        raise cli.UserError(f"--resume: cannot read {run_dir!r}'s config.json ({error}); "
+                            "train into another --output_dir") from None
+    differ = [f"--{name} {saved.get(name)!r} (given {getattr(args, name)!r})"
+              for name in RESUME_MUST_MATCH if saved.get(name) != getattr(args, name)]
+    if differ:
+        raise cli.UserError(f"--resume: {run_dir!r} was trained with {', '.join(differ)}; "
+                            "resume with the command that started it")
 
 
 def distribution_strategy(name):
@@ -207,8 +268,8 @@ def check_batch_split(dataset, batch_size, replicas):
     sizes = {split: dataset.num_examples(split) for split in ("train", "validation")}
     last = {split: n % batch_size for split, n in sizes.items()}
     if batch_size % replicas or any(0 < r < replicas for r in last.values()):
-        raise SystemExit(
-            f"error: --batch_size {batch_size} does not split across {replicas} replicas: it "
+        raise cli.UserError(
+            f"--batch_size {batch_size} does not split across {replicas} replicas: it "
             f"must be a multiple of {replicas}, and the last batch of each split must hold "
             f"at least {replicas} images (split sizes {sizes})")
 
@@ -219,32 +280,33 @@ def main(argv=None):
     # First of all: MultiWorkerMirroredStrategy must exist before TensorFlow runs an op.
     strategy = distribution_strategy(args.distribute)
     chief, chief_backup = become_worker_unless_chief(args, strategy)
-    dataset = data.prepare_dataset(args.dataset, args.data_dir)
-    run_dir = prepare_run_dir(args)
-    keras.utils.set_random_seed(args.seed)
-    vocabulary = data.build_vocabulary(dataset)
-    config = model_config(args, vocabulary.size, len(dataset.answer_names))
-    backup = AtomicBackupAndRestore(
-        chief_backup or os.path.join(run_dir, "backup"),
-        history_path=os.path.join(run_dir, run_files.HISTORY), read_only=not chief,
-        monitor="val_loss" if args.restore_best_weights else None)  # Completed epochs.
-    train_ds, val_ds, steps = input_pipelines(args, dataset, vocabulary, config, backup.epoch)
-    if args.distribute != "none":
-        check_batch_split(dataset, args.batch_size, strategy.num_replicas_in_sync)
-    with strategy.scope():
-        model = build_model(config)
-        train_model = compiled_training_model(args, model, train_ds, steps)
-    write_run_files(args, run_dir, config, vocabulary, dataset.answer_names)
-    print(f"Training {args.variant} ({args.preset} preset, {model.count_params():,} "
-          f"parameters) on {dataset.spec.title}: {dataset.num_examples('train')} images x "
-          f"{questions_per_image(train_ds)} questions, {args.epochs} epochs -> {run_dir}")
-    history, seconds = fit(args, train_model, train_ds, val_ds, steps, backup, strategy, chief)
-    if not chief:
-        shutil.rmtree(run_dir, ignore_errors=True)
-        print(f"Worker done: trained {len(history.epoch)} epochs in step with the chief")
-        return None
-    return finish(args, run_dir, model, train_model, backup, dataset, vocabulary, history,
-                  seconds)
+    with prepare_run_dir(args) as folder:  # Refusals come before the dataset is built.
+        run_dir = folder.path
+        dataset = data.prepare_dataset(args.dataset, args.data_dir)
+        keras.utils.set_random_seed(args.seed)
+        vocabulary = data.build_vocabulary(dataset)
+        config = model_config(args, vocabulary.size, len(dataset.answer_names))
+        backup = AtomicBackupAndRestore(
+            chief_backup or os.path.join(run_dir, "backup"),
+            history_path=os.path.join(run_dir, run_files.HISTORY), read_only=not chief,
+            monitor="val_loss" if args.restore_best_weights else None)  # Completed epochs.
+        train_ds, val_ds, steps = input_pipelines(args, dataset, vocabulary, config, backup.epoch)
+        if args.distribute != "none":
+            check_batch_split(dataset, args.batch_size, strategy.num_replicas_in_sync)
+        with strategy.scope():
+            model = build_model(config)
+            train_model = compiled_training_model(args, model, train_ds, steps)
+        write_run_files(args, run_dir, config, vocabulary, dataset.answer_names)
+        print(f"Training {args.variant} ({args.preset} preset, {model.count_params():,} "
+              f"parameters) on {dataset.spec.title}: {dataset.num_examples('train')} images x "
+              f"{questions_per_image(train_ds)} questions, {args.epochs} epochs -> {run_dir}")
+        history, seconds = fit(args, train_model, train_ds, val_ds, steps, backup, strategy, chief)
+        if not chief:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            print(f"Worker done: trained {len(history.epoch)} epochs in step with the chief")
+            return None
+        return finish(args, folder, model, train_model, backup, dataset, vocabulary, history,
+                      seconds)
 
 
 def become_worker_unless_chief(args, strategy):
@@ -300,7 +362,7 @@ def write_run_files(args, run_dir, config, vocabulary, answers):
         saved = run_files.read_json(config_path)
         # Through JSON both ways: the saved config holds lists where the fresh one has tuples.
         if saved["model"] != json.loads(json.dumps(run_config["model"])):
-            raise SystemExit(f"error: --resume: {run_dir!r} was trained with another model "
+            raise cli.UserError(f"--resume: {run_dir!r} was trained with another model "
                              "config; resume with the command that started it")
     run_files.write_json(config_path, run_config)
     with run_files.atomic_path(os.path.join(run_dir, run_files.VOCABULARY)) as tmp:
@@ -326,20 +388,24 @@ def fit(args, train_model, train_ds, val_ds, steps_per_epoch, backup, strategy, 
         history = train_model.fit(train_ds, validation_data=val_ds, **settings,
                                   shuffle=False)  # The pipeline shuffles (data.training_batches).
     seconds = time.time() - start
-    if train_model.stop_training and not all(
-        math.isfinite(v) for v in history.history.get("loss", [])  # TerminateOnNaN stopped it.
-    ):
+    # TerminateOnNaN stops on a NaN training loss; a NaN validation loss ends no epoch
+    # well either (the backup keeps only finite epochs).
+    bad = [name for name, values in history.history.items()
+           if not all(math.isfinite(v) for v in values)]
+    if bad:
+        epoch = first_epoch + min(i for name in bad for i, v in enumerate(
+            history.history[name]) if not math.isfinite(v)) + 1
         kept = (f"the last good epoch ({backup.epoch}) is kept in {backup.backup_dir}"
                 if backup.epoch else "no epoch completed")
-        raise SystemExit(f"error: the training loss became NaN in epoch "
-                         f"{first_epoch + len(history.epoch)}; lower --learning_rate. No "
-                         f"model.keras was written; {kept}.")
+        raise cli.UserError(f"the training loss became NaN in epoch {epoch} ({', '.join(bad)}); "
+                            f"lower --learning_rate. No model.keras was written; {kept}.")
     return history, seconds
 
 
-def finish(args, run_dir, model, train_model, backup, dataset, vocabulary, history, seconds):
+def finish(args, folder, model, train_model, backup, dataset, vocabulary, history, seconds):
     """Keeps the best epoch's weights, saves model.keras and training.json, plots the
-    history and evaluates on the test split."""
+    history, evaluates on the test split; then the run folder is complete (`commit`)."""
+    run_dir = folder.path
     best = backup.restore_best(train_model) if args.restore_best_weights else None
     if best:
         print(f"Restored the weights of epoch {best['epoch']}, the lowest validation loss "
@@ -369,7 +435,8 @@ def finish(args, run_dir, model, train_model, backup, dataset, vocabulary, histo
     print(f"  trained {len(history.epoch)} epochs in {seconds:.0f} s "
           f"({training['questions_per_second']:.0f} questions/s); kept epoch "
           f"{kept_epoch}: validation accuracy {epochs_history['val_accuracy'][kept_epoch - 1]:.2%}")
-    print(f"  run folder          {run_dir}  (model.keras, metrics.json, plots/)")
+    folder.commit()
+    print(f"  run folder          {folder.path}  (model.keras, metrics.json, plots/)")
     return evaluation.metrics
 
 
@@ -383,4 +450,4 @@ def read_history(path):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

@@ -60,7 +60,7 @@ try:  # An odd batch cannot be split evenly over two replicas: refused up front.
     train.main(["--dataset", "tiny", "--data_dir", data_dir, "--batch_size", "3",
                 "--output_dir", os.path.join(out_dir, "odd"), "--distribute", "mirrored"])
 except SystemExit as error:
-    result["odd_batch_error"] = str(error.code)
+    result["odd_batch_error"] = str(error)
 print("RESULT " + json.dumps(result))
 '''
 

@@ -12,6 +12,7 @@ from keras_adahan import data
 from keras_adahan import run_files
 from keras_adahan.export import exporter
 from keras_adahan.export import tflite
+from keras_adahan import folders
 from keras_adahan.export import tflite_edits
 from keras_adahan.export.litert_vqa import LiteRTVQA
 from keras_adahan.export.litert_vqa import dequantize
@@ -24,7 +25,8 @@ TFLITE_FILES = [exporter.tflite_name(q) for q in tflite.QUANTIZATIONS]
 def test_writes_every_artifact(exported_tiny_run):
     names = set(os.listdir(exported_tiny_run["export_dir"]))
     expected = {"model.keras", "vocabulary.json", "answers.json", "config.json",
-                exporter.SAVED_MODEL, exporter.LABELS, exporter.REPORT, *TFLITE_FILES}
+                exporter.SAVED_MODEL, exporter.LABELS, exporter.REPORT, *TFLITE_FILES,
+                folders.MARKER}
     assert names == expected
     labels = run_files.read_json(os.path.join(exported_tiny_run["export_dir"], exporter.LABELS))
     run = run_files.load_run(exported_tiny_run["run_dir"])
@@ -87,6 +89,63 @@ def test_parity_on_test_split(exported_tiny_run):
     # barn_vqa/classic, docs/export.md).
     assert artifacts["vqa_int8.tflite"]["answer_agreement"] >= 0.75
     assert artifacts["vqa_float16.tflite"]["answer_agreement"] >= 0.9
+
+
+@pytest.fixture(scope="module")
+def keras_test_answers(exported_tiny_run):
+    """The tiny test split's 12 questions as model inputs, with the Keras model's answer
+    label (argmax), probabilities and mask for each."""
+    run = run_files.load_run(exported_tiny_run["run_dir"])
+    dataset = data.prepare_dataset("tiny", exported_tiny_run["data_dir"], build=False)
+    config = run.model.config
+    arrays = data.question_arrays(dataset, "test", run.vocabulary, config.image_size,
+                                  config.max_question_length)
+    inputs = next(arrays.batches(12))
+    assert len(inputs["question"]) == 12
+    out = run.model.predict_on_batch(inputs)
+    probabilities = keras.ops.convert_to_numpy(keras.ops.softmax(out["answer"]))
+    return {"inputs": inputs, "answers": probabilities.argmax(-1),
+            "probabilities": probabilities, "mask": np.asarray(out["mask"])}
+
+
+# Answers (of 12) each file must give as the Keras model does, and whether every mask must
+# match too. int8 measured 12 of 12 on this run.
+TFLITE_AGREEMENT = {"float32": (12, True), "float16": (12, False),
+                    "dynamic_range": (12, False), "int8": (12, False)}
+
+
+@pytest.mark.parametrize("quantization", sorted(TFLITE_AGREEMENT))
+def test_tflite_file_answers_like_the_keras_model(exported_tiny_run, keras_test_answers,
+                                                  quantization):
+    # Runs the file's `vqa` signature with the LiteRT interpreter itself (not LiteRTVQA).
+    path = os.path.join(exported_tiny_run["export_dir"], f"vqa_{quantization}.tflite")
+    runner = Interpreter(model_path=path).get_signature_runner("vqa")
+    image_details = runner.get_input_details()["image"]
+    output_details = runner.get_output_details()
+    inputs = keras_test_answers["inputs"]
+    answers, masks, probabilities = [], [], []
+    for row in range(12):
+        image = inputs["image"][row:row + 1]
+        if np.issubdtype(image_details["dtype"], np.integer):  # int8: quantize the pixels.
+            scale, zero_point = image_details["quantization"]
+            limits = np.iinfo(image_details["dtype"])
+            image = np.clip(np.round(image / scale) + zero_point, limits.min, limits.max)
+            image = image.astype(image_details["dtype"])
+        out = runner(image=image, question=inputs["question"][row:row + 1].astype(np.int32))
+        for name, value in out.items():  # Dequantize any integer output.
+            scale, zero_point = output_details[name]["quantization"]
+            if np.issubdtype(value.dtype, np.integer) and scale:
+                out[name] = (value.astype(np.float32) - zero_point) * scale
+        answers.append(int(np.argmax(out["probabilities"][0])))
+        masks.append(out["mask"][0])
+        probabilities.append(out["probabilities"][0])
+    expected, must_match_masks = TFLITE_AGREEMENT[quantization]
+    agreeing = int((np.array(answers) == keras_test_answers["answers"]).sum())
+    assert agreeing >= expected, (quantization, answers, keras_test_answers["answers"].tolist())
+    if must_match_masks:
+        np.testing.assert_array_equal(np.array(masks), keras_test_answers["mask"])
+        np.testing.assert_allclose(np.array(probabilities),
+                                   keras_test_answers["probabilities"], atol=1e-4)
 
 
 def test_keras_saved_model_and_tflite_answer_the_same(exported_tiny_run):
@@ -211,6 +270,7 @@ def test_failed_export_leaves_nothing(exported_tiny_run, tmp_path, monkeypatch):
 
     # An existing export is kept whole when a replacement fails.
     output_dir.mkdir()
+    folders.write_marker(str(output_dir), "export")
     (output_dir / "keep.txt").write_text("old")
     with pytest.raises(ExportError, match="not empty"):
         exporter.export(exported_tiny_run["run_dir"], str(output_dir), parity=False,
@@ -220,7 +280,7 @@ def test_failed_export_leaves_nothing(exported_tiny_run, tmp_path, monkeypatch):
                         quantizations=("float32",), parity=False, overwrite=True,
                         log=lambda message: None)
     assert os.listdir(tmp_path) == ["out"]
-    assert os.listdir(output_dir) == ["keep.txt"]
+    assert sorted(os.listdir(output_dir)) == [folders.MARKER, "keep.txt"]
 
 
 def test_cli_errors(exported_tiny_run, tmp_path, capsys):
@@ -228,12 +288,12 @@ def test_cli_errors(exported_tiny_run, tmp_path, capsys):
 
     empty_run = tmp_path / "run"
     empty_run.mkdir()
-    with pytest.raises(SystemExit, match=r"^error: .*missing model.keras"):
+    with pytest.raises(SystemExit, match=r".*missing model.keras"):
         main([str(empty_run), "--output_dir", str(tmp_path / "out")])
-    with pytest.raises(SystemExit, match=r"^error: .*quantizations"):
+    with pytest.raises(SystemExit, match=r".*quantizations"):
         main([exported_tiny_run["run_dir"], "--output_dir", str(tmp_path / "out"),
               "--quantizations", "int4"])
-    with pytest.raises(SystemExit, match=r"^error: .*not built"):
+    with pytest.raises(SystemExit, match=r".*not built"):
         main([exported_tiny_run["run_dir"], "--output_dir", str(tmp_path / "out"),
               "--data_dir", str(tmp_path / "no_data")])
     assert sorted(os.listdir(tmp_path)) == ["run"]

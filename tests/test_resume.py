@@ -124,10 +124,11 @@ def train_in_process(data_dir, run_dir, *extra):
 
 def test_nan_loss_stops_cleanly(data_dir, tmp_path):
     run_dir = str(tmp_path / "nan")
-    with pytest.raises(SystemExit) as stop:  # Exit status 1, the message on stderr.
+    with pytest.raises(SystemExit) as stop:  # Exit status 2 with one line (cli.run).
         train_in_process(data_dir, run_dir, "--epochs", "3", "--learning_rate", "1e30")
-    message = str(stop.value.code)
-    assert message.startswith("error: the training loss became NaN in epoch 1")
+    message = str(stop.value)
+    assert stop.value.code == 2
+    assert message.startswith("the training loss became NaN in epoch 1")
     assert "No model.keras was written; no epoch completed" in message
     assert not os.path.exists(os.path.join(run_dir, run_files.MODEL))
     assert not os.path.exists(os.path.join(run_dir, run_files.HISTORY))

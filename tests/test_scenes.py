@@ -72,21 +72,53 @@ def _foreground(image):
 # Configs.
 
 
-def test_predefined_configs():
-    assert {"classic", "randomized", "tiny", "tiny_randomized"} <= set(scene_config.CONFIGS)
-    assert (CLASSIC.image_size, CLASSIC.layout) == (256, "classic")
-    assert (CLASSIC.num_train, CLASSIC.num_validation, CLASSIC.num_test) == (10000, 1000, 1000)
-    assert (TINY.image_size, TINY.layout) == (64, "classic")
-    assert (TINY.num_train, TINY.num_validation, TINY.num_test) == (8, 4, 4)
-    assert CLASSIC.question_types == ("roof", "front", "hay")
-    assert CLASSIC.answers == ("chicken", "sheep", "cow", "pig")
-    assert CLASSIC.questions_per_image == 3
-    assert RANDOMIZED.question_types == ("roof", "front", "hay_left", "hay_right", "count")
-    assert RANDOMIZED.answers == ("chicken", "sheep", "cow", "pig", "0", "1", "2", "3")
-    assert RANDOMIZED.questions_per_image == 5
-    assert CLASSIC_OPEN.question_types == CLASSIC.question_types
-    assert CLASSIC_OPEN.answers == CLASSIC.answers + ("nothing",)
-    assert RANDOMIZED_OPEN.answers == RANDOMIZED.answers + ("nothing",)
+# The configs table of datasets/barn_vqa/README.md: image side, the question types every
+# image asks (in order), train / validation / test sizes, and the answers its scenes give.
+_CLASSIC_TYPES = ["roof", "front", "hay"]
+_RANDOMIZED_TYPES = ["roof", "front", "hay_left", "hay_right", "count"]
+_ANIMAL_ANSWERS = {"chicken", "sheep", "cow", "pig"}
+_COUNT_ANSWERS = {"0", "1", "2", "3"}
+README_CONFIGS = {
+    "classic": (256, _CLASSIC_TYPES, (10000, 1000, 1000), _ANIMAL_ANSWERS),
+    "randomized": (256, _RANDOMIZED_TYPES, (10000, 1000, 1000), _ANIMAL_ANSWERS | _COUNT_ANSWERS),
+    "classic_open": (256, _CLASSIC_TYPES, (10000, 1000, 1000), _ANIMAL_ANSWERS | {"nothing"}),
+    "randomized_open": (256, _RANDOMIZED_TYPES, (10000, 1000, 1000),
+                        _ANIMAL_ANSWERS | _COUNT_ANSWERS | {"nothing"}),
+    "tiny": (64, _CLASSIC_TYPES, (8, 4, 4), _ANIMAL_ANSWERS),
+    "tiny_randomized": (64, _RANDOMIZED_TYPES, (8, 4, 4), _ANIMAL_ANSWERS | _COUNT_ANSWERS),
+}
+
+
+@pytest.mark.parametrize("name", sorted(README_CONFIGS))
+def test_predefined_configs_render_as_documented(name):
+    size, types, split_sizes, answers = README_CONFIGS[name]
+    config = scene_config.get_config(name)
+    # Each split holds its documented number of images: the last renders, one more is refused.
+    for split, num in zip(("train", "validation", "test"), split_sizes):
+        assert layout.render_scene(config, split, num - 1).image.shape == (size, size, 3)
+        with pytest.raises(ValueError, match=rf"\[0, {num}\) for split '{split}'"):
+            layout.render_scene(config, split, num)
+    # 40 scenes (a longer test split renders the same first scenes: a scene depends only on
+    # seed, split and index).
+    seen = set()
+    for index in range(40):
+        scene = layout.render_scene(dataclasses.replace(config, num_test=40), "test", index)
+        assert scene.image.dtype == np.uint8 and scene.image.shape == (size, size, 3)
+        assert [q.type for q in scene.questions] == types, (name, index)
+        seen.update(q.answer for q in scene.questions)
+        assert sorted(o.label for o in scene.objects if o.label not in _ANIMAL_ANSWERS) == [
+            "barn", "hay"]
+        empty = sum(q.answer == "nothing" for q in scene.questions)
+        if types == _CLASSIC_TYPES:  # One animal per place, none where a place is empty.
+            assert len(_animals(scene)) == 3 - empty, (name, index)
+        elif empty == 0:  # Four places, up to 3 counted and 2 more distractors.
+            assert 4 <= len(_animals(scene)) <= 9, (name, index)
+    # The scenes give every answer of the documented set and no other; the TFDS answer
+    # labels (`config.answers`) are that set, "nothing" (when present) last.
+    assert seen == answers, name
+    assert set(config.answers) == answers and len(config.answers) == len(answers)
+    if "nothing" in answers:
+        assert config.answers[-1] == "nothing"
 
 
 def test_classic_questions_are_the_reference_questions():

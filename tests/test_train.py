@@ -1,16 +1,22 @@
 """The trainer and evaluation end to end, on the tiny barn_vqa config."""
 
 import json
+import math
 import os
+import re
 import subprocess
 import sys
 
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
 
 from keras_adahan import data, evaluate, run_files, train
 from keras_adahan.datasets import registry
+from keras_adahan.model import build_model
+from keras_adahan.presets import get_preset
 
 
 @pytest.fixture(scope="module")
@@ -49,13 +55,48 @@ def test_run_folder_holds_a_usable_model(tiny_run):
     assert metrics["num_questions"] == 12  # 4 test images x 3 questions
     assert set(metrics["accuracy_per_type"]) == {"roof", "front", "hay"}
     assert metrics["kept_share_mean"] == pytest.approx(26 / 256)  # HAN keeps 10% of 256 cells
-    assert 0 <= metrics["grounding_top_cell"] <= 1
+    # Grounding recomputed here from the model's outputs and the boxes read straight from
+    # the TFDS files: the share of questions whose highest-presence kept cell has its centre
+    # (16x16 grid over [0, 1], row-major) inside the question's box. Count questions and
+    # "nothing" answers are left out of grounding; `tiny` has neither (all 12 are scored).
+    features = dataset.builder.info.features["questions"]
+    type_names, answer_names = features["type"].names, features["answer"].names
+    rows = []
+    for example in tfds.as_numpy(dataset.builder.as_dataset("test", shuffle_files=False)):
+        questions = example["questions"]
+        rows.extend(zip(questions["question"], questions["type"], questions["answer"],
+                        questions["box"]))
+    assert [text.decode() for text, _, _, _ in rows] == arrays.texts
+    grid, on_target = 16, []
+    for q, (_, qtype, answer, box) in enumerate(rows):
+        if type_names[qtype] == "count" or answer_names[answer] == "nothing":
+            continue
+        kept = [n for n in range(grid * grid) if outputs["mask"][q, n] > 0.5]
+        top = max(kept, key=lambda n: outputs["presence"][q, n])  # First of equals.
+        y, x = (top // grid + 0.5) / grid, (top % grid + 0.5) / grid
+        ymin, xmin, ymax, xmax = (float(v) for v in box)
+        on_target.append(ymin <= y <= ymax and xmin <= x <= xmax)
+    assert len(on_target) == 12
+    assert metrics["grounding_top_cell"] == pytest.approx(sum(on_target) / len(on_target))
 
 
 def test_tokenizer_and_labels_are_the_training_ones(tiny_run):
-    run_dir, _, _ = tiny_run
+    run_dir, data_dir, _ = tiny_run
     words = json.load(open(os.path.join(run_dir, "vocabulary.json")))["words"]
     assert {"what", "animal", "roof", "barn", "hay"} <= set(words)
+    # The words of the training split's questions, read from the TFDS files, in order of
+    # first appearance (lower case, split on anything but letters and digits).
+    builder = tfds.builder_from_directory(os.path.join(data_dir, "barn_vqa", "tiny", "1.0.0"))
+    expected = []
+    for example in tfds.as_numpy(builder.as_dataset("train", shuffle_files=False)):
+        for question in example["questions"]["question"]:
+            for word in re.findall(r"[a-z0-9]+", question.decode().lower()):
+                if word not in expected:
+                    expected.append(word)
+    assert words == expected
+    # The answer labels, in the order of the dataset's ClassLabel (the logits' order).
+    answers = json.load(open(os.path.join(run_dir, "answers.json")))["answers"]
+    assert answers == builder.info.features["questions"]["answer"].names
 
 
 def test_existing_run_folder_is_refused(tiny_run):
@@ -71,8 +112,22 @@ def test_evaluate_cli(tiny_run):
     result = subprocess.run(
         [sys.executable, "-m", "keras_adahan.evaluate", run_dir, "--split", "validation",
          "--data_dir", data_dir], capture_output=True, text=True, check=True)
-    assert "accuracy" in result.stdout and "grounding top cell" in result.stdout
-    assert json.load(open(os.path.join(run_dir, "metrics_validation.json")))["split"] == "validation"
+    assert "grounding top cell" in result.stdout
+    saved = json.load(open(os.path.join(run_dir, "metrics_validation.json")))
+    assert saved["split"] == "validation"
+    # The last line printed is the JSON of the figures written.
+    lines = result.stdout.strip().splitlines()
+    assert json.loads(lines[-1]) == saved
+    # The summary's accuracy line shows that accuracy, which is the model's on the
+    # validation split's 12 questions (4 images x 3).
+    (accuracy_line,) = [line for line in lines if line.split()[:1] == ["accuracy"]]
+    assert re.fullmatch(r"\s*accuracy\s+(\S+)\s+\(12 questions\)", accuracy_line).group(1) == (
+        f"{saved['accuracy']:.2%}")
+    run = run_files.load_run(run_dir)
+    dataset = data.prepare_dataset("tiny", data_dir, build=False)
+    arrays = data.question_arrays(dataset, "validation", run.vocabulary, 128, 16)
+    outputs = evaluate.predict_split(run.model, arrays)
+    assert saved["accuracy"] == pytest.approx((outputs["answer"].argmax(-1) == arrays.answers).mean())
     # Re-evaluating the test split rewrites metrics.json with the same figures; what
     # training recorded lives in training.json, which evaluation leaves alone.
     training = open(os.path.join(run_dir, "training.json")).read()
@@ -92,12 +147,11 @@ def test_evaluate_cli(tiny_run):
     (["--set", "aggregate_norm=7"], "`aggregate_norm` must be a bool, received 7"),
     (["--set", "rnn"], "--set takes FIELD=VALUE, received 'rnn'"),
 ])
-def test_bad_flags_give_clear_errors(tmp_path, capsys, argv, message):
-    with pytest.raises(SystemExit):
+def test_bad_flags_give_clear_errors(tmp_path, argv, message):
+    with pytest.raises(SystemExit) as stop:
         train.main(["--dataset", "tiny", *argv] + ["--data_dir", str(tmp_path / "tfds"),
                                                    "--output_dir", str(tmp_path / "run")])
-    err = capsys.readouterr().err
-    assert message in err, err
+    assert stop.value.code == 2 and message in str(stop.value), str(stop.value)
     # Refused before anything was written: no dataset, no run folder.
     assert not os.path.exists(tmp_path / "run") and not os.path.exists(tmp_path / "tfds")
 
@@ -113,6 +167,18 @@ def test_set_overrides_model_config_fields():
 def test_restore_best_weights_is_default_with_an_opt_out():
     assert train.parse_args([]).restore_best_weights
     assert not train.parse_args(["--no-restore_best_weights"]).restore_best_weights
+    # The default run: classic, 4 epochs, batches of 32 images, Adam at 1e-3 (the reference
+    # preset: 5e-4), HAN, a constant rate; a flag given overrides the preset's value.
+    args = train.parse_args([])
+    assert (args.dataset, args.preset, args.variant, args.lr_schedule) == (
+        "classic", "default", "han", "constant")
+    assert (args.epochs, args.batch_size, args.learning_rate) == (4, 32, 1e-3)
+    reference = train.parse_args(["--preset", "reference"])
+    assert (reference.epochs, reference.batch_size, reference.learning_rate) == (4, 32, 5e-4)
+    assert train.parse_args(["--preset", "reference", "--learning_rate", "0.01"]).learning_rate == 0.01
+    # Epochs default per dataset: 15 on randomized, 2 on tiny.
+    assert train.parse_args(["--dataset", "randomized"]).epochs == 15
+    assert train.parse_args(["--dataset", "tiny"]).epochs == 2
 
 
 def test_learning_rate_schedules():
@@ -125,6 +191,26 @@ def test_learning_rate_schedules():
     assert float(schedule(0)) == pytest.approx(0.002)
     assert float(schedule(15)) == pytest.approx(0.001)  # Half way: half the rate.
     assert float(schedule(30)) == pytest.approx(0.0, abs=1e-9)  # Decayed over the run.
+    # The optimizer the trainer compiles follows that schedule over the run's steps: at a
+    # quarter of 4 epochs x 10 steps, 0.5 * (1 + cos(pi / 4)) of the initial rate.
+    args = train.parse_args(["--epochs", "4", "--learning_rate", "0.002",
+                             "--lr_schedule", "cosine"])
+    model = build_model(get_preset("default", image_size=64, vocab_size=9, num_answers=3,
+                                   max_question_length=5))
+    batches = tf.data.Dataset.from_tensors((
+        {"image": np.zeros((1, 64, 64, 3), np.float32), "questions": np.zeros((1, 3, 5), np.int32)},
+        np.zeros((1, 3), np.int32)))
+    optimizer = train.compiled_training_model(args, model, batches, steps_per_epoch=10).optimizer
+    assert isinstance(optimizer, keras.optimizers.Adam)
+    for step, rate in [(0, 0.002), (10, 0.5 * (1 + math.cos(math.pi / 4)) * 0.002),
+                       (20, 0.001), (40, 0.0)]:
+        optimizer.iterations.assign(step)
+        assert float(optimizer.learning_rate) == pytest.approx(rate, abs=1e-9), step
+    # Constant: the same rate at every step.
+    args = train.parse_args(["--epochs", "4", "--learning_rate", "0.002"])
+    optimizer = train.compiled_training_model(args, model, batches, steps_per_epoch=10).optimizer
+    optimizer.iterations.assign(30)
+    assert float(optimizer.learning_rate) == pytest.approx(0.002)
 
 
 def test_evaluate_reports_missing_pieces(tmp_path):

@@ -1,0 +1,174 @@
+"""The one place that decides which folders the project may replace, and how.
+
+Rules (docs/reliability.md):
+- A folder is replaced only if it carries this project's marker (`.keras_adahan`, written
+  when a run or export folder is made; folders from before the marker are recognized by
+  their files) of the same kind, and is not and does not contain the source of the job.
+- A replacement is written aside (`.tmp-PID-NAME` beside the target) and swapped in only
+  when it has fully succeeded; a failed or killed job leaves the old folder as it was, and
+  its staging folder is removed by the next job on that target.
+- One writer per run folder: a lock on `FOLDER/.lock`, held for the whole job and released
+  by the operating system when the process dies (so SIGKILL + `--resume` works).
+"""
+
+import os
+import re
+import shutil
+import socket
+import time
+
+from keras_adahan.cli import UserError
+
+MARKER = ".keras_adahan"
+LOCK = ".lock"
+KINDS = ("run", "export")
+
+
+def write_marker(folder, kind):
+    """Marks `folder` as a `kind` folder of this project (see `folder_kind`)."""
+    from keras_adahan import run_files
+
+    run_files.write_json(os.path.join(folder, MARKER), {"kind": kind})
+
+
+def folder_kind(folder):
+    """"run", "export" or None: what this project made `folder` as, if anything."""
+    from keras_adahan import run_files
+
+    try:
+        return run_files.read_json(os.path.join(folder, MARKER)).get("kind")
+    except (OSError, ValueError, AttributeError):
+        pass
+    # Made before the marker existed: recognized by the files only this project writes.
+    names = set(os.listdir(folder)) if os.path.isdir(folder) else set()
+    if "export_report.json" in names:
+        try:
+            report = run_files.read_json(os.path.join(folder, "export_report.json"))
+            if str(report.get("format", "")).startswith("keras_adahan.export/"):
+                return "export"
+        except (OSError, ValueError, AttributeError):
+            pass
+    if {"config.json", "vocabulary.json", "answers.json"} <= names:
+        try:
+            config = run_files.read_json(os.path.join(folder, "config.json"))
+            if {"model", "train"} <= set(config):
+                return "run"
+        except (OSError, ValueError, TypeError):
+            pass
+    return None
+
+
+def is_empty(folder):
+    """Missing, or holding nothing but this project's marker and lock."""
+    if not os.path.exists(folder):
+        return True
+    return os.path.isdir(folder) and not set(os.listdir(folder)) - {MARKER, LOCK}
+
+
+def check_replaceable(folder, kind, flag, protect=()):
+    """Raises `UserError` unless `folder` may be replaced by a new `kind` folder.
+
+    Args:
+        folder: str. The target.
+        kind: "run" or "export".
+        flag: str. The option whose value `folder` is, for the message.
+        protect: paths that must survive: `folder` may not be one of them or contain one.
+    """
+    target = os.path.realpath(folder)
+    for path in protect:
+        path = os.path.realpath(path)
+        if path == target or path.startswith(target + os.sep):
+            raise UserError(f"{flag} {folder!r} is or contains {path!r}, the source of this "
+                            f"job; choose another {flag}")
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise UserError(f"{flag} {folder!r} is a file, not a folder")
+    if is_empty(folder):
+        return
+    found = folder_kind(folder)
+    if found != kind:
+        what = f"a {found} folder" if found else "files this project did not write"
+        raise UserError(
+            f"{flag} {folder!r} holds {what} ({_some_names(folder)}); --overwrite replaces "
+            f"only a {kind} folder of keras-adahan. Choose another {flag}"
+        )
+
+
+def _some_names(folder):
+    names = sorted(os.listdir(folder))
+    return ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+
+
+def staging_path(folder):
+    """Where a replacement of `folder` is written before it is swapped in."""
+    parent, name = os.path.split(os.path.abspath(folder))
+    return os.path.join(parent, f".tmp-{os.getpid()}-{name}")
+
+
+def remove_stale_staging(folder):
+    """Removes staging folders of `folder` whose process is gone (a killed job's)."""
+    parent, name = os.path.split(os.path.abspath(folder))
+    if not os.path.isdir(parent):
+        return
+    pattern = re.compile(rf"\.tmp-(\d+)-(old-)?{re.escape(name)}$")
+    for entry in os.listdir(parent):
+        match = pattern.match(entry)
+        if match and int(match.group(1)) != os.getpid() and not _alive(int(match.group(1))):
+            shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def swap_into_place(staging, folder):
+    """Renames the finished `staging` onto `folder`; the old `folder` is deleted only then."""
+    from keras_adahan import run_files
+
+    parent, name = os.path.split(os.path.abspath(folder))
+    old = os.path.join(parent, f".tmp-{os.getpid()}-old-{name}")
+    if os.path.isdir(folder):
+        os.replace(folder, old)
+    os.replace(staging, folder)
+    run_files.fsync_folder(parent)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+class FolderLock:
+    """An exclusive lock on `folder` (its `.lock` file), for one writer at a time.
+
+    The holder's pid, host and start time are written into the lock file, so a second
+    writer is told who holds it. The operating system releases the lock when the holder's
+    process ends, however it ends.
+
+    Raises:
+        UserError: another process holds the lock.
+    """
+
+    def __init__(self, folder, what="run folder"):
+        import fcntl
+
+        self.path = os.path.join(folder, LOCK)
+        self._file = open(self.path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.seek(0)
+            holder = self._file.read().strip() or "another process"
+            self._file.close()
+            raise UserError(f"the {what} {folder!r} is in use by {holder}; wait for it to "
+                            "finish, or choose another --output_dir") from None
+        self._file.seek(0)
+        self._file.truncate()
+        self._file.write(f"process {os.getpid()} on {socket.gethostname()} since "
+                         f"{time.strftime('%Y-%m-%d %H:%M:%S')}")
+        self._file.flush()
+
+    def release(self):
+        if not self._file.closed:
+            self._file.close()  # Closing the file releases the lock.

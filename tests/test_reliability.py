@@ -1,0 +1,350 @@
+"""Nothing a user owns is lost, one writer per run folder, and bad input gets one clear line.
+
+Each test here stands behind a row of docs/reliability.md.
+"""
+
+import glob
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from keras_adahan import cli
+from keras_adahan import data
+from keras_adahan import folders
+from keras_adahan import run_files
+from keras_adahan import train
+from keras_adahan.backup import STATE
+from keras_adahan.export import exporter
+
+ENV = dict(os.environ, PYTHONUNBUFFERED="1")
+ENV.pop("TF_CPP_MIN_LOG_LEVEL", None)  # The tools' own quiet start-up is under test too.
+
+
+def tiny_flags(data_dir, output_dir, *extra):
+    return ["--dataset", "tiny", "--epochs", "1", "--data_dir", data_dir,
+            "--output_dir", str(output_dir), *extra]
+
+
+def snapshot(folder):
+    """Every file below `folder` with its bytes: what must survive a refused command (the
+    lock file aside: it names whoever last held the folder)."""
+    files = {}
+    for parent, _, names in os.walk(folder):
+        for name in set(names) - {folders.LOCK}:
+            path = os.path.join(parent, name)
+            with open(path, "rb") as f:
+                files[os.path.relpath(path, folder)] = f.read()
+    return files
+
+
+def user_folder(path):
+    os.makedirs(path / "photos", exist_ok=True)
+    (path / "notes.txt").write_text("mine")
+    (path / "photos" / "cat.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    return path
+
+
+@pytest.fixture
+def copied_run(exported_tiny_run, tmp_path):
+    """A finished run folder of this project, copied so a test may replace it."""
+    run_dir = tmp_path / "runs" / "run"
+    shutil.copytree(exported_tiny_run["run_dir"], run_dir)
+    return run_dir
+
+
+# --- 1. No data loss ---------------------------------------------------------------------
+
+
+def test_overwrite_refuses_folders_the_project_did_not_write(exported_tiny_run, tmp_path,
+                                                             monkeypatch):
+    data_dir = exported_tiny_run["data_dir"]
+    mine = user_folder(tmp_path / "mine")
+    before = snapshot(mine)
+    with pytest.raises(cli.UserError, match="holds files this project did not write") as stop:
+        train.main(tiny_flags(data_dir, mine, "--overwrite"))
+    assert stop.value.code == 2
+    assert snapshot(mine) == before
+    with pytest.raises(cli.UserError, match="holds no run to resume"):
+        train.main(tiny_flags(data_dir, mine, "--resume"))
+    assert snapshot(mine) == before
+    # The working folder itself, and a parent of runs, are refused alike.
+    monkeypatch.chdir(mine)
+    with pytest.raises(cli.UserError, match="did not write"):
+        train.main(tiny_flags(data_dir, ".", "--overwrite"))
+    assert snapshot(mine) == before
+
+
+def test_overwrite_refuses_a_parent_of_runs(copied_run, exported_tiny_run):
+    parent = copied_run.parent
+    before = snapshot(parent)
+    with pytest.raises(cli.UserError, match="did not write"):
+        train.main(tiny_flags(exported_tiny_run["data_dir"], parent, "--overwrite"))
+    assert snapshot(parent) == before
+
+
+def test_bad_flags_are_refused_before_a_folder_is_touched(copied_run, exported_tiny_run):
+    before = snapshot(copied_run)
+    for extra in (["--seed", "-1"], ["--k", "inf"], ["--learning_rate", "nan"],
+                  ["--set", "image_size=100000"], ["--threshold", "nan"]):
+        with pytest.raises(cli.UserError) as stop:
+            train.main(tiny_flags(exported_tiny_run["data_dir"], copied_run, "--overwrite",
+                                  *extra))
+        assert stop.value.code == 2, extra
+    assert snapshot(copied_run) == before
+
+
+def test_overwrite_replaces_a_run_only_once_the_new_one_succeeded(copied_run,
+                                                                  exported_tiny_run):
+    data_dir = exported_tiny_run["data_dir"]
+    before = snapshot(copied_run)
+    # A run that fails (NaN loss) leaves the old run whole, and no staging folder.
+    with pytest.raises(cli.UserError, match="NaN"):
+        train.main(tiny_flags(data_dir, copied_run, "--overwrite", "--learning_rate", "1e30"))
+    assert snapshot(copied_run) == before
+    assert os.listdir(copied_run.parent) == ["run"]
+    # One that succeeds replaces it.
+    train.main(tiny_flags(data_dir, copied_run, "--overwrite", "--seed", "5"))
+    assert run_files.read_json(copied_run / "config.json")["train"]["seed"] == 5
+    assert os.listdir(copied_run.parent) == ["run"]
+    assert folders.folder_kind(str(copied_run)) == "run"
+
+
+def test_export_never_replaces_its_source_run_or_a_foreign_folder(exported_tiny_run,
+                                                                   copied_run, tmp_path):
+    from keras_adahan.export.__main__ import main
+
+    parent = copied_run.parent
+    before = snapshot(parent)
+    for output in (parent, copied_run):
+        with pytest.raises(cli.UserError, match="the source of this job") as stop:
+            main([str(copied_run), "--output_dir", str(output), "--overwrite", "--skip_parity"])
+        assert stop.value.code == 2
+    mine = user_folder(tmp_path / "mine")
+    with pytest.raises(cli.UserError, match="did not write"):
+        main([str(copied_run), "--output_dir", str(mine), "--overwrite", "--skip_parity"])
+    assert snapshot(parent) == before and (mine / "notes.txt").read_text() == "mine"
+
+
+def test_a_killed_exports_staging_is_removed_by_the_next_export(exported_tiny_run, tmp_path):
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True)
+    dead_pid = int(finished.stdout)  # A process that has ended: what a SIGKILL leaves.
+    output = tmp_path / "export"
+    stale = tmp_path / f".tmp-{dead_pid}-export"
+    stale.mkdir()
+    (stale / "saved_model").mkdir()
+    other = tmp_path / f".tmp-{dead_pid}-someone-elses"  # Another target's: not touched.
+    other.mkdir()
+    exporter.export(exported_tiny_run["run_dir"], str(output), quantizations=("float32",),
+                    parity=False, log=lambda message: None)
+    assert sorted(os.listdir(tmp_path)) == sorted(["export", other.name])
+    assert folders.folder_kind(str(output)) == "export"
+
+
+def test_atomic_writes_reach_the_disk(tmp_path, monkeypatch):
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+                        or real_fsync(fd))
+    path = tmp_path / "metrics.json"
+    run_files.write_json(str(path), {"accuracy": 1.0})
+    assert json.loads(path.read_text()) == {"accuracy": 1.0}
+    # The file under its temporary name, then the folder that holds the rename.
+    assert synced[0].startswith(str(tmp_path / ".tmp-")) and synced[-1] == str(tmp_path)
+
+
+# --- 2. One writer per run folder --------------------------------------------------------
+
+
+HOLD_LOCK = """
+import sys, time
+from keras_adahan import folders
+lock = folders.FolderLock(sys.argv[1])
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_second_trainer_is_told_who_holds_the_run_folder(copied_run, exported_tiny_run):
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(copied_run)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        before = snapshot(copied_run)
+        with pytest.raises(cli.UserError, match=f"in use by process {holder.pid} on ") as stop:
+            train.main(tiny_flags(exported_tiny_run["data_dir"], copied_run, "--resume"))
+        assert stop.value.code == 2
+        assert snapshot(copied_run) == before  # Not even its temporary files were cleaned.
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    # The operating system released the lock with the killed process.
+    folders.FolderLock(str(copied_run)).release()
+
+
+# --- 3. One line and exit status 2 from every command line tool ------------------------------
+
+
+def run_tool(*args):
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True,
+                          env=ENV, timeout=300)
+
+
+def test_command_line_tools_fail_with_one_line(exported_tiny_run, tmp_path):
+    data_dir, export_dir = exported_tiny_run["data_dir"], exported_tiny_run["export_dir"]
+    cases = [
+        (["keras_adahan.train", *tiny_flags(data_dir, tmp_path / "r", "--k", "inf")],
+         "argument --k: expected a finite number, received 'inf'"),
+        (["keras_adahan.evaluate", str(tmp_path / "nowhere")], "does not exist"),
+        (["keras_adahan.export", str(tmp_path / "nowhere"), "--output_dir", str(tmp_path / "e")],
+         "does not exist"),
+        (["keras_adahan.predict", "--model", os.path.join(export_dir, "vqa_float32.tflite"),
+          "--image", str(tmp_path / "none.png"), "--question", "What animal is on the roof?"],
+         "image file"),
+    ]
+    for argv, message in cases:
+        result = run_tool(*argv)
+        assert result.returncode == 2, (argv, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], (
+            argv, result.stderr)
+        assert result.stdout == ""
+    # --debug shows the traceback (and TensorFlow's own lines).
+    result = run_tool("keras_adahan.evaluate", str(tmp_path / "nowhere"), "--debug")
+    assert result.returncode == 2 and "Traceback (most recent call last)" in result.stderr
+
+
+# --- 6. Artifacts are checked before use ---------------------------------------------------
+
+
+def test_labels_of_another_model_are_refused(exported_tiny_run, tmp_path):
+    from keras_adahan.predict import predict
+
+    export_dir = exported_tiny_run["export_dir"]
+    model = os.path.join(export_dir, "vqa_float32.tflite")
+    image = tmp_path / "image.png"
+    from PIL import Image
+
+    Image.new("RGB", (64, 64), (90, 160, 70)).save(image)
+    labels = run_files.read_json(os.path.join(export_dir, "labels.json"))
+    for change, message in (
+        (dict(answers=labels["answers"][:-1]), "answers 3 \\(the model's: 4\\)"),
+        (dict(image_size=64), "image_size 64 \\(the model's: 128\\)"),
+        (dict(model_sha256={"vqa_other.tflite": "0" * 64}), "it was exported with vqa_other.tflite"),
+    ):
+        path = tmp_path / "labels.json"
+        path.write_text(json.dumps({**labels, **change}))
+        with pytest.raises(ValueError, match=f"does not fit the model: {message}"):
+            predict(model, str(image), ["What animal is near the hay?"], labels_path=str(path))
+
+
+def test_non_finite_answers_are_an_error(exported_tiny_run, monkeypatch, tmp_path):
+    from PIL import Image
+
+    from keras_adahan import evaluate
+    from keras_adahan.export.litert_vqa import LiteRTVQA
+    from keras_adahan.predict import predict
+
+    run = run_files.load_run(exported_tiny_run["run_dir"])
+    weights = run.model.get_layer("answer_head").get_layer("answer_logits")
+    kernel, bias = weights.get_weights()
+    weights.set_weights([kernel, np.full_like(bias, np.nan)])
+    dataset = data.prepare_dataset("tiny", exported_tiny_run["data_dir"], build=False)
+    arrays = data.question_arrays(dataset, "test", run.vocabulary, 128, 16)
+    with pytest.raises(ValueError, match="not finite .* for 12 of 12 questions"):
+        evaluate.predict_split(run.model, arrays)
+
+    real_answer = LiteRTVQA.answer
+    monkeypatch.setattr(LiteRTVQA, "answer", lambda self, cells, ids: {
+        **real_answer(self, cells, ids), "probabilities": np.full(4, np.nan, np.float32)})
+    image = tmp_path / "image.png"
+    Image.new("RGB", (64, 64), (90, 160, 70)).save(image)
+    model = os.path.join(exported_tiny_run["export_dir"], "vqa_float32.tflite")
+    with pytest.raises(ValueError, match="non-finite probabilities"):
+        predict(model, str(image), ["What animal is near the hay?"])
+
+
+# --- 7. Datasets ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def copied_data(exported_tiny_run, tmp_path):
+    path = tmp_path / "tfds"
+    shutil.copytree(exported_tiny_run["data_dir"], path)
+    return str(path), str(path / "barn_vqa" / "tiny" / "1.0.0")
+
+
+def test_a_damaged_dataset_is_refused_with_its_repair_or_rebuilt(copied_data, capsys):
+    data_dir, version = copied_data
+    shard = glob.glob(os.path.join(version, "*train.tfrecord*"))[0]
+    half = os.path.getsize(shard) // 2
+    os.truncate(shard, half)
+    with pytest.raises(ValueError, match=r"damaged: the train split's shards hold .* bytes "
+                                         r"where .* were written\. .*tfds build datasets/"
+                                         r"barn_vqa --config tiny"):
+        data.prepare_dataset("tiny", data_dir, build=False)
+    # The trainer's path keeps the damaged copy aside and builds it again.
+    dataset = data.prepare_dataset("tiny", data_dir)
+    assert data.damaged(dataset.builder) is None and dataset.num_examples("train") == 8
+    aside = glob.glob(version + ".damaged-*")  # Not deleted: moved out of the way.
+    assert len(aside) == 1
+    assert os.path.getsize(os.path.join(aside[0], os.path.basename(shard))) == half
+    assert "moved it to" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda v: os.remove(glob.glob(os.path.join(v, "*test.tfrecord*"))[0]),
+     "the test split's shard .* is missing"),
+    (lambda v: os.remove(os.path.join(v, "dataset_info.json")), "it has no dataset_info.json"),
+    (lambda v: open(os.path.join(v, "dataset_info.json"), "w").write("{not json"),
+     "cannot be read .*Move its folder away and build it again"),
+])
+def test_damaged_dataset_files_are_named(copied_data, damage, message):
+    data_dir, version = copied_data
+    damage(version)
+    with pytest.raises(ValueError, match=message):
+        data.prepare_dataset("tiny", data_dir, build=False)
+
+
+# --- Resume --------------------------------------------------------------------------------
+
+
+def test_resume_refuses_another_runs_settings_and_a_damaged_backup(copied_run,
+                                                                   exported_tiny_run):
+    data_dir = exported_tiny_run["data_dir"]
+    seed = run_files.read_json(copied_run / "config.json")["train"]["seed"]
+    with pytest.raises(cli.UserError, match=f"--seed {seed} \\(given 7\\)"):
+        train.main(tiny_flags(data_dir, copied_run, "--resume", "--seed", "7", "--epochs", "2"))
+    with pytest.raises(cli.UserError, match="--dataset 'tiny' \\(given 'tiny_randomized'\\)"):
+        flags = tiny_flags(data_dir, copied_run, "--resume", "--epochs", "2")
+        flags[flags.index("tiny")] = "tiny_randomized"
+        train.main(flags)
+    backup = copied_run / "backup"
+    weights = backup / run_files.read_json(backup / STATE)["weights"]
+    os.truncate(weights, 100)
+    with pytest.raises(ValueError, match="the training backup .* is damaged: .* does not open"):
+        train.main(tiny_flags(data_dir, copied_run, "--resume", "--epochs", "2"))
+    (backup / STATE).write_text("{")
+    with pytest.raises(ValueError, match="is damaged: .*state.json' is unreadable"):
+        train.main(tiny_flags(data_dir, copied_run, "--resume", "--epochs", "2"))
+
+
+def test_lock_holder_is_released_when_killed_mid_run(copied_run, exported_tiny_run):
+    """SIGKILL + --resume still works: the lock dies with the process."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(copied_run)],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    time.sleep(0.1)
+    metrics = train.main(tiny_flags(exported_tiny_run["data_dir"], copied_run, "--resume",
+                                    "--epochs", "2"))
+    assert metrics["num_questions"] == 12
+    assert len(train.read_history(str(copied_run / "history.csv"))["loss"]) == 2
