@@ -13,7 +13,7 @@ setup(
     version="0.1.0",
     description=(
         "Hard-attention VQA (HAN and AdaHAN, Malinowski et al., ECCV 2018) in Keras 3, "
-        "with a synthetic barn VQA dataset for TFDS and TFLite export."
+        "on a synthetic barn VQA dataset, CLEVR or your own images, with TFLite export."
     ),
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
@@ -23,6 +23,8 @@ setup(
         "keras_adahan",
         "keras_adahan.datasets",
         "keras_adahan.datasets.barn_vqa",
+        "keras_adahan.datasets.clevr",
+        "keras_adahan.datasets.vqa_folder",
         "keras_adahan.export",
     ],
     package_dir={
@@ -38,6 +40,9 @@ setup(
             "CITATIONS.bib",
             "dummy_data/*",
         ],
+        "keras_adahan.datasets.clevr": ["README.md", "dummy_data/CLEVR_v1.0/*/*",
+                                        "dummy_data/CLEVR_v1.0/images/*/*"],
+        "keras_adahan.datasets.vqa_folder": ["README.md"],
     },
     install_requires=[
         "tensorflow-cpu>=2.21,<2.22; platform_machine=='x86_64'",

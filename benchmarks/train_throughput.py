@@ -28,8 +28,10 @@ QUESTIONS_PER_IMAGE = 3  # barn_vqa/classic
 REFERENCE_STEPS_PER_SECOND = 107  # PyTorch reference, batch size 1, 2 threads
 
 
-def measure(preset, batch_size, steps, variant, questions_per_image=QUESTIONS_PER_IMAGE):
-    config = get_preset(preset, variant=variant, vocab_size=24, num_answers=4)
+def measure(preset, batch_size, steps, variant, questions_per_image=QUESTIONS_PER_IMAGE,
+            aggregation=None):
+    changes = {"aggregation": aggregation} if aggregation else {}
+    config = get_preset(preset, variant=variant, vocab_size=24, num_answers=4, **changes)
     keras.utils.set_random_seed(0)
     model = build_model(config)
     train_model = build_training_model(model, questions_per_image)
@@ -68,17 +70,21 @@ def main():
     parser.add_argument("--variant", default="han")
     parser.add_argument("--batch_size", type=int, default=32, help="images per step")
     parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--questions", type=int, default=QUESTIONS_PER_IMAGE,
+                        help="questions per image (barn_vqa 3; CLEVR about 10)")
+    parser.add_argument("--aggregation", default=None,
+                        help="override the preset's aggregation (e.g. relational: HAN+RN)")
     parser.add_argument("--per_question", action="store_true",
                         help="the alternative the trainer avoids: every question brings its "
                              "own copy of the image (encoded once per question)")
     args = parser.parse_args()
-    questions = 1 if args.per_question else QUESTIONS_PER_IMAGE
+    questions = 1 if args.per_question else args.questions
     print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, "
           f"{os.cpu_count()} CPUs, batch {args.batch_size} images x {questions} questions")
     print(f"{'preset':<10} {'questions/s':>12} {'images/s':>9} {'vs PyTorch reference':>21}")
     for preset in args.preset:
         per_second, images = measure(preset, args.batch_size, args.steps, args.variant,
-                                     questions)
+                                     questions, args.aggregation)
         print(f"{preset:<10} {per_second:>12.0f} {images:>9.0f} "
               f"{per_second / REFERENCE_STEPS_PER_SECOND:>20.1f}x")
 

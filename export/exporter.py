@@ -294,7 +294,7 @@ def calibration_samples(model, dataset, vocabulary, num_images):
         model.config.max_question_length, batch_size=1,
     ).take(num_images)
     images, questions = [], []
-    for inputs, _ in batches.as_numpy_iterator():
+    for inputs, *_ in batches.as_numpy_iterator():  # (inputs, answers[, weights])
         images.append(inputs["image"][0].astype(np.uint8))
         questions.append(inputs["questions"][0])
     images, questions = np.stack(images), np.stack(questions)
@@ -315,7 +315,9 @@ def format_report(report):
     parity = report.get("parity", {}).get("artifacts", {})
     lines = []
     if "parity" in report:
-        lines.append(f"Parity on {report['parity']['questions']} test questions; Keras "
+        parity_report = report["parity"]
+        lines.append(f"Parity on {parity_report['questions']} {parity_report['split']} "
+                     "questions; Keras "
                      f"accuracy {report['parity']['keras_accuracy']:.2%}")
     header = (f"{'artifact':<26}{'size':>10}  {'agree':>8}{'accuracy':>10}{'change':>9}"
               f"{'max|dp|':>10}{'masks':>8}  ops")

@@ -1,4 +1,5 @@
-"""Parity of the exported artifacts with the Keras model, on the run's test split.
+"""Parity of the exported artifacts with the Keras model, on the run's test split (CLEVR:
+validation, its test split having no answers).
 
 For every artifact: the share of questions whose answer (argmax) equals Keras', accuracy
 and its change in points, the largest probability difference, and the share of questions
@@ -88,17 +89,19 @@ def check(model, export_dir, dataset, vocabulary, quantizations, max_questions=N
     from .exporter import tflite_name
 
     arrays = _subset(
-        data.question_arrays(dataset, "test", vocabulary, model.config.image_size,
+        data.question_arrays(dataset, dataset.spec.evaluation_split, vocabulary,
+                             model.config.image_size,
                              model.config.max_question_length),
         max_questions,
     )
-    log(f"Checking parity on {len(arrays.answers)} test questions")
+    split = dataset.spec.evaluation_split
+    log(f"Checking parity on {len(arrays.answers)} {split} questions")
     keras_raw = evaluate.predict_split(model, arrays)
     reference = {"probabilities": softmax(keras_raw["answer"].astype(np.float64)),
                  "mask": keras_raw["mask"]}
     answers = arrays.answers
     report = {
-        "split": "test",
+        "split": split,
         "questions": int(len(answers)),
         "keras_accuracy": float(np.mean(reference["probabilities"].argmax(-1) == answers)),
         "artifacts": {},

@@ -35,10 +35,11 @@ def quiet_tensorflow(argv=None):
     # The oneDNN notice is written before absl reads any level: only closing the stream
     # while TensorFlow loads hides it.
     with _stderr_to_devnull():
-        import tensorflow  # noqa: F401
+        import tensorflow
     from absl import logging
 
     logging.set_verbosity(logging.ERROR)
+    tensorflow.get_logger().setLevel("ERROR")  # Its deprecation notices, too.
 
 
 @contextlib.contextmanager

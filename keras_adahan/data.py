@@ -25,9 +25,14 @@ from keras_adahan.text import Vocabulary
 AUTOTUNE = tf.data.AUTOTUNE
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass
 class Dataset:
-    """A registered dataset, prepared: its `spec` (`registry.DatasetSpec`) and TFDS `builder`."""
+    """A registered dataset, prepared: its `spec` (`registry.DatasetSpec`) and TFDS `builder`.
+
+    Its `elements(split)` are the pipeline's: answers as ids into `answer_names` (-1 for an
+    answer the training split never gives, e.g. CLEVR's unanswered test split), types as
+    ids into `type_names`, boxes (zeros where the dataset has none).
+    """
 
     spec: registry.DatasetSpec
     builder: object
@@ -36,23 +41,90 @@ class Dataset:
     def name(self):
         return self.spec.name
 
-    @property
+    @functools.cached_property
     def answer_names(self):
-        return self.spec.answer_names(self.builder)
+        if self.spec.answer_names is not None:
+            return list(self.spec.answer_names(self.builder))
+        return sorted(set(self._train_scan["answers"]))  # Text answers: the training split's.
 
-    @property
+    @functools.cached_property
     def type_names(self):
-        return self.spec.type_names(self.builder)
+        return list(self.spec.type_names(self.builder))
 
     def num_examples(self, split):
         """Images in `split`."""
         return self.builder.info.splits[split].num_examples
 
+    @functools.cached_property
+    def questions_per_image(self):
+        """Q of the training batches: every image's count, or the most any image of train or
+        validation has (the others are padded, with zero loss weight)."""
+        static = self._raw("train", decode_images=False).element_spec["questions"].shape[0]
+        if static is not None:
+            return static
+        return max(max(self._scan(split)["counts"]) for split in ("train", "validation"))
+
+    @property
+    def fixed_questions(self):
+        """Whether every image has the same number of questions (no padding needed)."""
+        return self._raw("train", decode_images=False).element_spec["questions"].shape[0] is not None
+
+    def num_questions(self, split):
+        """Questions in `split`."""
+        if self.fixed_questions:
+            return self.num_examples(split) * self.questions_per_image
+        return sum(self._scan(split)["counts"])
+
+    def question_texts(self, split):
+        """Every question of `split`, in file order."""
+        return self._scan(split)["texts"]
+
     def elements(self, split, decode_images=True):
-        """`split` as the pipeline's elements, in file order (see `registry`)."""
+        """`split` as the pipeline's elements, in file order (see the class docstring)."""
+        self.answer_names, self.type_names  # noqa: B018  (read eagerly, not while tracing)
+        return self._raw(split, decode_images).map(self._complete)
+
+    def _raw(self, split, decode_images):
         decoders = None if decode_images else {"image": tfds.decode.SkipDecoding()}
         ds = self.builder.as_dataset(split, shuffle_files=False, decoders=decoders)
         return ds.map(self.spec.to_element)
+
+    def _complete(self, element):
+        answers = element["answers"]
+        if answers.dtype == tf.string:
+            table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+                tf.constant(self.answer_names), tf.range(len(self.answer_names), dtype=tf.int64)),
+                default_value=-1)
+            answers = table.lookup(answers)
+        count = tf.shape(answers)[0]
+        types = element.get("types")
+        if types is None and self.spec.answer_type is not None:
+            kinds = [self.type_names.index(self.spec.answer_type(a)) for a in self.answer_names]
+            types = tf.gather(tf.constant(kinds, tf.int64), tf.maximum(answers, 0))
+        elif types is None:
+            types = tf.zeros([count], tf.int64)
+        boxes = element.get("boxes")
+        if boxes is None:
+            boxes = tf.zeros([count, 4], tf.float32)
+        return {"image": element["image"], "questions": element["questions"],
+                "answers": answers, "types": types, "boxes": boxes}
+
+    def _scan(self, split):
+        """Texts, text answers and question counts of a split, read once (images skipped)."""
+        cache = self.__dict__.setdefault("_scans", {})
+        if split not in cache:
+            texts, answers, counts = [], [], []
+            for element in self._raw(split, decode_images=False).as_numpy_iterator():
+                texts.extend(t.decode() for t in element["questions"])
+                if element["answers"].dtype.kind in "SO":
+                    answers.extend(a.decode() for a in element["answers"])
+                counts.append(len(element["questions"]))
+            cache[split] = {"texts": texts, "answers": answers, "counts": counts}
+        return cache[split]
+
+    @property
+    def _train_scan(self):
+        return self._scan("train")
 
 
 def prepare_dataset(name, data_dir=None, build=True):
@@ -98,6 +170,8 @@ def prepare_dataset(name, data_dir=None, build=True):
 def _builder(spec, data_dir):
     try:
         return spec.make_builder(data_dir)
+    except ValueError:  # Our own checks (a user's folder): their message says it all.
+        raise
     except Exception as error:  # TFDS reads a built dataset's dataset_info.json here.
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise ValueError(
@@ -169,11 +243,7 @@ def _remove_incomplete_builds(builder):
 
 def build_vocabulary(dataset):
     """Builds the question vocabulary from the training split's questions only."""
-    texts = []
-    for questions in dataset.elements("train", decode_images=False).map(
-            lambda e: e["questions"]).as_numpy_iterator():
-        texts.extend(t.decode() for t in questions)
-    return Vocabulary.from_texts(texts)
+    return Vocabulary.from_texts(dataset.question_texts("train"))
 
 
 def _encoded_split(dataset, split, vocabulary, image_size, max_question_length):
@@ -184,7 +254,7 @@ def _encoded_split(dataset, split, vocabulary, image_size, max_question_length):
 
     def to_arrays(element):
         questions = tf.numpy_function(encode, [element["questions"]], tf.int32)
-        # Every image of a barn config has the same number of questions.
+        # Known when every image has the same number of questions (barn_vqa), else None.
         questions.set_shape([element["questions"].shape[0], max_question_length])
         return {
             # uint8 keeps the cache small; resize_images rounds, so nothing is lost.
@@ -204,6 +274,10 @@ def training_batches(
 ):
     """Batches `({"image", "questions"}, answers)` shaped `(B, S, S, 3)`, `(B, Q, L)`, `(B, Q)`.
 
+    Q is `dataset.questions_per_image`. Where images have fewer questions (CLEVR, a user's
+    folder), they are padded to Q and each batch carries loss weights `(B, Q)` (0 on
+    padding and on answers the training split never gives): `(inputs, answers, weights)`.
+
     Decoding, resizing and tokenization happen once (cached); then shuffle, batch, cast
     and prefetch each epoch.
 
@@ -215,21 +289,36 @@ def training_batches(
     ds = _encoded_split(dataset, split, vocabulary, image_size, max_question_length)
     num_examples = dataset.num_examples(split)
 
+    fixed = dataset.fixed_questions
+
     def to_model(e):
-        return {"image": tf.cast(e["image"], tf.float32), "questions": e["questions"]}, e[
-            "answers"
-        ]
+        inputs = {"image": tf.cast(e["image"], tf.float32), "questions": e["questions"]}
+        if fixed:
+            return inputs, e["answers"]
+        weights = tf.cast(e["answers"] >= 0, tf.float32)  # Padding and unknown answers: 0.
+        return inputs, tf.maximum(e["answers"], 0), weights
+
+    def batch(ds):
+        if fixed:
+            return ds.batch(batch_size)
+        q = dataset.questions_per_image
+        shapes = {"image": [image_size, image_size, 3], "questions": [q, max_question_length],
+                  "answers": [q], "types": [q], "boxes": [q, 4]}
+        padding = {"image": tf.constant(0, tf.uint8), "questions": 0,
+                   "answers": tf.constant(-1, tf.int64), "types": tf.constant(0, tf.int64),
+                   "boxes": 0.0}
+        return ds.padded_batch(batch_size, padded_shapes=shapes, padding_values=padding)
 
     if epochs is None:
         if shuffle:
             ds = ds.shuffle(num_examples, seed=seed)
-        ds = ds.batch(batch_size)
+        ds = batch(ds)
     else:
         def one_epoch(epoch):
             # A Python seed per epoch (a tensor seed breaks tf.data when the global seed is
             # 0); batched inside, so no batch straddles two epochs.
             shuffled = ds.shuffle(num_examples, seed=seed * 1_000_003 + epoch) if shuffle else ds
-            return shuffled.batch(batch_size)
+            return batch(shuffled)
 
         first, end = epochs
         ds = functools.reduce(tf.data.Dataset.concatenate,
@@ -274,7 +363,12 @@ class QuestionArrays:
 
 
 def question_arrays(dataset, split, vocabulary, image_size, max_question_length):
-    """Loads a whole split into memory, one row per question."""
+    """Loads a whole split into memory, one row per question with a known answer.
+
+    Raises:
+        ValueError: no question of `split` has an answer the model knows (CLEVR's test
+            split has no answers).
+    """
     images, image_index, questions, texts, answers, types, boxes = [], [], [], [], [], [], []
     ds = _encoded_split(dataset, split, vocabulary, image_size, max_question_length)
     raw = dataset.elements(split, decode_images=False)
@@ -287,7 +381,7 @@ def question_arrays(dataset, split, vocabulary, image_size, max_question_length)
         answers.append(e["answers"])
         types.append(e["types"])
         boxes.append(e["boxes"])
-    return QuestionArrays(
+    arrays = QuestionArrays(
         images=np.stack(images),
         image_index=np.array(image_index),
         questions=np.concatenate(questions),
@@ -296,3 +390,14 @@ def question_arrays(dataset, split, vocabulary, image_size, max_question_length)
         types=np.concatenate(types),
         boxes=np.concatenate(boxes).astype(np.float32),
     )
+    known = arrays.answers >= 0
+    if not known.any():
+        raise ValueError(f"no question of {dataset.spec.title}'s {split} split has an answer "
+                         "from the training split (an unanswered split); evaluate "
+                         f"--split {dataset.spec.evaluation_split}")
+    if known.all():
+        return arrays
+    return dataclasses.replace(
+        arrays, image_index=arrays.image_index[known], questions=arrays.questions[known],
+        texts=[t for t, k in zip(texts, known) if k], answers=arrays.answers[known],
+        types=arrays.types[known], boxes=arrays.boxes[known])

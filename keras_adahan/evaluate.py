@@ -11,6 +11,7 @@ another dataset with the same answers (`metrics_NAME.json`).
 import dataclasses
 import json
 import os
+import re
 
 import numpy as np
 
@@ -63,9 +64,11 @@ def grounding(presence, mask, boxes, grid_size):
 
 
 def grounded_questions(arrays, type_names, answer_names, spec):
-    """Boolean mask of the questions with one target object: all but the dataset's
-    `ungrounded_types` (counting) and `ungrounded_answers` ("nothing")."""
-    return ~np.isin(
+    """Boolean mask of the questions with one target object: those with a box, but the
+    dataset's `ungrounded_types` (counting) and `ungrounded_answers` ("nothing")."""
+    ymin, xmin, ymax, xmax = arrays.boxes.T
+    has_box = (ymax > ymin) & (xmax > xmin)
+    return has_box & ~np.isin(
         arrays.types, [type_names.index(t) for t in spec.ungrounded_types if t in type_names]
     ) & ~np.isin(
         arrays.answers,
@@ -148,9 +151,11 @@ def model_answer_labels(dataset_answers, model_answers, dataset_name):
     return np.array([list(model_answers).index(a) for a in dataset_answers])
 
 
-def evaluate(model, dataset, vocabulary, split="test", answers=None):
+def evaluate(model, dataset, vocabulary, split=None, answers=None):
     """Evaluates `model` (a `VQAModel`) on a split of a prepared `data.Dataset`.
 
+    `split`: defaults to the dataset's evaluation split (its test split; CLEVR's validation
+    split, its test split having no answers), whose figures go to `metrics.json`.
     `answers`: the model's answer labels, given to evaluate it on a dataset it was not
     trained on (e.g. trained on `classic_open`, tested on `classic`). The dataset's labels
     are then matched to them by name, and the files carry the dataset's name
@@ -162,14 +167,16 @@ def evaluate(model, dataset, vocabulary, split="test", answers=None):
     from keras_adahan import data
 
     config = model.config
+    split = split or dataset.spec.evaluation_split
     arrays = data.question_arrays(dataset, split, vocabulary, config.image_size,
                                   config.max_question_length)
     answer_names = dataset.answer_names
-    suffix = "" if split == "test" else f"_{split}"
+    suffix = "" if split == dataset.spec.evaluation_split else f"_{split}"
     if answers is not None:
         labels = model_answer_labels(answer_names, answers, dataset.spec.title)
         arrays = dataclasses.replace(arrays, answers=labels[arrays.answers])
-        answer_names, suffix = list(answers), f"_{dataset.name}{suffix}"
+        tag = re.sub(r"[^A-Za-z0-9_.-]+", "-", dataset.name).strip("-")  # folder:/a/b -> folder-a-b
+        answer_names, suffix = list(answers), f"_{tag}{suffix}"
     outputs = predict_split(model, arrays)
     grounded = grounded_questions(arrays, dataset.type_names, answer_names, dataset.spec)
     metrics = compute_metrics(outputs, arrays, answer_names, dataset.type_names,
@@ -242,18 +249,18 @@ def format_summary(metrics, title):
 
 def main(argv=None):
     from keras_adahan import data
-    from keras_adahan.datasets import registry
 
     parser = cli.ArgumentParser(
         prog="python -m keras_adahan.evaluate",
         description="Evaluate a trained keras-adahan run folder on a split of its dataset.",
     )
     parser.add_argument("run_dir", help="a run folder written by keras_adahan.train")
-    parser.add_argument("--split", default="test", choices=("train", "validation", "test"),
-                        help="which split to evaluate (default: test)")
+    parser.add_argument("--split", default=None, choices=("train", "validation", "test"),
+                        help="which split to evaluate (default: the dataset's test split; "
+                             "CLEVR's validation split)")
     parser.add_argument("--data_dir", default=None,
                         help="TFDS data folder (default: the one the run was trained with)")
-    parser.add_argument("--dataset", default=None, choices=sorted(registry.DATASETS),
+    parser.add_argument("--dataset", default=None,
                         help="dataset to evaluate on (default: the run's own); another one "
                              "writes metrics_NAME.json, e.g. a run trained on classic_open "
                              "tested on classic")
@@ -271,7 +278,8 @@ def main(argv=None):
     except (FileNotFoundError, ValueError) as error:
         raise cli.UserError(str(error)) from None
     write_evaluation(evaluation, args.run_dir)
-    print(format_summary(evaluation.metrics, f"{args.run_dir} on {dataset.spec.title} {args.split}"))
+    print(format_summary(evaluation.metrics, f"{args.run_dir} on {dataset.spec.title} "
+                                             f"{evaluation.metrics['split']}"))
     print(json.dumps(evaluation.metrics))
 
 

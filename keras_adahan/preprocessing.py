@@ -33,26 +33,40 @@ def resize_images(images, size):
 def load_image(path, size):
     """Reads an image file of any format, size, mode and bit depth for the model.
 
+    Reads it with `read_rgb` (the rules every image a user gives goes through), then
+    area-resizes it to `size x size` as the training images are (`resize_images`).
+
+    Returns a float32 array `(size, size, 3)` of whole pixel values 0..255. Raises
+    `ValueError` naming the file when it is missing, not an image, damaged or too large.
+    """
+    return resize_images(read_rgb(path, 2 * size), size).numpy()
+
+
+def read_rgb(path, min_side):
+    """An image file as a uint8 RGB array, read by the rules every user image follows.
+
     - EXIF orientation is applied (a phone photo is seen upright);
     - 16-bit and float images are scaled to 0..255, not clipped; transparent areas become
       white (the barn scenes' sky is light); palette, grayscale, CMYK ... become RGB;
     - an animated file is read from its first frame, with a warning;
-    - a large image is reduced while it is read (JPEG decodes at a fraction of its size;
-      other formats are reduced by whole pixel blocks right after decoding), so memory stays
-      bounded; an image of more pixels than Pillow's decompression-bomb limit is refused.
+    - a large image is reduced while it is read, by a whole factor that keeps its short side
+      at least `min_side` (JPEG decodes at a fraction of its size; other formats are
+      block-averaged right after decoding), so memory stays bounded; an image of more pixels
+      than Pillow's decompression-bomb limit is refused.
 
-    Returns a float32 array `(size, size, 3)` of whole pixel values 0..255, area-resized as
-    the training images are (`resize_images`). Raises `ValueError` naming the file when it is
-    missing, not an image, damaged or too large.
+    Raises `ValueError` naming the file when it is missing, not an image, damaged or too
+    large.
     """
     try:
         with warnings.catch_warnings():
             # Pillow only warns between its limit and twice it; both are refused here.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
-                rgb = _to_rgb(image, size, path)
+                return _to_rgb(image, min_side, path)
     except FileNotFoundError:
         raise ValueError(f"image file {str(path)!r} does not exist") from None
+    except IsADirectoryError:
+        raise ValueError(f"{str(path)!r} is a folder, not an image file") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ValueError(
             f"{str(path)!r} has more pixels than the {Image.MAX_IMAGE_PIXELS:,} this tool "
@@ -60,18 +74,17 @@ def load_image(path, size):
             "resize it first") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
         raise ValueError(f"{str(path)!r} is not a readable image file ({error})") from None
-    return resize_images(rgb, size).numpy()
 
 
-def _to_rgb(image, size, path):
-    """An opened image -> uint8 RGB array, reduced to at most ~2x `size` on its short side."""
+def _to_rgb(image, min_side, path):
+    """An opened image -> uint8 RGB array, its short side reduced towards `min_side`."""
     frames = getattr(image, "n_frames", 1)
     if frames > 1:
         warnings.warn(f"{str(path)!r} is animated ({frames} frames); reading its first frame",
-                      ImageWarning, stacklevel=3)
+                      ImageWarning, stacklevel=4)
     if image.format == "JPEG":
-        image.draft("RGB", (2 * size, 2 * size))  # Decodes at 1/2, 1/4 or 1/8 scale.
-    factor = min(image.size) // (2 * size)
+        image.draft("RGB", (min_side, min_side))  # Decodes at 1/2, 1/4 or 1/8 scale.
+    factor = min(image.size) // min_side
     if factor > 1 and image.mode not in ("P", "1"):
         image = image.reduce(factor)  # Block averages: what area resizing does anyway.
     image = ImageOps.exif_transpose(image)  # After reducing: it copies the image.

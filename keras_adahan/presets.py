@@ -52,6 +52,21 @@ PRESETS = {
     # docs/design_choices.md.
     # Train: python -m keras_adahan.train --preset default
     "default": ModelConfig(),
+    # CLEVR (480x320 renders of 3-10 objects, questions of up to ~45 words): the default
+    # preset's shape, wider, an LSTM as in the paper, k = 16% (the paper's smallest share).
+    # --set aggregation=relational (or --aggregation relational) makes it HAN+RN.
+    # Train: python -m keras_adahan.train --dataset clevr --preset clevr
+    "clevr": ModelConfig(
+        conv_filters=(32, 64, 128, 128, 128),
+        max_question_length=48,
+        embedding_dim=64,
+        rnn="lstm",
+        rnn_units=128,
+        fusion_units=(128, 128),
+        k=0.16,
+        relational_units=(128, 128),
+        classifier_units=(128,),
+    ),
 }
 
 

@@ -19,6 +19,7 @@ import time
 import keras
 
 from keras_adahan import cli
+from keras_adahan import compute
 from keras_adahan import data
 from keras_adahan import evaluate
 from keras_adahan import folders
@@ -26,6 +27,7 @@ from keras_adahan import multiworker
 from keras_adahan import plots
 from keras_adahan import run_files
 from keras_adahan.backup import AtomicBackupAndRestore
+from keras_adahan.config import AGGREGATIONS
 from keras_adahan.config import FUSIONS
 from keras_adahan.config import VARIANTS
 from keras_adahan.datasets import registry
@@ -40,6 +42,8 @@ TRAIN_DEFAULTS = {
     # The reference's Adam lr 5e-4; batches of 32 images (96 questions) instead of its
     # one example a step, which is where most of the speed-up over it comes from.
     "reference": dict(batch_size=32, learning_rate=5e-4),
+    # 32 images of ~10 questions each.
+    "clevr": dict(batch_size=32, learning_rate=1e-3),
 }
 
 
@@ -56,14 +60,20 @@ def parse_args(argv=None):
     add("--variant", default="han", choices=VARIANTS,
         help="attention: han (top-k cells), adahan (adaptive, softmax threshold), soft "
              "(soft attention baseline), none (sum over all cells)")
-    add("--dataset", default="classic", choices=sorted(registry.DATASETS),
-        help="dataset to train on: a barn_vqa config (see datasets/barn_vqa/README.md)")
+    add("--dataset", default="classic_open", type=dataset_name, metavar="DATASET",
+        help="a barn_vqa config (" + ", ".join(sorted(registry.DATASETS)) + "; see "
+             "datasets/barn_vqa/README.md), clevr (datasets/clevr/README.md), or "
+             "folder:PATH, a folder of your own images and questions "
+             "(datasets/vqa_folder/README.md)")
     add("--k", type=cli.finite_float, default=None,
         help="HAN cells kept: a count (>= 1) or a share of the cells (< 1). "
              "Default: the preset's")
     add("--min_cells", type=int, default=None,
         help="AdaHAN floor: cells kept at least, whatever the threshold. Default: the "
              "preset's (default preset: as many as HAN keeps, see --k)")
+    add("--aggregation", default=None, choices=AGGREGATIONS,
+        help="what the kept cells are aggregated with: sum (default preset), relational "
+             "(HAN+RN: pairs of kept cells), flatten (the reference's). Default: the preset's")
     add("--fusion", default=None, choices=FUSIONS,
         help="how the question meets each cell: gated (default preset), concat (the "
              "paper's), add (the reference's). Default: the preset's")
@@ -122,14 +132,25 @@ def parse_args(argv=None):
             args.data_dir):
         parser.error(f"--data_dir {args.data_dir!r} is a file, not a folder")
     if args.output_dir is None:
+        dataset = args.dataset
+        if dataset.startswith(registry.FOLDER_PREFIX):  # folder:/a/b/farm -> folder-farm
+            dataset = "folder-" + os.path.basename(dataset[len(registry.FOLDER_PREFIX):])
         args.output_dir = os.path.join(
-            "runs", f"{args.dataset}-{args.preset}-{args.variant}-seed{args.seed}"
+            "runs", f"{dataset}-{args.preset}-{args.variant}-seed{args.seed}"
         )
     try:
         model_config(args, vocabulary_size=2, num_answers=2)  # Bad --k, --set etc.: fail fast.
     except ValueError as error:
         parser.error(str(error))
     return args
+
+
+def dataset_name(text):
+    """argparse type: a registered dataset name or folder:PATH."""
+    try:
+        return registry.get_dataset(text).name
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def model_config(args, vocabulary_size, num_answers):
@@ -153,8 +174,9 @@ def model_config(args, vocabulary_size, num_answers):
         overrides["k"] = int(args.k) if args.k == int(args.k) else args.k
     if args.threshold is not None:
         overrides["threshold"] = args.threshold
-    if args.fusion is not None:
-        overrides["fusion"] = args.fusion
+    for name in ("fusion", "aggregation"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
     if args.min_cells is not None:
         overrides["min_cells"] = args.min_cells
     return get_preset(args.preset, **overrides)
@@ -300,6 +322,7 @@ def main(argv=None):
         print(f"Training {args.variant} ({args.preset} preset, {model.count_params():,} "
               f"parameters) on {dataset.spec.title}: {dataset.num_examples('train')} images x "
               f"{questions_per_image(train_ds)} questions, {args.epochs} epochs -> {run_dir}")
+        print("  " + compute.describe(model, questions_per_image(train_ds)))
         history, seconds = fit(args, train_model, train_ds, val_ds, steps, backup, strategy, chief)
         if not chief:
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -346,10 +369,13 @@ def compiled_training_model(args, model, train_ds, steps_per_epoch):
     gradients of the per-replica share of the mean loss: --batch_size is global.
     """
     train_model = build_training_model(model, questions_per_image(train_ds))
+    accuracy = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+    weighted = len(train_ds.element_spec) == 3  # Padded questions carry weight 0.
     train_model.compile(
         optimizer=keras.optimizers.Adam(learning_rate_schedule(args, steps_per_epoch)),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        metrics=None if weighted else accuracy,
+        weighted_metrics=accuracy if weighted else None,
     )
     return train_model
 
@@ -421,17 +447,24 @@ def finish(args, folder, model, train_model, backup, dataset, vocabulary, histor
     training = {
         "seconds": round(seconds, 1),
         "questions_per_second": round(
-            len(history.epoch) * dataset.num_examples("train")
-            * questions_per_image(train_model) / seconds, 1),
+            len(history.epoch) * dataset.num_questions("train") / seconds, 1),
         "kept_epoch": kept_epoch,
     }
     run_files.write_json(os.path.join(run_dir, run_files.TRAINING), training)
     os.makedirs(os.path.join(run_dir, "plots"), exist_ok=True)
     plots.plot_history(epochs_history, os.path.join(run_dir, "plots", "history.png"))
-    evaluation = evaluate.evaluate(model, dataset, vocabulary)
+    split = dataset.spec.evaluation_split
+    evaluation = evaluate.evaluate(model, dataset, vocabulary, split=split)
     evaluate.write_evaluation(evaluation, run_dir)
     print()
-    print(evaluate.format_summary(evaluation.metrics, f"Test split of {dataset.spec.title}"))
+    print(evaluate.format_summary(evaluation.metrics, f"{split.capitalize()} split of "
+                                                      f"{dataset.spec.title}"))
+    for name in dataset.spec.also_report_on:  # E.g. classic_open's runs on classic.
+        other = data.prepare_dataset(name, args.data_dir)
+        evaluation = evaluate.evaluate(model, other, vocabulary, answers=dataset.answer_names)
+        evaluate.write_evaluation(evaluation, run_dir)
+        print(evaluate.format_summary(evaluation.metrics, f"Test split of {other.spec.title} "
+                                                          f"(metrics_{name}.json)"))
     print(f"  trained {len(history.epoch)} epochs in {seconds:.0f} s "
           f"({training['questions_per_second']:.0f} questions/s); kept epoch "
           f"{kept_epoch}: validation accuracy {epochs_history['val_accuracy'][kept_epoch - 1]:.2%}")

@@ -142,7 +142,7 @@ def test_evaluate_cli(tiny_run):
     (["--epochs", "0"], "--epochs must be a positive integer, received 0"),
     (["--k", "0"], "`k` must be in"),
     (["--threshold", "1.5"], "`threshold` must be in (0, 1], received 1.5"),
-    (["--dataset", "farm"], "argument --dataset: invalid choice: 'farm'"),
+    (["--dataset", "farm"], "argument --dataset: unknown dataset 'farm'; known: classic"),
     (["--set", "bogus=1"], "Unknown ModelConfig field(s) ['bogus']; allowed: ['aggregate_norm'"),
     (["--set", "aggregate_norm=7"], "`aggregate_norm` must be a bool, received 7"),
     (["--set", "rnn"], "--set takes FIELD=VALUE, received 'rnn'"),
@@ -167,11 +167,13 @@ def test_set_overrides_model_config_fields():
 def test_restore_best_weights_is_default_with_an_opt_out():
     assert train.parse_args([]).restore_best_weights
     assert not train.parse_args(["--no-restore_best_weights"]).restore_best_weights
-    # The default run: classic, 4 epochs, batches of 32 images, Adam at 1e-3 (the reference
-    # preset: 5e-4), HAN, a constant rate; a flag given overrides the preset's value.
+    # The default run: classic_open (where no animal can be answered by elimination), 4
+    # epochs, batches of 32 images, Adam at 1e-3 (the reference preset: 5e-4), HAN, a
+    # constant rate; a flag given overrides the preset's value.
     args = train.parse_args([])
     assert (args.dataset, args.preset, args.variant, args.lr_schedule) == (
-        "classic", "default", "han", "constant")
+        "classic_open", "default", "han", "constant")
+    assert args.output_dir == os.path.join("runs", "classic_open-default-han-seed0")
     assert (args.epochs, args.batch_size, args.learning_rate) == (4, 32, 1e-3)
     reference = train.parse_args(["--preset", "reference"])
     assert (reference.epochs, reference.batch_size, reference.learning_rate) == (4, 32, 5e-4)
@@ -179,6 +181,10 @@ def test_restore_best_weights_is_default_with_an_opt_out():
     # Epochs default per dataset: 15 on randomized, 2 on tiny.
     assert train.parse_args(["--dataset", "randomized"]).epochs == 15
     assert train.parse_args(["--dataset", "tiny"]).epochs == 2
+    # A folder dataset's run is named after the folder.
+    folder = train.parse_args(["--dataset", "folder:/data/my farm"])
+    assert folder.dataset == "folder:/data/my farm"
+    assert folder.output_dir == os.path.join("runs", "folder-my farm-default-han-seed0")
 
 
 def test_learning_rate_schedules():

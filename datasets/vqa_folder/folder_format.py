@@ -1,0 +1,144 @@
+"""A user's VQA folder: reading and checking its JSON Lines files.
+
+    PATH/train.jsonl, PATH/test.jsonl, optional PATH/validation.jsonl
+    one JSON object per line:
+      {"image": "<path relative to PATH>", "question": "...", "answer": "...",
+       "type": "..." (optional), "box": [ymin, xmin, ymax, xmax] in 0..1 (optional)}
+
+Every line is checked before anything is built; an error names the file and the line.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+import zlib
+
+SPLIT_FILES = {"train": "train.jsonl", "validation": "validation.jsonl", "test": "test.jsonl"}
+# Without validation.jsonl, images whose path hashes into this share of 100 are held out of
+# train: the same image never lands in two splits, and the choice does not depend on order.
+VALIDATION_PERCENT = 10
+NO_TYPE = "all"  # The question type of lines without "type".
+
+
+class FolderError(ValueError):
+    """The folder does not follow the format; the message names the file and line."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Line:
+    image: str  # Relative to the folder, as written.
+    question: str
+    answer: str
+    type: str
+    box: tuple  # (ymin, xmin, ymax, xmax) in 0..1, or (0, 0, 0, 0) when absent.
+    where: str  # "train.jsonl:12", for messages.
+
+
+def read_folder(path):
+    """`{split: [Line]}` of a folder, checked: required files, fields, boxes, images that
+    exist, answers of validation/test seen in train, no image in two splits, no empty split.
+
+    Raises:
+        FolderError: naming the file and line.
+    """
+    if not os.path.isdir(path):
+        raise FolderError(f"dataset folder {path!r} does not exist")
+    splits = {}
+    for split, name in SPLIT_FILES.items():
+        file = os.path.join(path, name)
+        if os.path.exists(file):
+            splits[split] = _read_lines(path, file)
+        elif split != "validation":
+            raise FolderError(f"{file!r} is missing: a dataset folder holds train.jsonl and "
+                              "test.jsonl (and optionally validation.jsonl)")
+    if "validation" not in splits:
+        held_out = [line for line in splits["train"] if _held_out(line.image)]
+        splits["train"] = [line for line in splits["train"] if not _held_out(line.image)]
+        splits["validation"] = held_out
+    for split, lines in splits.items():
+        if not lines:
+            extra = (f" (no validation.jsonl: {VALIDATION_PERCENT}% of the train images are "
+                     "held out by their path, and none was)" if split == "validation" else "")
+            raise FolderError(f"the {split} split of {path!r} has no questions{extra}")
+    seen = {}
+    for split, lines in splits.items():
+        for line in lines:
+            other = seen.setdefault(line.image, split)
+            if other != split:
+                raise FolderError(f"{line.where}: image {line.image!r} is in the {other} split "
+                                  f"too; an image belongs to one split")
+    answers = {line.answer for line in splits["train"]}
+    for split in ("validation", "test"):
+        for line in splits[split]:
+            if line.answer not in answers:
+                raise FolderError(f"{line.where}: the answer {line.answer!r} never occurs in "
+                                  "train.jsonl, so no model trained on it can give it")
+    return splits
+
+
+def _held_out(image):
+    return zlib.crc32(image.encode("utf-8")) % 100 < VALIDATION_PERCENT
+
+
+def _read_lines(folder, file):
+    lines = []
+    name = os.path.basename(file)
+    with open(file, encoding="utf-8") as f:
+        for number, text in enumerate(f, 1):
+            if not text.strip():
+                continue
+            where = f"{name}:{number}"
+            try:
+                record = json.loads(text)
+            except json.JSONDecodeError as error:
+                raise FolderError(f"{os.path.join(folder, where)}: not a JSON object "
+                                  f"({error.msg})") from None
+            lines.append(_line(folder, record, os.path.join(folder, where)))
+    return lines
+
+
+def _line(folder, record, where):
+    if not isinstance(record, dict):
+        raise FolderError(f"{where}: expected a JSON object, received {type(record).__name__}")
+    for key in ("image", "question", "answer"):
+        if not isinstance(record.get(key), str) or not record[key].strip():
+            raise FolderError(f"{where}: \"{key}\" must be a non-empty string, received "
+                              f"{record.get(key)!r}")
+    unknown = sorted(set(record) - {"image", "question", "answer", "type", "box"})
+    if unknown:
+        raise FolderError(f"{where}: unknown field(s) {unknown}; a line holds image, "
+                          "question, answer and optionally type and box")
+    kind = record.get("type", NO_TYPE)
+    if not isinstance(kind, str) or not kind.strip():
+        raise FolderError(f"{where}: \"type\" must be a non-empty string, received {kind!r}")
+    box = record.get("box", (0.0, 0.0, 0.0, 0.0))
+    if (not isinstance(box, (list, tuple)) or len(box) != 4
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)
+            or not all(0.0 <= v <= 1.0 for v in box) or box[0] > box[2] or box[1] > box[3]):
+        raise FolderError(f"{where}: \"box\" must be [ymin, xmin, ymax, xmax] in 0..1 with "
+                          f"ymin <= ymax and xmin <= xmax, received {box!r}")
+    image = os.path.normpath(record["image"])
+    if os.path.isabs(image) or image.startswith(".."):
+        raise FolderError(f"{where}: \"image\" must be a path inside the folder, received "
+                          f"{record['image']!r}")
+    if not os.path.isfile(os.path.join(folder, image)):
+        raise FolderError(f"{where}: image {record['image']!r} does not exist in {folder!r}")
+    return Line(image, record["question"], record["answer"].strip(), kind.strip(),
+                tuple(float(v) for v in box), where)
+
+
+def fingerprint(path):
+    """A hash of the folder's files (the JSON Lines and each image's size and time): the
+    prepared dataset is rebuilt when it changes."""
+    digest = hashlib.sha256(os.path.abspath(path).encode("utf-8"))
+    for name in sorted(SPLIT_FILES.values()):
+        file = os.path.join(path, name)
+        if os.path.exists(file):
+            with open(file, "rb") as f:
+                digest.update(name.encode() + f.read())
+    images = sorted({line.image for lines in read_folder(path).values() for line in lines})
+    for image in images:
+        stat = os.stat(os.path.join(path, image))
+        digest.update(f"{image}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode("utf-8"))
+    return digest.hexdigest()[:16]
