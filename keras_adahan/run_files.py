@@ -1,6 +1,8 @@
 """The run folder: what training writes and what evaluation, export and prediction read.
 
     RUN_DIR/
+      .keras_adahan      marks the folder as this project's (see keras_adahan.folders)
+      .lock              held by the trainer writing the folder
       model.keras        the single-question VQA model (inputs `image`, `question`)
       vocabulary.json    question words (see keras_adahan.text.Vocabulary)
       answers.json       answer labels, in the order of the model's logits
@@ -20,6 +22,10 @@ import contextlib
 import dataclasses
 import json
 import os
+import shutil
+
+from keras_adahan import cli
+from keras_adahan import folders
 
 MODEL = "model.keras"
 VOCABULARY = "vocabulary.json"
@@ -44,8 +50,6 @@ def atomic_path(path):
         fsync_folder(directory)  # The rename itself.
     finally:
         if os.path.isdir(tmp):
-            import shutil
-
             shutil.rmtree(tmp, ignore_errors=True)
         elif os.path.exists(tmp):
             os.remove(tmp)
@@ -82,8 +86,6 @@ def fsync_folder(path):
 
 def remove_temporary_files(directory):
     """Deletes what `atomic_path` left in `directory` (and below) when its process was killed."""
-    import shutil
-
     for parent, folders, files in os.walk(directory):
         for name in folders + files:
             if name.startswith(".tmp-"):
@@ -153,3 +155,72 @@ def load_run(run_dir_or_model):
         answers=read_json(os.path.join(run_dir, ANSWERS))["answers"],
         config=config,
     )
+
+
+# Settings a resumed run must share with the run it continues (the model config is
+# compared too); --epochs may grow, --data_dir may move.
+RESUME_MUST_MATCH = ("dataset", "seed", "preset", "batch_size", "learning_rate", "lr_schedule")
+class RunFolder:
+    """The run folder a trainer writes: locked for the whole run; with --overwrite, a new
+    folder beside the old one, swapped in by `commit()` once the run has succeeded."""
+
+    def __init__(self, final, path, locks):
+        self.final, self.path, self.locks = final, path, locks
+
+    def commit(self):
+        if self.path != self.final:
+            folders.swap_into_place(self.path, self.final)
+            self.path = self.final
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, error_type, *_):
+        if error_type is not None and self.path != self.final:  # A failed replacement.
+            shutil.rmtree(self.path, ignore_errors=True)
+        for lock in self.locks:
+            lock.release()
+
+
+def prepare_run_dir(args):
+    """The `RunFolder` of `args.output_dir`; refuses to touch a folder it does not own, or
+    one that another trainer is writing."""
+    final = args.output_dir
+    folders.remove_stale_staging(final)  # What a killed --overwrite run left.
+    empty = folders.is_empty(final)
+    if args.resume and not empty:
+        if folders.folder_kind(final) != "run":
+            raise cli.UserError(f"--resume: {final!r} holds no run to resume; drop --resume")
+        lock = folders.FolderLock(final)
+        check_resume_settings(args, final)
+        remove_temporary_files(final)
+        return RunFolder(final, final, [lock])
+    if not empty and not args.overwrite:
+        raise cli.UserError(
+            f"the run folder {final!r} already exists. Pass --overwrite to replace it, "
+            "--resume to continue it, or --output_dir to write elsewhere")
+    if args.resume:  # Killed before it wrote anything: nothing to lose.
+        print(f"--resume: nothing to resume in {final!r}; starting a new run")
+    path, locks = final, []
+    if not empty:  # --overwrite: a run folder of ours, not in use; replaced at the end.
+        folders.check_replaceable(final, "run", "--output_dir")
+        locks.append(folders.FolderLock(final))
+        path = folders.staging_path(final)
+    os.makedirs(path, exist_ok=True)
+    locks.append(folders.FolderLock(path))
+    folders.write_marker(path, "run")
+    return RunFolder(final, path, locks)
+
+
+def check_resume_settings(args, run_dir):
+    """--resume continues the same run: the saved settings of `RESUME_MUST_MATCH` agree."""
+    try:
+        saved = read_json(os.path.join(run_dir, CONFIG))["train"]
+    except (OSError, ValueError, KeyError) as error:
+        raise cli.UserError(f"--resume: cannot read {run_dir!r}'s config.json ({error}); "
+                            "train into another --output_dir") from None
+    differ = [f"--{name} {saved.get(name)!r} (given {getattr(args, name)!r})"
+              for name in RESUME_MUST_MATCH if saved.get(name) != getattr(args, name)]
+    if differ:
+        raise cli.UserError(f"--resume: {run_dir!r} was trained with {', '.join(differ)}; "
+                            "resume with the command that started it")

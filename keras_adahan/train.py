@@ -13,7 +13,6 @@ import math
 import os
 import shutil
 import sys
-import tempfile
 import time
 
 import keras
@@ -21,8 +20,8 @@ import keras
 from keras_adahan import cli
 from keras_adahan import compute
 from keras_adahan import data
+from keras_adahan import distribute
 from keras_adahan import evaluate
-from keras_adahan import folders
 from keras_adahan import multiworker
 from keras_adahan import plots
 from keras_adahan import run_files
@@ -191,118 +190,18 @@ def learning_rate_schedule(args, steps_per_epoch):
         args.learning_rate, decay_steps=args.epochs * steps_per_epoch)
 
 
-# Settings a resumed run must share with the run it continues (the model config is
-# compared too); --epochs may grow, --data_dir may move.
-RESUME_MUST_MATCH = ("dataset", "seed", "preset", "batch_size", "learning_rate", "lr_schedule")
 # ModelConfig fields that a flag or the dataset sets; --set cannot set them.
 _SET_BY_FLAGS = {"variant": "--variant", "vocab_size": "the dataset",
                  "num_answers": "the dataset"}
-
-
-class RunFolder:
-    """The run folder a trainer writes: locked for the whole run; with --overwrite, a new
-    folder beside the old one, swapped in by `commit()` once the run has succeeded."""
-
-    def __init__(self, final, path, locks):
-        self.final, self.path, self.locks = final, path, locks
-
-    def commit(self):
-        if self.path != self.final:
-            folders.swap_into_place(self.path, self.final)
-            self.path = self.final
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, error_type, *_):
-        if error_type is not None and self.path != self.final:  # A failed replacement.
-            shutil.rmtree(self.path, ignore_errors=True)
-        for lock in self.locks:
-            lock.release()
-
-
-def prepare_run_dir(args):
-    """The `RunFolder` of `args.output_dir`; refuses to touch a folder it does not own, or
-    one that another trainer is writing."""
-    final = args.output_dir
-    folders.remove_stale_staging(final)  # What a killed --overwrite run left.
-    empty = folders.is_empty(final)
-    if args.resume and not empty:
-        if folders.folder_kind(final) != "run":
-            raise cli.UserError(f"--resume: {final!r} holds no run to resume; drop --resume")
-        lock = folders.FolderLock(final)
-        check_resume_settings(args, final)
-        run_files.remove_temporary_files(final)
-        return RunFolder(final, final, [lock])
-    if not empty and not args.overwrite:
-        raise cli.UserError(
-            f"the run folder {final!r} already exists. Pass --overwrite to replace it, "
-            "--resume to continue it, or --output_dir to write elsewhere")
-    if args.resume:  # Killed before it wrote anything: nothing to lose.
-        print(f"--resume: nothing to resume in {final!r}; starting a new run")
-    path, locks = final, []
-    if not empty:  # --overwrite: a run folder of ours, not in use; replaced at the end.
-        folders.check_replaceable(final, "run", "--output_dir")
-        locks.append(folders.FolderLock(final))
-        path = folders.staging_path(final)
-    os.makedirs(path, exist_ok=True)
-    locks.append(folders.FolderLock(path))
-    folders.write_marker(path, "run")
-    return RunFolder(final, path, locks)
-
-
-def check_resume_settings(args, run_dir):
-    """--resume continues the same run: the saved settings of `RESUME_MUST_MATCH` agree."""
-    try:
-        saved = run_files.read_json(os.path.join(run_dir, run_files.CONFIG))["train"]
-    except (OSError, ValueError, KeyError) as error:
-        raise cli.UserError(f"--resume: cannot read {run_dir!r}'s config.json ({error}); "
-                            "train into another --output_dir") from None
-    differ = [f"--{name} {saved.get(name)!r} (given {getattr(args, name)!r})"
-              for name in RESUME_MUST_MATCH if saved.get(name) != getattr(args, name)]
-    if differ:
-        raise cli.UserError(f"--resume: {run_dir!r} was trained with {', '.join(differ)}; "
-                            "resume with the command that started it")
-
-
-def distribution_strategy(name):
-    import tensorflow as tf
-
-    if name == "mirrored":
-        strategy = tf.distribute.MirroredStrategy()
-        print(f"MirroredStrategy over {strategy.num_replicas_in_sync} replicas: "
-              f"{', '.join(strategy.extended.worker_devices)}")
-        return strategy
-    if name == "multiworker":
-        from keras_adahan import multiworker
-
-        return multiworker.multi_worker_strategy()
-    return tf.distribute.get_strategy()  # The default, single-device strategy.
-
-
-def check_batch_split(dataset, batch_size, replicas):
-    """Every replica must get a share of every batch, and full batches equal shares.
-
-    Keras 3.15's `fit` under MirroredStrategy averages the first batch across replicas to
-    build the model and fails on unequal shares; an empty share (a last batch smaller
-    than the number of replicas) fails in batch normalization, under either strategy.
-    """
-    sizes = {split: dataset.num_examples(split) for split in ("train", "validation")}
-    last = {split: n % batch_size for split, n in sizes.items()}
-    if batch_size % replicas or any(0 < r < replicas for r in last.values()):
-        raise cli.UserError(
-            f"--batch_size {batch_size} does not split across {replicas} replicas: it "
-            f"must be a multiple of {replicas}, and the last batch of each split must hold "
-            f"at least {replicas} images (split sizes {sizes})")
 
 
 def main(argv=None):
     """Trains, saves and evaluates one run; returns the test metrics (None on a worker)."""
     args = parse_args(argv)
     # First of all: MultiWorkerMirroredStrategy must exist before TensorFlow runs an op.
-    strategy = distribution_strategy(args.distribute)
-    chief, chief_backup = become_worker_unless_chief(args, strategy)
-    with prepare_run_dir(args) as folder:  # Refusals come before the dataset is built.
+    strategy = distribute.distribution_strategy(args.distribute)
+    chief, chief_backup = distribute.become_worker_unless_chief(args, strategy)
+    with run_files.prepare_run_dir(args) as folder:  # Refusals come before the dataset is built.
         run_dir = folder.path
         dataset = data.prepare_dataset(args.dataset, args.data_dir)
         keras.utils.set_random_seed(args.seed)
@@ -314,7 +213,7 @@ def main(argv=None):
             monitor="val_loss" if args.restore_best_weights else None)  # Completed epochs.
         train_ds, val_ds, steps = input_pipelines(args, dataset, vocabulary, config, backup.epoch)
         if args.distribute != "none":
-            check_batch_split(dataset, args.batch_size, strategy.num_replicas_in_sync)
+            distribute.check_batch_split(dataset, args.batch_size, strategy.num_replicas_in_sync)
         with strategy.scope():
             model = build_model(config)
             train_model = compiled_training_model(args, model, train_ds, steps)
@@ -330,16 +229,6 @@ def main(argv=None):
             return None
         return finish(args, folder, model, train_model, backup, dataset, vocabulary, history,
                       seconds)
-
-
-def become_worker_unless_chief(args, strategy):
-    """`(chief, chief_backup)`. A worker other than the chief trains in step with it and
-    writes into a scratch folder (deleted at the end), resuming from the chief's backup."""
-    if multiworker.is_chief(strategy):
-        return True, None
-    chief_backup = os.path.join(args.output_dir, "backup") if args.resume else None
-    args.output_dir, args.resume = tempfile.mkdtemp(prefix="keras_adahan_worker_"), False
-    return False, chief_backup
 
 
 def input_pipelines(args, dataset, vocabulary, config, first_epoch):
