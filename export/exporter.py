@@ -20,10 +20,8 @@ was, a killed one leaves a staging folder that the next export to OUTPUT_DIR rem
 --overwrite replaces only an export folder of this project, never the run it exports.
 """
 
-import hashlib
 import os
 import shutil
-import tempfile
 import time
 
 import numpy as np
@@ -31,6 +29,7 @@ import numpy as np
 from keras_adahan import folders
 from keras_adahan import run_files
 from keras_adahan.layers import ConvAveragePool2D
+from keras_adahan.predict import labels_fingerprint
 
 from . import serving
 from . import tflite
@@ -40,7 +39,7 @@ from .tflite import ExportError
 SAVED_MODEL = "saved_model"
 LABELS = "labels.json"
 REPORT = "export_report.json"
-FORMAT = "keras_adahan.export/1"
+FORMAT = "keras_adahan.export/2"  # 2: labels.json carries its fingerprint.
 
 
 def tflite_name(quantization):
@@ -122,9 +121,9 @@ def export(
     folders.remove_stale_staging(output_dir)  # What a killed export left.
     staging = folders.staging_path(output_dir)
     shutil.rmtree(staging, ignore_errors=True)
-    scratch = tempfile.mkdtemp(prefix="keras_adahan_export_")
+    scratch = os.path.join(staging, ".tmp-scratch")  # Inside: cleaned with the staging.
     try:
-        os.makedirs(staging)
+        os.makedirs(scratch)
         folders.write_marker(staging, "export")
         _copy_run_files(run_dir, staging)
 
@@ -161,7 +160,9 @@ def export(
         labels = labels_dict(run)
         # Which files these labels belong to: predict refuses them beside another model.
         labels["model_sha256"] = {
-            tflite_name(q): _sha256(os.path.join(staging, tflite_name(q))) for q in quantizations}
+            tflite_name(q): run_files.sha256(os.path.join(staging, tflite_name(q)))
+            for q in quantizations}
+        labels["fingerprint"] = labels_fingerprint(labels)
         run_files.write_json(os.path.join(staging, LABELS), labels)
 
         report = {
@@ -186,13 +187,13 @@ def export(
                 max_questions=max_parity_questions, log=log,
             )
         run_files.write_json(os.path.join(staging, REPORT), report)
+        shutil.rmtree(scratch)
         run_files.fsync_tree(staging)
         if os.path.isdir(output_dir) and folders.is_empty(output_dir):
             shutil.rmtree(output_dir)  # Empty, or only our marker and lock.
         folders.swap_into_place(staging, output_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(scratch, ignore_errors=True)
     log(f"Exported to {output_dir}")
     return report
 
@@ -217,11 +218,6 @@ def _prepared_dataset(config, data_dir):
 def _copy_run_files(run_dir, destination):
     for name in (run_files.MODEL, run_files.VOCABULARY, run_files.ANSWERS, run_files.CONFIG):
         shutil.copyfile(os.path.join(run_dir, name), os.path.join(destination, name))
-
-
-def _sha256(path):
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
 
 
 def _folder_bytes(path):

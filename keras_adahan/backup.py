@@ -103,8 +103,8 @@ class AtomicBackupAndRestore(keras.callbacks.Callback):
             return None
         try:
             state = run_files.read_json(self.state_path)
+            _check_state(state)
             weights = os.path.join(self.backup_dir, state["weights"])
-            int(state["epoch"]), list(state["history"])  # noqa: B018  (all three must be there)
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ValueError(self._damaged(f"{self.state_path!r} is unreadable ({error})")) from None
         try:
@@ -207,3 +207,22 @@ class AtomicBackupAndRestore(keras.callbacks.Callback):
                              and name not in keep)
             if name.startswith(".tmp-") or stale_weights:
                 os.remove(os.path.join(self.backup_dir, name))
+
+
+def _check_state(state):
+    """Raises `ValueError` unless `state` is what `on_epoch_end` writes."""
+    epoch, history, weights = state["epoch"], state["history"], state["weights"]
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1:
+        raise ValueError(f"epoch must be a count of completed epochs, received {epoch!r}")
+    if not isinstance(history, list) or len(history) != epoch:
+        raise ValueError(f"history must hold one row per completed epoch ({epoch})")
+    names = None
+    for row in history:
+        if not isinstance(row, dict) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in row.values()):
+            raise ValueError("every history row must map metric names to numbers")
+        if names is not None and set(row) != names:
+            raise ValueError("every history row must hold the same metrics")
+        names = set(row)
+    if not isinstance(weights, str) or os.path.basename(weights) != weights:
+        raise ValueError(f"weights must name a file of the backup, received {weights!r}")

@@ -104,6 +104,11 @@ def run(main, argv=None):
     warnings.formatwarning = lambda message, *_, **__: f"warning: {message}\n"
     try:
         return main(argv)
+    except KeyboardInterrupt:
+        # Every file is written aside and renamed, so an interrupted command leaves none
+        # half-written; a trainer continues with --resume.
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)
     except UserError as error:
         _fail(error, DEBUG_FLAG in args)
     except (OSError, ValueError) as error:

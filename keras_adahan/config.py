@@ -104,6 +104,8 @@ class ModelConfig:
             value = getattr(self, name)
             if isinstance(value, numbers.Integral):
                 value = (value,)
+            if not isinstance(value, (tuple, list)):
+                raise ValueError(f"`{name}` must be a list of ints, received {value!r}")
             # Keep tuples (JSON gives lists back), so configs compare and hash.
             object.__setattr__(self, name, tuple(value))
         self._validate()

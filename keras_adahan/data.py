@@ -17,8 +17,21 @@ from keras_adahan.prepare import damaged  # noqa: F401
 from keras_adahan.prepare import prepare_dataset  # noqa: F401
 from keras_adahan.preprocessing import resize_images
 from keras_adahan.text import Vocabulary
+from keras_adahan.text import tokenize
 
 AUTOTUNE = tf.data.AUTOTUNE
+
+
+def check_question_lengths(dataset, max_question_length):
+    """Raises `ValueError` naming the first question of any split longer than the model
+    reads (found before training, not as a graph error in the middle of it)."""
+    for split in dataset.builder.info.splits:
+        for text in dataset.question_texts(split):
+            if len(tokenize(text)) > max_question_length:
+                raise ValueError(
+                    f"{dataset.spec.title}'s {split} split asks {text!r}, "
+                    f"{len(tokenize(text))} words; the model reads at most "
+                    f"{max_question_length}: pass --set max_question_length=N")
 
 
 def build_vocabulary(dataset):

@@ -277,7 +277,8 @@ def main(argv=None):
                               answers=None if name == trained_on else run.answers)
     except (FileNotFoundError, ValueError) as error:
         raise cli.UserError(str(error)) from None
-    write_evaluation(evaluation, args.run_dir)
+    run_dir = os.path.dirname(args.run_dir) if args.run_dir.endswith(".keras") else args.run_dir
+    write_evaluation(evaluation, run_dir)
     print(format_summary(evaluation.metrics, f"{args.run_dir} on {dataset.spec.title} "
                                              f"{evaluation.metrics['split']}"))
     print(json.dumps(evaluation.metrics))

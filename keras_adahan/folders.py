@@ -22,6 +22,14 @@ from keras_adahan.cli import UserError
 MARKER = ".keras_adahan"
 LOCK = ".lock"
 KINDS = ("run", "export")
+# What each kind of folder holds when the project made it; anything else is a user's, and
+# the folder is then not replaced.
+_OWN_FILES = {
+    "run": re.compile(r"(model\.keras|vocabulary\.json|answers\.json|config\.json|"
+                      r"history\.csv|training\.json|metrics(_[^/]*)?\.json|plots|backup)$"),
+    "export": re.compile(r"(model\.keras|vocabulary\.json|answers\.json|config\.json|"
+                         r"saved_model|labels\.json|export_report\.json|vqa_\w+\.tflite)$"),
+}
 
 
 def write_marker(folder, kind):
@@ -80,6 +88,8 @@ def check_replaceable(folder, kind, flag, protect=()):
         if path == target or path.startswith(target + os.sep):
             raise UserError(f"{flag} {folder!r} is or contains {path!r}, the source of this "
                             f"job; choose another {flag}")
+    if os.path.islink(folder):
+        raise UserError(f"{flag} {folder!r} is a symbolic link; give the folder itself")
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise UserError(f"{flag} {folder!r} is a file, not a folder")
     if is_empty(folder):
@@ -91,6 +101,14 @@ def check_replaceable(folder, kind, flag, protect=()):
             f"{flag} {folder!r} holds {what} ({_some_names(folder)}); --overwrite replaces "
             f"only a {kind} folder of keras-adahan. Choose another {flag}"
         )
+    foreign = sorted(name for name in os.listdir(folder)
+                     if name not in (MARKER, LOCK) and not name.startswith(".tmp-")
+                     and not _OWN_FILES[kind].match(name))
+    if foreign:
+        raise UserError(
+            f"{flag} {folder!r} is a {kind} folder that also holds files of yours "
+            f"({', '.join(foreign[:4])}); --overwrite would delete them. Move them out first, "
+            f"or choose another {flag}")
 
 
 def _some_names(folder):
@@ -110,10 +128,17 @@ def remove_stale_staging(folder):
     if not os.path.isdir(parent):
         return
     pattern = re.compile(rf"\.tmp-(\d+)-(old-)?{re.escape(name)}$")
-    for entry in os.listdir(parent):
+    for entry in sorted(os.listdir(parent), key=lambda e: "-old-" not in e):  # old- first
         match = pattern.match(entry)
-        if match and int(match.group(1)) != os.getpid() and not _alive(int(match.group(1))):
-            shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
+        if not match or int(match.group(1)) == os.getpid() or _alive(int(match.group(1))):
+            continue
+        path = os.path.join(parent, entry)
+        if match.group(2) and not os.path.lexists(folder):
+            # Killed between the two renames of a swap: the old folder was moved aside and
+            # the new one not yet in place. Put the old one back.
+            os.replace(path, folder)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _alive(pid):
@@ -132,7 +157,7 @@ def swap_into_place(staging, folder):
 
     parent, name = os.path.split(os.path.abspath(folder))
     old = os.path.join(parent, f".tmp-{os.getpid()}-old-{name}")
-    if os.path.isdir(folder):
+    if os.path.isdir(folder) and not os.path.islink(folder):
         os.replace(folder, old)
     os.replace(staging, folder)
     run_files.fsync_folder(parent)
@@ -154,7 +179,12 @@ class FolderLock:
         import fcntl
 
         self.path = os.path.join(folder, LOCK)
-        self._file = open(self.path, "a+", encoding="utf-8")
+        try:  # Never through a link: the lock file is rewritten.
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as error:
+            raise UserError(f"cannot lock the {what} {folder!r}: {self.path!r} is not a plain "
+                            f"file this project can write ({error.strerror})") from None
+        self._file = os.fdopen(fd, "r+", encoding="utf-8")
         try:
             fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

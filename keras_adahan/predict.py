@@ -13,6 +13,7 @@ are read from `labels.json` beside the model (written by `python -m keras_adahan
 drawn over the pixels it covers.
 """
 
+import hashlib
 import json
 import os
 import warnings
@@ -22,6 +23,7 @@ import numpy as np
 from keras_adahan import cli
 
 LABELS = "labels.json"
+OVERLAY_MARK = "keras_adahan_overlay"  # A PNG text key marking the overlays this tool writes.
 
 
 class UnknownWordsWarning(UserWarning):
@@ -40,14 +42,35 @@ def load_labels(model_path, labels_path=None):
             f"no {LABELS} beside the model ({path!r} does not exist); export the model "
             "with `python -m keras_adahan.export`, or pass --labels"
         )
+    if not os.path.isfile(path):
+        raise ValueError(f"{path!r} is not a regular file")
     try:
         with open(path, encoding="utf-8") as f:
             labels = json.load(f)
-        if not (isinstance(labels["words"], list) and isinstance(labels["answers"], list)):
-            raise TypeError("`words` and `answers` must be lists")
-    except (ValueError, KeyError, TypeError) as error:
+        strings = lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v)  # noqa: E731
+        if not (isinstance(labels, dict) and strings(labels["words"])
+                and strings(labels["answers"])
+                and len(set(labels["answers"])) == len(labels["answers"])):
+            raise TypeError("`words` and `answers` must be lists of strings, answers distinct")
+        for key in ("image_size", "max_question_length", "num_cells"):
+            if key in labels and (not isinstance(labels[key], int) or isinstance(labels[key], bool)):
+                raise TypeError(f"`{key}` must be an int")
+        hashes = labels.get("model_sha256", {})
+        if not isinstance(hashes, dict) or not all(isinstance(v, str) for v in hashes.values()):
+            raise TypeError("`model_sha256` must map file names to hashes")
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
         raise ValueError(f"{path!r} is not a keras_adahan labels file ({error})") from None
+    if "fingerprint" in labels or labels.get("format") != "keras_adahan.export/1":
+        if labels.get("fingerprint") != labels_fingerprint(labels):
+            raise ValueError(f"{path!r} is not the labels file its export wrote (edited or "
+                             "damaged): its answers or words could be in another order")
     return labels
+
+
+def labels_fingerprint(labels):
+    """A hash of everything in `labels` but itself: what `export` wrote, unedited."""
+    content = {key: value for key, value in labels.items() if key != "fingerprint"}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode("utf-8")).hexdigest()
 
 
 def check_labels(labels, vqa, labels_path):
@@ -73,8 +96,11 @@ def check_labels(labels, vqa, labels_path):
 def load_model(model_path, num_threads=1):
     from keras_adahan.export.litert_vqa import LiteRTVQA
 
-    if not os.path.isfile(model_path):
+    if not os.path.exists(model_path):
         raise ValueError(f"model file {model_path!r} does not exist")
+    if not os.path.isfile(model_path):
+        raise ValueError(f"model file {model_path!r} is not a regular file (a .tflite file "
+                         "written by python -m keras_adahan.export)")
     try:
         return LiteRTVQA(model_path, num_threads=num_threads)
     except ValueError as error:
@@ -98,6 +124,7 @@ def draw_overlay(image_path, mask, presence, grid_size, path):
     """
     from PIL import Image
     from PIL import ImageDraw
+    from PIL import PngImagePlugin
 
     from keras_adahan import geometry
     from keras_adahan import run_files
@@ -124,8 +151,32 @@ def draw_overlay(image_path, mask, presence, grid_size, path):
         ymin, xmin, ymax, xmax = boxes[index]
         width_px = 3 if index == top else 1
         draw.rectangle([xmin, ymin, xmax - 1, ymax - 1], outline=(255, 200, 0), width=width_px)
+    marked = PngImagePlugin.PngInfo()
+    marked.add_text(OVERLAY_MARK, "1")  # So a later --overlay may replace it (check_overlay).
     with run_files.atomic_path(path) as tmp:
-        out.save(tmp, format="PNG")
+        out.save(tmp, format="PNG", pnginfo=marked)
+
+
+def check_overlay(path, inputs):
+    """Raises `ValueError` unless `path` may be written: not one of the command's `inputs`,
+    and, if it exists, an overlay this command wrote before (never a user's file)."""
+    from PIL import Image
+
+    for given in inputs:
+        if given and os.path.exists(given) and os.path.realpath(given) == os.path.realpath(path):
+            raise ValueError(f"--overlay {path!r} is an input of this command; choose another file")
+    if os.path.lexists(path):
+        try:
+            with Image.open(path) as image:
+                ours = image.format == "PNG" and OVERLAY_MARK in image.info
+        except (OSError, ValueError):
+            ours = False
+        if not ours or os.path.islink(path):
+            raise ValueError(f"--overlay {path!r} exists and is not an overlay this tool wrote; "
+                             "choose a new file name")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"--overlay {path!r}: the folder {folder!r} does not exist")
 
 
 def predict(model_path, image_path, questions, top=3, labels_path=None, num_threads=1,
@@ -196,10 +247,14 @@ def main(argv=None):
                         help="refuse a question with words the model does not know (by "
                              "default it is answered, with a warning naming them)")
     args = parser.parse_args(argv)
-    for name in ("top", "threads"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name} must be >= 1, received {getattr(args, name)}")
+    if args.top < 1:
+        parser.error(f"--top must be >= 1, received {args.top}")
+    if not 1 <= args.threads <= 256:
+        parser.error(f"--threads must be in [1, 256], received {args.threads}")
     try:
+        if args.overlay:  # Before anything runs: a user's file is never replaced.
+            check_overlay(args.overlay, [args.image, args.model, args.labels,
+                                         labels_path_of(args.model, args.labels)])
         results, vqa = predict(args.model, args.image, args.question, args.top, args.labels,
                                args.threads, strict=args.strict)
         if args.overlay:

@@ -4,6 +4,7 @@ The training pipeline, evaluation and on-device prediction all call these, so a 
 given to `keras_adahan.predict` is converted exactly as the training images were.
 """
 
+import os
 import warnings
 
 import numpy as np
@@ -57,6 +58,9 @@ def read_rgb(path, min_side):
     Raises `ValueError` naming the file when it is missing, not an image, damaged or too
     large.
     """
+    if os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path):
+        # A FIFO or device would block or never end.
+        raise ValueError(f"{str(path)!r} is not a regular file")
     try:
         with warnings.catch_warnings():
             # Pillow only warns between its limit and twice it; both are refused here.
@@ -99,11 +103,19 @@ def _to_rgb(image, min_side, path):
 
 def _scaled_gray(values, mode):
     """16-bit, 32-bit or float grayscale -> uint8 RGB, the full range onto 0..255."""
-    values = np.nan_to_num(values.astype(np.float64))
-    if mode.startswith("I;16") or (mode == "I" and values.max(initial=0) > 255):
+    values = values.astype(np.float64)
+    finite = np.isfinite(values)
+    if not finite.all():
+        warnings.warn(f"{int((~finite).sum())} pixels are not finite numbers; read as black",
+                      ImageWarning, stacklevel=5)
+        values = np.where(finite, values, 0.0)
+    low, high = values.min(initial=0), values.max(initial=0)
+    if mode.startswith("I;16") or (mode == "I" and 255 < high <= 65535 and low >= 0):
         values = values / 257.0  # 0..65535 -> 0..255.
-    elif mode == "F" and values.max(initial=0) <= 1.0:
+    elif mode == "F" and low >= 0 and high <= 1.0:
         values = values * 255.0  # 0..1 floats.
+    elif low < 0 or high > 255:  # Another range: stretched onto 0..255, not clipped.
+        values = (values - low) * (255.0 / max(high - low, 1e-12))
     gray = np.clip(np.round(values), 0, 255).astype(np.uint8)
     return np.repeat(gray[..., None], 3, axis=-1)
 

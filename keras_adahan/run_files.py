@@ -20,9 +20,11 @@ so a killed process or a power cut never leaves a half-written file behind.
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
+import zipfile
 
 from keras_adahan import cli
 from keras_adahan import folders
@@ -104,8 +106,18 @@ def write_json(path, obj):
 
 
 def read_json(path):
+    """The JSON in `path`; a `ValueError` naming the file when it is not JSON."""
     with open(path, encoding="utf-8") as f:
-        return json.load(f)
+        try:
+            return json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{str(path)!r} is not a readable JSON file ({error})") from None
+
+
+def sha256(path):
+    """The SHA-256 of a file's bytes, in hex."""
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
 
 
 @dataclasses.dataclass
@@ -141,20 +153,44 @@ def load_run(run_dir_or_model):
     from keras_adahan.model import VQAModel  # Registers it and the layers for load_model.
 
     config = read_json(os.path.join(run_dir, CONFIG))
+    if (not isinstance(config, dict) or not isinstance(config.get("model"), dict)
+            or not isinstance(config.get("train"), dict)
+            or not isinstance(config["train"].get("dataset"), str)):
+        raise ValueError(f"{os.path.join(run_dir, CONFIG)!r} is not a run's config (it needs "
+                         "\"model\" and \"train\" with its \"dataset\")")
+    # The vocabulary and answers give the ids and labels their meaning: an edited file would
+    # answer with the wrong names without a word.
+    for name, expected in config.get("checksums", {}).items():
+        if sha256(os.path.join(run_dir, name)) != expected:
+            raise ValueError(f"{os.path.join(run_dir, name)!r} is not the file this run was "
+                             "trained with (edited or damaged)")
+    model_path = os.path.join(run_dir, MODEL)
+    if not zipfile.is_zipfile(model_path):
+        raise ValueError(f"{model_path!r} is not a Keras model file (truncated or damaged?)")
     try:
-        model = keras.models.load_model(os.path.join(run_dir, MODEL))
-    except Exception as error:  # A truncated or foreign file: say which one.
-        raise ValueError(f"cannot load {os.path.join(run_dir, MODEL)!r}: {error}") from None
+        model = keras.models.load_model(model_path)
+    except Exception as error:  # A foreign file: say which one.
+        raise ValueError(f"cannot load {model_path!r}: {error}") from None
     if not isinstance(model, VQAModel):
         # Saved before models carried their config: the same graph, rebuilt from config.json.
         loaded, model = model, VQAModel(config["model"], name=model.name)
         model.set_weights(loaded.get_weights())
-    return Run(
-        model=model,
-        vocabulary=Vocabulary.load(os.path.join(run_dir, VOCABULARY)),
-        answers=read_json(os.path.join(run_dir, ANSWERS))["answers"],
-        config=config,
-    )
+    try:
+        vocabulary = Vocabulary.load(os.path.join(run_dir, VOCABULARY))
+    except (ValueError, TypeError, KeyError) as error:
+        raise ValueError(f"{os.path.join(run_dir, VOCABULARY)!r} is not a vocabulary "
+                         f"({error})") from None
+    answers = read_json(os.path.join(run_dir, ANSWERS))
+    answers = answers.get("answers") if isinstance(answers, dict) else None
+    if (not isinstance(answers, list) or not all(isinstance(a, str) for a in answers)
+            or len(set(answers)) != len(answers)
+            or len(answers) != model.config.num_answers):
+        raise ValueError(f"{os.path.join(run_dir, ANSWERS)!r} must hold the model's "
+                         f"{model.config.num_answers} distinct answers")
+    if vocabulary.size != model.config.vocab_size:
+        raise ValueError(f"{os.path.join(run_dir, VOCABULARY)!r} holds {vocabulary.size - 2} "
+                         f"words; the model was trained on {model.config.vocab_size - 2}")
+    return Run(model=model, vocabulary=vocabulary, answers=answers, config=config)
 
 
 # Settings a resumed run must share with the run it continues (the model config is
@@ -203,7 +239,8 @@ def prepare_run_dir(args):
         print(f"--resume: nothing to resume in {final!r}; starting a new run")
     path, locks = final, []
     if not empty:  # --overwrite: a run folder of ours, not in use; replaced at the end.
-        folders.check_replaceable(final, "run", "--output_dir")
+        folders.check_replaceable(final, "run", "--output_dir",
+                                  protect=[args.data_dir] if args.data_dir else [])
         locks.append(folders.FolderLock(final))
         path = folders.staging_path(final)
     os.makedirs(path, exist_ok=True)

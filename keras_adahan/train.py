@@ -127,9 +127,15 @@ def parse_args(argv=None):
         parser.error(f"--seed must be in [0, 2**32), received {args.seed}")
     if args.overwrite and args.resume:
         parser.error("--overwrite and --resume exclude each other: pick one")
-    if args.data_dir is not None and os.path.exists(args.data_dir) and not os.path.isdir(
-            args.data_dir):
-        parser.error(f"--data_dir {args.data_dir!r} is a file, not a folder")
+    for name in ("output_dir", "data_dir"):
+        path = getattr(args, name)
+        if path is not None:
+            if not path.strip():
+                parser.error(f"--{name} must be a folder path, received an empty string")
+            path = os.path.expanduser(path)  # --output_dir=~/runs: the shell leaves the ~.
+            if os.path.exists(path) and not os.path.isdir(path):
+                parser.error(f"--{name} {path!r} is a file, not a folder")
+            setattr(args, name, path)
     if args.output_dir is None:
         dataset = args.dataset
         if dataset.startswith(registry.FOLDER_PREFIX):  # folder:/a/b/farm -> folder-farm
@@ -234,6 +240,7 @@ def main(argv=None):
 def input_pipelines(args, dataset, vocabulary, config, first_epoch):
     """`(train_ds, val_ds, steps_per_epoch)`. Epoch e's shuffle depends on (seed, e) only, so
     a run resumed at `first_epoch` sees the same batches as an uninterrupted one."""
+    data.check_question_lengths(dataset, config.max_question_length)
     pipeline = dict(dataset=dataset, vocabulary=vocabulary, image_size=config.image_size,
                     max_question_length=config.max_question_length, batch_size=args.batch_size)
     first_epoch = min(first_epoch, args.epochs)
@@ -270,19 +277,26 @@ def compiled_training_model(args, model, train_ds, steps_per_epoch):
 
 
 def write_run_files(args, run_dir, config, vocabulary, answers):
-    """config.json, the vocabulary and the answers; `--resume` must match the saved config."""
+    """The vocabulary, the answers, then config.json with their checksums (`load_run`
+    refuses edited ones); `--resume` must match the saved model config."""
     run_config = {"model": dataclasses.asdict(config), "train": vars(args)}
     config_path = os.path.join(run_dir, run_files.CONFIG)
     if args.resume and os.path.exists(config_path):
-        saved = run_files.read_json(config_path)
         # Through JSON both ways: the saved config holds lists where the fresh one has tuples.
-        if saved["model"] != json.loads(json.dumps(run_config["model"])):
+        saved = run_files.read_json(config_path)["model"]
+        fresh = json.loads(json.dumps(run_config["model"]))
+        differ = [f"{key} {saved.get(key)!r} (now {fresh[key]!r})"
+                  for key in fresh if saved.get(key) != fresh[key]]
+        if differ:
             raise cli.UserError(f"--resume: {run_dir!r} was trained with another model "
-                             "config; resume with the command that started it")
-    run_files.write_json(config_path, run_config)
+                                f"config: {', '.join(differ)}; resume with the command that "
+                                "started it")
     with run_files.atomic_path(os.path.join(run_dir, run_files.VOCABULARY)) as tmp:
         vocabulary.save(tmp)
     run_files.write_json(os.path.join(run_dir, run_files.ANSWERS), {"answers": answers})
+    run_config["checksums"] = {name: run_files.sha256(os.path.join(run_dir, name))
+                               for name in (run_files.VOCABULARY, run_files.ANSWERS)}
+    run_files.write_json(config_path, run_config)
 
 
 def fit(args, train_model, train_ds, val_ds, steps_per_epoch, backup, strategy, chief):

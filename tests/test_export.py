@@ -271,7 +271,7 @@ def test_failed_export_leaves_nothing(exported_tiny_run, tmp_path, monkeypatch):
     # An existing export is kept whole when a replacement fails.
     output_dir.mkdir()
     folders.write_marker(str(output_dir), "export")
-    (output_dir / "keep.txt").write_text("old")
+    (output_dir / "labels.json").write_text("old")
     with pytest.raises(ExportError, match="not empty"):
         exporter.export(exported_tiny_run["run_dir"], str(output_dir), parity=False,
                         log=lambda message: None)
@@ -280,7 +280,8 @@ def test_failed_export_leaves_nothing(exported_tiny_run, tmp_path, monkeypatch):
                         quantizations=("float32",), parity=False, overwrite=True,
                         log=lambda message: None)
     assert os.listdir(tmp_path) == ["out"]
-    assert sorted(os.listdir(output_dir)) == [folders.MARKER, "keep.txt"]
+    assert sorted(os.listdir(output_dir)) == [folders.MARKER, "labels.json"]
+    assert (output_dir / "labels.json").read_text() == "old"
 
 
 def test_cli_errors(exported_tiny_run, tmp_path, capsys):

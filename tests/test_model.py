@@ -323,9 +323,11 @@ def test_old_run_folder_without_a_config_in_the_model_file_loads(tmp_path):
     model = build_model(TINY)
     old = keras.Model(model.input, model.output, name=model.name)  # What older runs saved.
     old.save(tmp_path / "model.keras")
-    Vocabulary(["what"]).save(tmp_path / "vocabulary.json")
-    for name, content in (("answers.json", {"answers": ["a", "b", "c", "d"]}),
-                          ("config.json", {"model": TINY.to_dict(), "train": {}})):
+    Vocabulary([f"w{i}" for i in range(TINY.vocab_size - 2)]).save(tmp_path / "vocabulary.json")
+    answers = [f"a{i}" for i in range(TINY.num_answers)]
+    for name, content in (("answers.json", {"answers": answers}),
+                          ("config.json", {"model": TINY.to_dict(),
+                                           "train": {"dataset": "tiny"}})):
         (tmp_path / name).write_text(json.dumps(content))
     run = run_files.load_run(str(tmp_path))
     assert isinstance(run.model, VQAModel) and run.model.config == TINY

@@ -225,6 +225,7 @@ def test_command_line_tools_fail_with_one_line(exported_tiny_run, tmp_path):
 
 
 def test_labels_of_another_model_are_refused(exported_tiny_run, tmp_path):
+    from keras_adahan.predict import labels_fingerprint
     from keras_adahan.predict import predict
 
     export_dir = exported_tiny_run["export_dir"]
@@ -234,15 +235,22 @@ def test_labels_of_another_model_are_refused(exported_tiny_run, tmp_path):
 
     Image.new("RGB", (64, 64), (90, 160, 70)).save(image)
     labels = run_files.read_json(os.path.join(export_dir, "labels.json"))
+    path = tmp_path / "labels.json"
     for change, message in (
         (dict(answers=labels["answers"][:-1]), "answers 3 \\(the model's: 4\\)"),
         (dict(image_size=64), "image_size 64 \\(the model's: 128\\)"),
         (dict(model_sha256={"vqa_other.tflite": "0" * 64}), "it was exported with vqa_other.tflite"),
     ):
-        path = tmp_path / "labels.json"
-        path.write_text(json.dumps({**labels, **change}))
+        changed = {**labels, **change}
+        changed["fingerprint"] = labels_fingerprint(changed)  # As another export would write.
+        path.write_text(json.dumps(changed))
         with pytest.raises(ValueError, match=f"does not fit the model: {message}"):
             predict(model, str(image), ["What animal is near the hay?"], labels_path=str(path))
+    # An edited labels.json (answers in another order: every answer would get the wrong
+    # name) is refused.
+    path.write_text(json.dumps({**labels, "answers": labels["answers"][::-1]}))
+    with pytest.raises(ValueError, match="is not the labels file its export wrote"):
+        predict(model, str(image), ["What animal is near the hay?"], labels_path=str(path))
 
 
 def test_non_finite_answers_are_an_error(exported_tiny_run, monkeypatch, tmp_path):
@@ -348,3 +356,81 @@ def test_lock_holder_is_released_when_killed_mid_run(copied_run, exported_tiny_r
                                     "--epochs", "2"))
     assert metrics["num_questions"] == 12
     assert len(train.read_history(str(copied_run / "history.csv"))["loss"]) == 2
+
+
+def test_overlay_never_replaces_a_users_file(exported_tiny_run, tmp_path):
+    from PIL import Image
+
+    from keras_adahan.predict import main
+
+    model = os.path.join(exported_tiny_run["export_dir"], "vqa_float32.tflite")
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (64, 64), (90, 160, 70)).save(photo)
+    mine = tmp_path / "mine.png"
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(mine)
+    before = snapshot(tmp_path)
+    for overlay, message in ((photo, "is an input of this command"), (model, "is an input"),
+                             (mine, "is not an overlay this tool wrote")):
+        with pytest.raises(cli.UserError, match=message):
+            main(["--model", model, "--image", str(photo), "--question",
+                  "What animal is near the hay?", "--overlay", str(overlay)])
+    assert snapshot(tmp_path) == before
+    # Its own overlay it writes, and writes again.
+    for _ in range(2):
+        main(["--model", model, "--image", str(photo), "--question",
+              "What animal is near the hay?", "--overlay", str(tmp_path / "where.png")])
+    assert (tmp_path / "where.png").exists()
+
+
+def test_edited_run_files_and_backup_state_are_refused(copied_run, exported_tiny_run):
+    original = (copied_run / "answers.json").read_bytes()
+    answers = json.loads(original)["answers"]
+    (copied_run / "answers.json").write_text(json.dumps(
+        {"answers": answers[::-1]}))  # Every label would get another's name.
+    with pytest.raises(ValueError, match="answers.json' is not the file this run was trained"):
+        run_files.load_run(str(copied_run))
+    (copied_run / "answers.json").write_bytes(original)
+    run_files.load_run(str(copied_run))
+    state = run_files.read_json(copied_run / "backup" / STATE)
+    for bad in ({"epoch": -3}, {"epoch": "1"}, {"history": []}, {"weights": "../x.h5"}):
+        (copied_run / "backup" / STATE).write_text(json.dumps({**state, **bad}))
+        with pytest.raises(ValueError, match="the training backup .* is damaged"):
+            train.main(tiny_flags(exported_tiny_run["data_dir"], copied_run, "--resume",
+                                  "--epochs", "2"))
+
+
+def test_a_swap_killed_between_its_renames_gets_the_old_folder_back(tmp_path):
+    # What a kill between `swap_into_place`'s two renames leaves: the old folder moved
+    # aside, the new one still in staging, nothing at the target.
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True)
+    dead = int(finished.stdout)
+    old, new = tmp_path / f".tmp-{dead}-old-run", tmp_path / f".tmp-{dead}-run"
+    old.mkdir()
+    (old / "model.keras").write_text("the old run")
+    new.mkdir()
+    folders.remove_stale_staging(str(tmp_path / "run"))
+    assert os.listdir(tmp_path) == ["run"]
+    assert (tmp_path / "run" / "model.keras").read_text() == "the old run"
+
+
+def test_questions_longer_than_the_model_reads_are_named_before_training(tmp_path):
+    from keras_adahan.datasets.vqa_folder import folder_format  # noqa: F401
+
+    folder = tmp_path / "long"
+    (folder / "img").mkdir(parents=True)
+    from PIL import Image
+
+    for i in range(12):
+        Image.new("RGB", (16, 16), (i * 20, 0, 0)).save(folder / "img" / f"{i}.png")
+    long_question = "is " + "very " * 20 + "red?"
+    for split, images in (("train", range(8)), ("validation", range(8, 10)),
+                          ("test", range(10, 12))):
+        with open(folder / f"{split}.jsonl", "w") as f:
+            for i in images:
+                f.write(json.dumps({"image": f"img/{i}.png", "answer": "yes",
+                                    "question": long_question if i == 3 else "is it red?"}) + "\n")
+    with pytest.raises(ValueError, match="22 words; the model reads at most 16: pass --set "
+                                         "max_question_length"):
+        train.main(["--dataset", f"folder:{folder}", "--epochs", "1", "--data_dir",
+                    str(tmp_path / "tfds"), "--output_dir", str(tmp_path / "run")])

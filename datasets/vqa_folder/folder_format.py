@@ -105,6 +105,10 @@ def _line(folder, record, where):
         if not isinstance(record.get(key), str) or not record[key].strip():
             raise FolderError(f"{where}: \"{key}\" must be a non-empty string, received "
                               f"{record.get(key)!r}")
+    from keras_adahan.text import tokenize
+
+    if not tokenize(record["question"]):
+        raise FolderError(f"{where}: the question {record['question']!r} has no words")
     unknown = sorted(set(record) - {"image", "question", "answer", "type", "box"})
     if unknown:
         raise FolderError(f"{where}: unknown field(s) {unknown}; a line holds image, "
