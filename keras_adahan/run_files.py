@@ -88,15 +88,15 @@ def fsync_folder(path):
 
 def remove_temporary_files(directory):
     """Deletes what `atomic_path` left in `directory` (and below) when its process was killed."""
-    for parent, folders, files in os.walk(directory):
-        for name in folders + files:
+    for parent, subfolders, files in os.walk(directory):
+        for name in subfolders + files:
             if name.startswith(".tmp-"):
                 path = os.path.join(parent, name)
                 if os.path.isdir(path):
                     shutil.rmtree(path)
                 else:
                     os.remove(path)
-        folders[:] = [name for name in folders if not name.startswith(".tmp-")]
+        subfolders[:] = [name for name in subfolders if not name.startswith(".tmp-")]
 
 
 def write_json(path, obj):

@@ -415,8 +415,6 @@ def test_a_swap_killed_between_its_renames_gets_the_old_folder_back(tmp_path):
 
 
 def test_questions_longer_than_the_model_reads_are_named_before_training(tmp_path):
-    from keras_adahan.datasets.vqa_folder import folder_format  # noqa: F401
-
     folder = tmp_path / "long"
     (folder / "img").mkdir(parents=True)
     from PIL import Image
