@@ -133,6 +133,9 @@ def remove_stale_staging(folder):
         if not match or int(match.group(1)) == os.getpid() or _alive(int(match.group(1))):
             continue
         path = os.path.join(parent, entry)
+        if not os.path.isdir(path) or os.path.islink(path) or (
+                folder_kind(path) is None and not is_empty(path)):
+            continue  # Not a staging folder of ours: left alone.
         if match.group(2) and not os.path.lexists(folder):
             # Killed between the two renames of a swap: the old folder was moved aside and
             # the new one not yet in place. Put the old one back.

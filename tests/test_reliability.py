@@ -139,12 +139,15 @@ def test_a_killed_exports_staging_is_removed_by_the_next_export(exported_tiny_ru
     output = tmp_path / "export"
     stale = tmp_path / f".tmp-{dead_pid}-export"
     stale.mkdir()
+    folders.write_marker(str(stale), "export")  # Written first by every export.
     (stale / "saved_model").mkdir()
+    unmarked = tmp_path / f".tmp-{dead_pid}-export-notes"  # Not this target's pattern.
+    unmarked.mkdir()
     other = tmp_path / f".tmp-{dead_pid}-someone-elses"  # Another target's: not touched.
     other.mkdir()
     exporter.export(exported_tiny_run["run_dir"], str(output), quantizations=("float32",),
                     parity=False, log=lambda message: None)
-    assert sorted(os.listdir(tmp_path)) == sorted(["export", other.name])
+    assert sorted(os.listdir(tmp_path)) == sorted(["export", other.name, unmarked.name])
     assert folders.folder_kind(str(output)) == "export"
 
 
@@ -407,6 +410,7 @@ def test_a_swap_killed_between_its_renames_gets_the_old_folder_back(tmp_path):
     dead = int(finished.stdout)
     old, new = tmp_path / f".tmp-{dead}-old-run", tmp_path / f".tmp-{dead}-run"
     old.mkdir()
+    folders.write_marker(str(old), "run")
     (old / "model.keras").write_text("the old run")
     new.mkdir()
     folders.remove_stale_staging(str(tmp_path / "run"))
