@@ -14,7 +14,7 @@ from keras_adahan.layers.han_mask import num_kept_cells
 
 VARIANTS = ("han", "adahan", "soft", "none")
 AGGREGATIONS = ("sum", "relational", "flatten")
-FUSIONS = ("concat", "add", "gated")
+FUSIONS = ("concat", "add", "gated", "multiply")
 RNNS = ("gru", "lstm")
 POOLINGS = ("average", "max")
 # Sanity ceilings: past them a model does not fit in a machine's memory, and a typo
@@ -49,6 +49,10 @@ class ModelConfig:
     pool_sizes: tuple = ()
     pool_strides: tuple = ()
     pooling: str = "average"
+    # Average pooling pads with zeros that count in the border windows' averages, as
+    # PyTorch's AvgPool2d(padding=p//2, count_include_pad=True) in the reference does;
+    # False: Keras' 'same' pooling, which leaves the padding out.
+    count_pool_padding: bool = False
     # Conv -> average pool as one strided conv (layers.ConvAveragePool2D): the full-
     # resolution conv output is never made, which is where the reference preset's speed is.
     fuse_conv_pool: bool = False
@@ -62,6 +66,10 @@ class ModelConfig:
     embedding_dim: int = 32
     rnn: str = "gru"  # GRU as in the reference; "lstm" as in the paper.
     rnn_units: int = 32
+    # The GRU reads the words only (layers.MaskedGRU): padding leaves its state as it was,
+    # as in the reference, which reads the unpadded question. False: it reads the padding
+    # too, which the model learns to live with.
+    skip_padding: bool = False
 
     # --- Answers. ---
     num_answers: int = 4  # The trainer sets it from the dataset.
@@ -71,6 +79,9 @@ class ModelConfig:
     # cell's LOCAL features (the encoder before its last `context_convs` convs) fused with
     # the question, scaled by a gate in (0, 1) from the question and the cell's CONTEXT, so
     # only cells that show the answer can carry it and the top cell lands on the object.
+    # "multiply": projections of cell and question multiplied, no biases, so a cell whose
+    # encoder features are zero fuses to zero (a white background is not zero at
+    # initialization: white is 1.0 after rescaling; the encoder has to learn it).
     fusion: str = "gated"
     context_convs: int = 2  # Used by "gated" fusion only.
     # 1x1 convs on the fused cells, ReLU between; the last is linear, so its norm (the
@@ -94,6 +105,9 @@ class ModelConfig:
     # --- Aggregation over the kept cells and classifier. ---
     aggregation: str = "sum"  # "sum" (paper) | "relational" (paper) | "flatten" (reference)
     relational_units: tuple = (64, 64)  # g-MLP of the relational module.
+    # Each cell's (row, column) appended to what the aggregator reads (Sort-of-CLEVR's
+    # "closest", "on the left"), as relation networks append object coordinates.
+    cell_coordinates: bool = False
     classifier_units: tuple = (64,)  # Hidden widths of the answer MLP (ReLU).
     # LayerNorm on the aggregated vector: sums over 26 or 256 cells (HAN vs none), or a
     # varying number (AdaHAN), reach the classifier at one scale. Not used by "flatten".
@@ -210,7 +224,20 @@ class ModelConfig:
                 f"{self.conv_strides}, conv_kernel_sizes={self.conv_kernel_sizes}, "
                 f"pool_sizes={self.pool_sizes}"
             )
-        for name in ("squared_presence", "conv_batch_norm", "aggregate_norm", "fuse_conv_pool"):
+        if self.count_pool_padding and (
+            self.pooling != "average" or self.fuse_conv_pool or not any(self.pool_sizes)
+            or any(p % 2 == 0 for p in self.pool_sizes if p)
+        ):
+            raise ValueError(
+                "`count_pool_padding` needs average pooling without `fuse_conv_pool`, and odd "
+                f"pool sizes (at least one); received pooling={self.pooling!r}, fuse_conv_pool="
+                f"{self.fuse_conv_pool}, pool_sizes={self.pool_sizes}"
+            )
+        if self.skip_padding and self.rnn != "gru":
+            raise ValueError(f"`skip_padding` needs rnn='gru', received rnn={self.rnn!r}")
+        for name in ("squared_presence", "conv_batch_norm", "aggregate_norm", "fuse_conv_pool",
+                     "count_pool_padding", "skip_padding",
+                     "cell_coordinates"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"`{name}` must be a bool, received {getattr(self, name)!r}")
         num_cells = self.num_cells

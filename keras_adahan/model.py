@@ -55,7 +55,16 @@ def build_image_encoder(config):
                 x = keras.layers.BatchNormalization(
                     momentum=0.9, name=f"batch_norm_{index + 1}"
                 )(x)
-            if pools:
+            if pools and config.count_pool_padding:
+                # PyTorch's AvgPool2d(p, s, padding=p//2): the zeros count in the average.
+                x = keras.layers.ZeroPadding2D(
+                    config.pool_sizes[index] // 2, name=f"pool_padding_{index + 1}"
+                )(x)
+                x = keras.layers.AveragePooling2D(
+                    config.pool_sizes[index], strides=config.pool_strides[index],
+                    padding="valid", name=f"pool_{index + 1}",
+                )(x)
+            elif pools:
                 x = pooling_layer(
                     config.pool_sizes[index], strides=config.pool_strides[index],
                     padding="same", name=f"pool_{index + 1}",
@@ -72,16 +81,22 @@ def build_image_encoder(config):
 def build_answer_head(config):
     """(cells (B, G, G, C), question (B, L)) -> {"answer", "presence", "mask"}."""
     grid, num_cells = config.grid_size, config.num_cells
-    cells = keras.Input((grid, grid, config.cell_channels), name="cells")
+    cells_input = keras.Input((grid, grid, config.cell_channels), name="cells")
     question = keras.Input((config.max_question_length,), dtype="int32", name="question")
 
-    # Question: left-padded ids, so the unrolled RNN reads the words last; no masking.
+    # Question: left-padded ids, so the unrolled RNN reads the words last. With
+    # `skip_padding` the padding (id 0) is masked and leaves the GRU's state as it was.
     words = keras.layers.Embedding(
-        config.vocab_size, config.embedding_dim, name="word_embedding"
+        config.vocab_size, config.embedding_dim, mask_zero=config.skip_padding,
+        name="word_embedding",
     )(question)  # (B, L, E)
-    rnn_layer = {"gru": keras.layers.GRU, "lstm": keras.layers.LSTM}[config.rnn]
-    question_vector = rnn_layer(config.rnn_units, unroll=True, name="question_rnn")(words)
+    if config.skip_padding:
+        question_vector = adahan_layers.MaskedGRU(config.rnn_units, name="question_rnn")(words)
+    else:
+        rnn_layer = {"gru": keras.layers.GRU, "lstm": keras.layers.LSTM}[config.rnn]
+        question_vector = rnn_layer(config.rnn_units, unroll=True, name="question_rnn")(words)
 
+    cells = cells_input
     # Fusion: the question vector on every cell, then 1x1 convs.
     on_cells = adahan_layers.BroadcastToCells(name="broadcast_question")(
         question_vector, cells
@@ -97,12 +112,22 @@ def build_answer_head(config):
         gate = keras.layers.Conv2D(1, 1, activation="sigmoid", name="gate")(g)  # (B, G, G, 1)
     elif config.fusion == "concat":
         x = keras.layers.Concatenate(name="fuse_concat")([cells, on_cells])
+    elif config.fusion == "multiply":
+        # Hadamard product of projections (MLB, Kim et al., 2017), with no biases here or
+        # below: a cell with no features fuses to zero (presence 0), whatever the question.
+        x = keras.layers.Multiply(name="fuse_multiply")([
+            keras.layers.Conv2D(config.fusion_units[0], 1, use_bias=False,
+                                name="cell_projection")(cells),
+            keras.layers.Conv2D(config.fusion_units[0], 1, use_bias=False,
+                                name="question_projection")(on_cells),
+        ])
     else:
         x = keras.layers.Add(name="fuse_add")([cells, on_cells])
     for index, units in enumerate(config.fusion_units):
         last = index == len(config.fusion_units) - 1
         x = keras.layers.Conv2D(
-            units, 1, activation=None if last else "relu", name=f"fusion_{index + 1}"
+            units, 1, activation=None if last else "relu",
+            use_bias=config.fusion != "multiply", name=f"fusion_{index + 1}",
         )(x)
     if gate is not None:
         x = keras.layers.Multiply(name="gated_cells")([x, gate])  # (B, G, G, D)
@@ -130,7 +155,11 @@ def build_answer_head(config):
     if config.variant == "soft" and config.aggregation != "sum":
         cell_weights = adahan_layers.SoftAttentionWeights(name="soft_attention")(fused)
 
-    # Aggregation over the kept cells, then the classifier.
+    # Aggregation over the kept cells, then the classifier. Relation networks give each
+    # object its place: gathered or summed, cells no longer say where they were.
+    features = fused
+    if config.cell_coordinates:
+        features = adahan_layers.AppendCellCoordinates(name="cell_coordinates")(fused)
     hidden_units = list(config.classifier_units)
     if config.aggregation == "flatten":
         # The reference head: its Dense is the classifier's first layer.
@@ -139,15 +168,15 @@ def build_answer_head(config):
             units,
             activation="relu" if config.classifier_units else None,
             name="aggregate" if config.classifier_units else "answer_logits",
-        )(fused, cell_weights)
+        )(features, cell_weights)
     elif config.variant == "soft":  # and aggregation == "sum"
-        x = adahan_layers.SoftAttentionPooling(name="aggregate")(fused)
+        x = adahan_layers.SoftAttentionPooling(name="aggregate")(features)
     elif config.aggregation == "sum":
-        x = adahan_layers.MaskedSumPooling(name="aggregate")(fused, cell_weights)
+        x = adahan_layers.MaskedSumPooling(name="aggregate")(features, cell_weights)
     else:
         x = adahan_layers.RelationalAggregation(
             config.relational_units, max_cells=max_kept, name="aggregate"
-        )(fused, cell_weights)
+        )(features, cell_weights)
     if config.aggregate_norm and config.aggregation != "flatten":
         x = keras.layers.LayerNormalization(name="aggregate_norm")(x)
     for index, units in enumerate(hidden_units):
@@ -156,7 +185,8 @@ def build_answer_head(config):
         x = keras.layers.Dense(config.num_answers, name="answer_logits")(x)
 
     outputs = {"answer": x, "presence": presence, "mask": mask}
-    return keras.Model({"cells": cells, "question": question}, outputs, name="answer_head")
+    return keras.Model({"cells": cells_input, "question": question}, outputs,
+                       name="answer_head")
 
 
 @keras.saving.register_keras_serializable(package="keras_adahan")

@@ -1,24 +1,33 @@
 """Named model configurations: `get_preset(name, **overrides)`.
 
-- `reference`: the PyTorch reference (PyTorch-AdaHAN) layer for layer.
+- `reference`: the PyTorch reference (PyTorch-AdaHAN) layer for layer, fast (fused conv +
+  pool); it differs from the reference at the image's borders and in the question padding.
   Train: `python -m keras_adahan.train --preset reference`
+- `reference_exact`: the reference's function exactly: given its weights
+  (`python -m keras_adahan.convert_reference`), the same presences, kept cells and
+  log-probabilities (tests/test_reference_exact.py).
+  Train: `python -m keras_adahan.train --preset reference_exact`
 - `default`: tuned for accuracy and speed on 2 CPU cores (the `ModelConfig` defaults).
   Train: `python -m keras_adahan.train --preset default`
+- `clevr`, `sort_of_clevr`: for those datasets (`--dataset clevr`, `--dataset sort_of_clevr`).
 
-Both take `--variant han|adahan|soft|none`; the trainer sets `vocab_size`, `num_answers`
+Each takes `--variant han|adahan|soft|none`; the trainer sets `vocab_size`, `num_answers`
 and `max_question_length` from the dataset.
 """
 
 from keras_adahan.config import ModelConfig
 
 PRESETS = {
-    # The PyTorch reference exactly: 256x256 input; 3 x [conv 5x5, 8 channels, 'same'
+    # The PyTorch reference layer for layer: 256x256 input; 3 x [conv 5x5, 8 channels, 'same'
     # padding -> average pooling 3/2 'same' -> ReLU] -> 32x32 = 1024 cells; embedding 8 +
     # GRU 8; the question vector ADDED to every cell; a linear 1x1 conv to 2 channels;
     # squared-L2 presence; HAN with k = 2 cells; its head: the 2 channels summed per cell,
     # the masked 1024-vector -> Dense(num_answers).
-    # One difference: Keras' 'same' average pooling leaves the zero padding out of the
-    # border averages, PyTorch's AvgPool2d(3, 2, padding=1) counts it.
+    # Conv and pool fused into one strided conv (layers.ConvAveragePool2D). Two
+    # differences from the reference, so its masks and answers differ on some inputs
+    # (README, "reference and reference_exact"): where a pooling window hangs over the
+    # border the fused conv averages the conv of padded input, not zeros; and the GRU
+    # reads the question's left padding too.
     # Train: python -m keras_adahan.train --preset reference
     "reference": ModelConfig(
         image_size=256,
@@ -67,14 +76,43 @@ PRESETS = {
         relational_units=(128, 128),
         classifier_units=(128,),
     ),
+    # Sort-of-CLEVR (75x75, six objects), as kimhc6028/relational-networks trains its RN: 4 x
+    # [conv 3x3, 24 channels, stride 2, batch norm, ReLU] -> 5x5 = 25 cells, g (4 x 256),
+    # f (256, 256), each cell's coordinates; multiplicative fusion (README, Sort-of-CLEVR).
+    # HAN+RN keeps k = 7 cells: 49 pairs, 7.8% of the 625 that RN over all cells computes.
+    # Train: python -m keras_adahan.train --dataset sort_of_clevr --preset sort_of_clevr
+    "sort_of_clevr": ModelConfig(
+        image_size=75,
+        conv_filters=(24, 24, 24, 24),
+        conv_kernel_sizes=(3, 3, 3, 3),
+        conv_strides=(2, 2, 2, 2),
+        fusion="multiply",
+        fusion_units=(64, 64),
+        k=7,
+        aggregation="relational",
+        relational_units=(256, 256, 256, 256),
+        classifier_units=(256, 256),
+        cell_coordinates=True,
+    ),
 }
+
+
+# The reference's function exactly (tests/test_reference_exact.py): `reference` with conv
+# 5x5 'same' -> zero padding 1 -> average pooling 3/2 'valid', so the padding counts as in
+# PyTorch's AvgPool2d(3, 2, padding=1), and the GRU reading the words only
+# (layers.MaskedGRU). Loads the reference's weights: python -m
+# keras_adahan.convert_reference. Slower to train than `reference` (full-size convs).
+# Train: python -m keras_adahan.train --preset reference_exact
+PRESETS["reference_exact"] = PRESETS["reference"].replace(
+    fuse_conv_pool=False, count_pool_padding=True, skip_padding=True
+)
 
 
 def get_preset(name, **overrides):
     """The `ModelConfig` of preset `name`, with `overrides` applied (validated).
 
     Args:
-        name: str. One of `PRESETS`: "reference" or "default".
+        name: str. One of `PRESETS`, e.g. "default", "reference" or "reference_exact".
         **overrides: `ModelConfig` fields to change, e.g. `variant="adahan"`.
 
     Returns:

@@ -10,7 +10,7 @@ import unicodedata
 
 import numpy as np
 
-PAD_ID = 0  # Left padding: the RNN reads the words last, so no mask is needed.
+PAD_ID = 0  # Left padding: the RNN reads the words last (`skip_padding` masks it).
 OOV_ID = 1  # Any word not seen in the training questions.
 _RESERVED = ("<pad>", "<oov>")
 # A word is a run of letters and digits of any script ("é" and "ß" are letters, so "Café"

@@ -335,6 +335,17 @@ class HelperLayersTest(LayerTestCase):
         with self.assertRaisesRegex(ValueError, "`size` must be a positive int, received 0"):
             layers.SplitLeadingAxis(0)
 
+    def test_append_cell_coordinates(self):
+        features = np.full((2, 9, 1), 7.0, "float32")  # A 3x3 grid, row-major.
+        output = as_numpy(layers.AppendCellCoordinates()(features))
+        self.assertEqual(output.shape, (2, 9, 3))
+        np.testing.assert_array_equal(output[:, :, 0], 7.0)
+        np.testing.assert_allclose(output[1, :, 1:], [
+            [-1, -1], [-1, 0], [-1, 1], [0, -1], [0, 0], [0, 1], [1, -1], [1, 0], [1, 1]])
+        self.run_layer_test(layers.AppendCellCoordinates, {}, [uniform(2, 4, 3)], (2, 4, 5))
+        with self.assertRaisesRegex(ValueError, "square grid, received 5 cells"):
+            layers.AppendCellCoordinates()(uniform(1, 5, 2))
+
     def test_split_channels(self):
         x = np.arange(2 * 2 * 2 * 5, dtype="float32").reshape(2, 2, 2, 5)
         local, context = layers.SplitChannels(2)(x)
@@ -398,6 +409,20 @@ class ConvAveragePoolTest(LayerTestCase):
             layers.ConvAveragePool2D(2, kernel_size=4, pool_size=3)
         with self.assertRaisesRegex(ValueError, "`filters` must be a positive int, received 0"):
             layers.ConvAveragePool2D(0, kernel_size=3, pool_size=3)
+
+
+class MaskedGRUTest(LayerTestCase):
+    # Numerics against keras.layers.GRU and the PyTorch reference: tests/test_reference_exact.py.
+    def test_layer_behaviours(self):
+        self.run_layer_test(layers.MaskedGRU, {"units": 3}, [uniform(2, 5, 4)], (2, 3))
+
+    def test_masked_steps_keep_the_state(self):
+        x = uniform(2, 4, 3)
+        layer = layers.MaskedGRU(5)
+        mask = np.array([[0, 0, 1, 1], [1, 1, 1, 1]], bool)
+        np.testing.assert_allclose(as_numpy(layer(x, mask=mask))[0], as_numpy(layer(x[:1, 2:]))[0],
+                                   rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(as_numpy(layer(x, mask=np.zeros((2, 4), bool))), 0.0)
 
 
 if __name__ == "__main__":

@@ -160,7 +160,8 @@ class PresetTest(unittest.TestCase):
 
     def test_unknown_preset(self):
         with self.assertRaisesRegex(
-            ValueError, r"`name` must be one of the presets \['clevr', 'default', 'reference'\], received 'big'"
+            ValueError, r"`name` must be one of the presets \['clevr', 'default', 'reference', "
+            r"'reference_exact'.*\], received 'big'"
         ):
             get_preset("big")
 
