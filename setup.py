@@ -13,7 +13,8 @@ setup(
     version="0.1.0",
     description=(
         "Hard-attention VQA (HAN and AdaHAN, Malinowski et al., ECCV 2018) in Keras 3, "
-        "on a synthetic barn VQA dataset, CLEVR or your own images, with TFLite export."
+        "on a synthetic barn VQA dataset, Sort-of-CLEVR, CLEVR or your own images, with "
+        "TFLite export."
     ),
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
@@ -24,6 +25,7 @@ setup(
         "keras_adahan.datasets",
         "keras_adahan.datasets.barn_vqa",
         "keras_adahan.datasets.clevr",
+        "keras_adahan.datasets.sort_of_clevr",
         "keras_adahan.datasets.vqa_folder",
         "keras_adahan.export",
     ],
@@ -42,6 +44,7 @@ setup(
         ],
         "keras_adahan.datasets.clevr": ["README.md", "dummy_data/CLEVR_v1.0/*/*",
                                         "dummy_data/CLEVR_v1.0/images/*/*"],
+        "keras_adahan.datasets.sort_of_clevr": ["README.md", "dummy_data/*"],
         "keras_adahan.datasets.vqa_folder": ["README.md"],
     },
     install_requires=[
@@ -63,7 +66,17 @@ setup(
         "ai-edge-litert>=2.0,<3",
     ],
     extras_require={
-        # tensorflow_datasets.testing needs dill.
-        "test": ["pytest>=8,<10", "dill>=0.3.8"],
+        # tensorflow_datasets.testing needs dill; jax: tests/test_backends.py trains on the
+        # Keras JAX backend (CPU wheels).
+        "test": ["pytest>=8,<10", "dill>=0.3.8", "jax>=0.10,<0.11"],
+        # Keras' JAX backend on NVIDIA GPUs (CUDA 12 wheels). TensorFlow's own GPU build
+        # cannot be an extra beside the tensorflow-cpu requirement: README, "GPUs".
+        "gpu": ["jax[cuda12]>=0.10,<0.11"],
+        # The PyTorch reference the speed benchmarks run beside the project
+        # (benchmarks/pytorch_reference.py); never needed to train, test or export.
+        "benchmarks": ["torch==2.13.0"],
+        # Reading a PyTorch-AdaHAN .pt state_dict (python -m keras_adahan.convert_reference);
+        # a plain `torch` pulls the CUDA build: on CPU machines install torch's CPU wheel first.
+        "convert": ["torch>=2.1"],
     },
 )

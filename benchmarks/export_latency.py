@@ -1,7 +1,9 @@
-"""Latency per question of the exported VQA model, 1 thread: Keras, SavedModel, TFLite.
+"""Latency per question of the exported VQA model, 1 thread: Keras, SavedModel, TFLite,
+beside the PyTorch reference's inference measured in the same run.
 
     python benchmarks/export_latency.py --run reference=/tmp/runs/export_reference \\
         --run default=/tmp/runs/export_default --output /tmp/export_latency.json
+    python benchmarks/export_latency.py --presets reference --profile   # per-layer times
 
 For each preset: exports the run (or, without `--run`, a freshly built model with the
 classic vocabulary sizes; latency does not depend on training), then times with one
@@ -12,13 +14,16 @@ thread, median (and 10th percentile) over `--repeats` calls after a warm-up:
   Kotlin or Swift app pays) and as a Python `LiteRTVQA.predict` call; with XNNPACK (LiteRT's
   default) and without;
 - with `--profile`, where the image encoder's time goes: the encoder cut after each
-  layer, converted like the export (float32 and int8) and timed; the differences are the
-  per-layer costs.
-Also the file sizes, and how much of each .tflite is weights.
+  layer, converted to float32 and to int8 with every layer quantized, and timed; the
+  differences between rows are the per-layer costs, the evidence for the layers the int8
+  export keeps float (marked; `export.tflite.float_layers_in_int8`);
+- the PyTorch reference (benchmarks/pytorch_reference.py, 1 thread, `torch.no_grad()`, one
+  example a call), timed between the presets; each row's ratio is the reference's time
+  over the row's (above 1: faster than the reference). Left out without torch.
+Also the file sizes, how much of each .tflite is weights, and the machine.
 """
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -26,6 +31,8 @@ import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -40,6 +47,8 @@ from keras_adahan import run_files  # noqa: E402
 from keras_adahan.export import exporter  # noqa: E402
 from keras_adahan.export import tflite  # noqa: E402
 from keras_adahan.export.litert_vqa import LiteRTVQA  # noqa: E402
+
+import machine  # noqa: E402
 
 
 def timed(function, repeats, warmup=20):
@@ -63,13 +72,13 @@ def invoke_only(vqa, signature, **inputs):
     return lambda: runner._interpreter_wrapper.Invoke(runner._subgraph_index)
 
 
-def fresh_run(preset, folder):
+def fresh_run(preset, folder, data_dir):
     """A run folder holding an untrained model of `preset` with barn_vqa/classic sizes."""
     from keras_adahan import data
     from keras_adahan.model import build_model
     from keras_adahan.presets import get_preset
 
-    dataset = data.prepare_dataset("classic", None, build=False)
+    dataset = data.prepare_dataset("classic", data_dir)  # Built there if missing.
     vocabulary = data.build_vocabulary(dataset)
     answers = dataset.answer_names
     config = get_preset(preset, vocab_size=vocabulary.size, num_answers=len(answers))
@@ -78,7 +87,7 @@ def fresh_run(preset, folder):
     vocabulary.save(os.path.join(folder, run_files.VOCABULARY))
     run_files.write_json(os.path.join(folder, run_files.ANSWERS), {"answers": answers})
     run_files.write_json(os.path.join(folder, run_files.CONFIG), {
-        "model": config.to_dict(), "train": {"dataset": "classic", "data_dir": None}})
+        "model": config.to_dict(), "train": {"dataset": "classic", "data_dir": data_dir}})
     return folder
 
 
@@ -134,8 +143,22 @@ def benchmark_preset(preset, run_dir, repeats, work):
     return results, export_dir, model
 
 
+def reference_latency(repeats):
+    """Median ms of one PyTorch reference inference (1 thread, no_grad), or `None`."""
+    try:
+        import pytorch_reference
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(1)
+    model = pytorch_reference.build_reference(num_words=24, num_answers=4)
+    return timed(lambda: pytorch_reference.infer(model, 1), repeats)
+
+
 def profile_encoder(model, export_dir, repeats, calibration_images):
     """Milliseconds of the encoder cut after each of its layers (float32 and int8)."""
+    exporter.fold_for_export(model)  # As the export does: constant kernels quantize.
+    kept_float = tflite.float_layers_in_int8(model)
     encoder = model.get_layer("image_encoder")
     size = encoder.input.shape[1]
     rows = []
@@ -155,7 +178,8 @@ def profile_encoder(model, export_dir, repeats, calibration_images):
                     yield "encode", {"image": image[None].astype(np.float32)}
 
             flatbuffer = tflite.convert(folder, ["encode"], quantization,
-                                        representative_dataset=representative)
+                                        representative_dataset=representative,
+                                        float_layers=())  # Every layer in int8.
             from ai_edge_litert.interpreter import Interpreter
 
             interpreter = Interpreter(model_content=flatbuffer, num_threads=1)
@@ -166,21 +190,26 @@ def profile_encoder(model, export_dir, repeats, calibration_images):
                 lambda: runner._interpreter_wrapper.Invoke(runner._subgraph_index),
                 repeats)["median_ms"]
         rows.append(row)
-        print(f"  {row['layer']:<16} {str(row['shape']):<16} float32 {row['float32']:.3f} ms"
-              f"  int8 {row['int8']:.3f} ms", flush=True)
+        row["int8_export_keeps_float"] = layer.name in kept_float
+        print(f"  {row['layer']:<18} {str(row['shape']):<16} float32 {row['float32']:.3f} ms"
+              f"  int8 {row['int8']:.3f} ms" + ("  (the int8 export keeps it float)"
+                                                if row["int8_export_keeps_float"] else ""),
+              flush=True)
     return rows
 
 
-def format_table(preset, results):
+def format_table(preset, results, reference_ms=None):
     lines = [f"{preset} preset ({results['num_parameters']:,} parameters), 1 thread, "
-             "median ms per call",
-             f"{'artifact':<26}{'size':>10}{'weights':>10}{'one call':>10}{'encode':>9}"
-             f"{'answer':>9}{'no XNNPACK':>12}{'Python':>9}"]
+             "median ms per call" + (f"; x: the PyTorch reference's {reference_ms:.2f} ms "
+                                     "over the one call" if reference_ms else ""),
+             f"{'artifact':<26}{'size':>10}{'weights':>10}{'one call':>10}{'x':>7}"
+             f"{'encode':>9}{'answer':>9}{'no XNNPACK':>12}{'Python':>9}"]
     for name, row in results["rows"].items():
         size = f"{row['bytes'] / 1024:.0f} KB" if "bytes" in row else ""
         weights = f"{row['weight_bytes'] / 1024:.0f} KB" if "weight_bytes" in row else ""
         one_call = row.get("vqa", row)["median_ms"]
         line = f"{name:<26}{size:>10}{weights:>10}{one_call:>10.3f}"
+        line += f"{reference_ms / one_call:>6.1f}x" if reference_ms else f"{'':>7}"
         if "encode" in row:
             line += (f"{row['encode']['median_ms']:>9.3f}{row['answer']['median_ms']:>9.4f}"
                      f"{row['vqa_no_xnnpack']['median_ms']:>12.3f}"
@@ -198,24 +227,37 @@ def main(argv=None):
     parser.add_argument("--profile", action="store_true",
                         help="also time the image encoder layer by layer")
     parser.add_argument("--output", default=None, help="write the figures to this JSON file")
+    parser.add_argument("--data_dir", default=None,
+                        help="TFDS folder holding barn_vqa/classic (built there if missing; "
+                             "sizes the fresh runs, calibrates --profile). Default: TFDS's")
+    parser.add_argument("--no_reference", action="store_true",
+                        help="do not time the PyTorch reference")
     args = parser.parse_args(argv)
     runs = dict(item.split("=", 1) for item in args.run)
     work = tempfile.mkdtemp(prefix="export_latency_")
-    report = {}
+    description = machine.describe({"tensorflow": 1, "litert": 1, "torch": 1})
+    print(machine.format_machine(description), flush=True)
+    report = {"machine": description}
     for preset in args.presets.split(","):
         print(f"{preset}:", flush=True)
-        run_dir = runs.get(preset) or fresh_run(preset, os.path.join(work, f"run_{preset}"))
+        run_dir = runs.get(preset) or fresh_run(preset, os.path.join(work, f"run_{preset}"),
+                                                args.data_dir)
         results, export_dir, model = benchmark_preset(preset, run_dir, args.repeats, work)
+        # The reference between the presets: the same minutes of the machine as them.
+        reference = None if args.no_reference else reference_latency(args.repeats)
+        results["pytorch_reference"] = reference
         if args.profile:
             from keras_adahan.export.exporter import calibration_samples
             from keras_adahan import data
 
             run = run_files.load_run(run_dir)
-            dataset = data.prepare_dataset("classic", None, build=False)
+            dataset = data.prepare_dataset(run.config["train"]["dataset"],
+                                           args.data_dir or run.config["train"].get("data_dir"),
+                                           build=False)
             images = calibration_samples(model, dataset, run.vocabulary, 20).images
             results["encoder_profile"] = profile_encoder(model, export_dir, args.repeats, images)
         report[preset] = results
-        print(format_table(preset, results), flush=True)
+        print(format_table(preset, results, reference and reference["median_ms"]), flush=True)
     if args.output:
         run_files.write_json(args.output, report)
     return report

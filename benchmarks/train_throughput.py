@@ -1,51 +1,73 @@
-"""Training throughput: question-answer examples per second of `model.fit`.
+"""Training throughput, the project beside the PyTorch reference in the same run.
 
-    python benchmarks/train_throughput.py                      # reference and default presets
-    python benchmarks/train_throughput.py --preset reference --batch_size 64
+    python benchmarks/train_throughput.py                     # reference and default presets
+    python benchmarks/train_throughput.py --dtype float32 mixed_bfloat16 --rounds 3
+    KERAS_BACKEND=jax python benchmarks/train_throughput.py  # another Keras backend
 
-Feeds the trainer's own training model (each image encoded once for its 3 questions, as
-in barn_vqa/classic) from a cached in-memory tf.data pipeline of 256x256 images resized
-to the preset's input, so the figure is the model's and Keras' speed, not the disk's.
-The PyTorch reference trains one example a step at about 107 steps/s on these 2 cores
-(../shared/REFERENCE.md); the target for the `reference` preset is 10x that.
+Questions per second of the trainer's own training model (each image encoded once for its
+3 questions, as in barn_vqa/classic) under `model.fit`, fed from a cached in-memory tf.data
+pipeline, so the figure is the model's and Keras' speed, not the disk's. Each round times
+every preset x dtype, then the PyTorch reference's own loop (benchmarks/pytorch_reference.py:
+one example a step, Adam, as published) for about as long; the ratios divide each round's
+figures by the reference's of the same round, so other load on the machine hits both sides.
+Prints the machine, the median over rounds, and the achieved FLOP/s (training = 3 x the
+forward FLOPs counted by `keras_adahan.compute`) against a matmul peak measured here.
+Without torch (`pip install -e ".[benchmarks]"`), the reference columns are left out.
 """
 
 import argparse
 import os
+import statistics
+import subprocess
+import sys
+import textwrap
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
+import machine  # noqa: E402
 from keras_adahan.model import build_model, build_training_model  # noqa: E402
 from keras_adahan.presets import get_preset  # noqa: E402
-from keras_adahan.train import TRAIN_DEFAULTS  # noqa: E402
 
 QUESTIONS_PER_IMAGE = 3  # barn_vqa/classic
-REFERENCE_STEPS_PER_SECOND = 107  # PyTorch reference, batch size 1, 2 threads
+# Off the TensorFlow backend nothing here imports TensorFlow (a GPU machine with JAX or
+# PyTorch only can run it): the batches are numpy arrays instead of a tf.data pipeline.
+ON_TENSORFLOW = keras.backend.backend() == "tensorflow"
 
 
-def measure(preset, batch_size, steps, variant, questions_per_image=QUESTIONS_PER_IMAGE,
-            aggregation=None):
+def build(preset, dtype, batch_size, variant, questions_per_image, aggregation=None):
+    """A compiled training model of `preset` under dtype policy `dtype`, and its data."""
     changes = {"aggregation": aggregation} if aggregation else {}
     config = get_preset(preset, variant=variant, vocab_size=24, num_answers=4, **changes)
     keras.utils.set_random_seed(0)
-    model = build_model(config)
-    train_model = build_training_model(model, questions_per_image)
-    train_model.compile(
-        optimizer=keras.optimizers.Adam(TRAIN_DEFAULTS[preset]["learning_rate"]),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-    )
+    keras.config.set_dtype_policy(dtype)
+    try:
+        model = build_model(config)
+        train_model = build_training_model(model, questions_per_image)
+        train_model.compile(
+            optimizer=keras.optimizers.Adam(1e-3),  # The speed does not depend on it.
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        )
+    finally:
+        keras.config.set_dtype_policy("float32")
     rng = np.random.default_rng(0)
     num_images = batch_size * 8
     size = config.image_size
     images = rng.integers(0, 256, (num_images, size, size, 3), dtype=np.uint8)
     questions = rng.integers(2, 24, (num_images, questions_per_image, config.max_question_length))
     answers = rng.integers(0, 4, (num_images, questions_per_image))
+    if not ON_TENSORFLOW:
+        ds = ({"image": images.astype(np.float32), "questions": questions.astype(np.int32)},
+              answers)
+        time_fit(train_model, ds, 10)  # Warm up.
+        return model, train_model, ds
+    import tensorflow as tf
+
     ds = (
         tf.data.Dataset.from_tensor_slices(
             ({"image": images, "questions": questions.astype(np.int32)}, answers)
@@ -58,18 +80,68 @@ def measure(preset, batch_size, steps, variant, questions_per_image=QUESTIONS_PE
         .prefetch(tf.data.AUTOTUNE)
     )
     train_model.fit(ds, steps_per_epoch=10, epochs=1, verbose=0, shuffle=False)  # Warm up.
+    return model, train_model, ds
+
+
+def time_fit(train_model, ds, steps):
+    """Seconds of `steps` training steps: from the cached pipeline, or over the numpy
+    batches again and again."""
     start = time.perf_counter()
-    train_model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
-    seconds = time.perf_counter() - start
-    return steps * batch_size * questions_per_image / seconds, steps * batch_size / seconds
+    if isinstance(ds, tuple):
+        inputs, answers = ds
+        batch = len(answers) // 8
+        for step in range(steps):
+            rows = slice((step % 8) * batch, (step % 8 + 1) * batch)
+            train_model.train_on_batch({k: v[rows] for k, v in inputs.items()}, answers[rows])
+    else:
+        train_model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
+    return time.perf_counter() - start
 
 
-def main():
+def training_flops(model, questions_per_image):
+    """Training FLOPs per question (3 x forward: the backward pass is about twice the
+    forward), or `None` off the TensorFlow backend (the counter reads a TF graph)."""
+    if not ON_TENSORFLOW:
+        return None
+    from keras_adahan import compute
+
+    counts = compute.flops(model)
+    return 3 * (counts["image"] / questions_per_image + counts["question"])
+
+
+def reference_steps_per_second(seconds):
+    """Steps/s of the PyTorch reference's training loop over about `seconds`, or `None`
+    without torch. In a process of its own: the Keras backend's thread pools (JAX's
+    especially) would otherwise compete with PyTorch's threads in this one."""
+    code = textwrap.dedent(f"""
+        import time, pytorch_reference
+        model = pytorch_reference.build_reference(num_words=24, num_answers=4)
+        pytorch_reference.train_steps(model, 10)  # Warm up.
+        steps, start = 0, time.perf_counter()
+        while time.perf_counter() - start < {seconds}:
+            pytorch_reference.train_steps(model, 20)
+            steps += 20
+        print(steps / (time.perf_counter() - start))
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=os.path.dirname(os.path.abspath(__file__)))
+    if result.returncode != 0:
+        if "No module named 'torch'" in result.stderr:
+            return None
+        raise RuntimeError(result.stderr[-2000:])
+    return float(result.stdout.split()[-1])
+
+
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", nargs="+", default=["reference", "default"])
+    parser.add_argument("--dtype", nargs="+", default=["float32", "mixed_bfloat16"],
+                        choices=["float32", "mixed_bfloat16"])
     parser.add_argument("--variant", default="han")
     parser.add_argument("--batch_size", type=int, default=32, help="images per step")
-    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--steps", type=int, default=40, help="training steps timed per round")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="rounds of (every preset x dtype, then the reference)")
     parser.add_argument("--questions", type=int, default=QUESTIONS_PER_IMAGE,
                         help="questions per image (barn_vqa 3; CLEVR about 10)")
     parser.add_argument("--aggregation", default=None,
@@ -77,16 +149,63 @@ def main():
     parser.add_argument("--per_question", action="store_true",
                         help="the alternative the trainer avoids: every question brings its "
                              "own copy of the image (encoded once per question)")
-    args = parser.parse_args()
-    questions = 1 if args.per_question else args.questions
-    print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, "
-          f"{os.cpu_count()} CPUs, batch {args.batch_size} images x {questions} questions")
-    print(f"{'preset':<10} {'questions/s':>12} {'images/s':>9} {'vs PyTorch reference':>21}")
-    for preset in args.preset:
-        per_second, images = measure(preset, args.batch_size, args.steps, args.variant,
-                                     questions, args.aggregation)
-        print(f"{preset:<10} {per_second:>12.0f} {images:>9.0f} "
-              f"{per_second / REFERENCE_STEPS_PER_SECOND:>20.1f}x")
+    parser.add_argument("--no_reference", action="store_true",
+                        help="do not run the PyTorch reference")
+    parser.add_argument("--peak", action=argparse.BooleanOptionalAction, default=True,
+                        help="measure the matmul peak (float32, bfloat16) for the FLOP/s column")
+    args = parser.parse_args(argv)
+    if args.per_question:
+        args.questions = 1
+    threads = {keras.backend.backend(): "default (all cores)",
+               "torch (reference, own process)": "default (all cores)"}
+    print(machine.format_machine(machine.describe(threads)))
+    peaks = {}
+    if args.peak and ON_TENSORFLOW:
+        peaks = {"float32": machine.matmul_peak("float32"),
+                 "mixed_bfloat16": machine.matmul_peak("bfloat16")}
+        print("  matmul peak: " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s"
+                                            for k, v in peaks.items()))
+    print(f"batch {args.batch_size} images x {args.questions} questions, {args.steps} steps, "
+          f"{args.rounds} rounds\n", flush=True)
+
+    built = {(p, d): build(p, d, args.batch_size, args.variant, args.questions,
+                           args.aggregation)
+             for p in args.preset for d in args.dtype}
+    rates = {key: [] for key in built}
+    reference = []
+    for round_index in range(args.rounds):
+        seconds = 0.0
+        for key, (_, train_model, ds) in built.items():
+            elapsed = time_fit(train_model, ds, args.steps)
+            seconds += elapsed
+            rates[key].append(args.steps * args.batch_size * args.questions / elapsed)
+        if not args.no_reference:
+            # About as long as the project's share of the round, at least 3 s.
+            rate = reference_steps_per_second(max(3.0, seconds / len(built)))
+            if rate is not None:
+                reference.append(rate)
+        print(f"round {round_index + 1}: " + ", ".join(
+            f"{p}/{d} {rates[(p, d)][-1]:.0f} q/s" for p, d in built)
+            + (f", reference {reference[-1]:.0f} steps/s" if reference else ""), flush=True)
+
+    print(f"\n{'preset':<10}{'dtype':<16}{'questions/s':>12}{'vs reference':>14}"
+          f"{'GFLOP/s':>9}{'of peak':>9}")
+    for (preset, dtype), values in rates.items():
+        median = statistics.median(values)
+        ratio = (statistics.median(v / r for v, r in zip(values, reference))
+                 if len(reference) == len(values) else None)
+        flops = training_flops(built[(preset, dtype)][0], args.questions)
+        line = f"{preset:<10}{dtype:<16}{median:>12.0f}"
+        line += f"{ratio:>13.1f}x" if ratio else f"{'':>14}"
+        if flops:
+            achieved = flops * median
+            line += f"{achieved / 1e9:>9.1f}"
+            line += f"{achieved / peaks[dtype]:>9.1%}" if dtype in peaks else ""
+        print(line)
+    if reference:
+        print(f"{'PyTorch reference (1 example/step)':<38}{statistics.median(reference):>12.0f}"
+              "   (steps/s = questions/s)")
+    return rates, reference
 
 
 if __name__ == "__main__":

@@ -80,6 +80,7 @@ def export(
         ExportError: with a message saying what is wrong; nothing is left in or beside
             `output_dir`.
     """
+    check_backend()
     unknown = [q for q in quantizations if q not in tflite.QUANTIZATIONS]
     if unknown or not quantizations:
         raise ExportError(
@@ -103,9 +104,7 @@ def export(
     except (FileNotFoundError, ValueError, SystemExit) as error:
         raise ExportError(str(error)) from None
     model = run.model
-    for layer in model.get_layer("image_encoder").layers:  # Export only: constant kernels quantize.
-        if isinstance(layer, ConvAveragePool2D):
-            layer.fold()
+    fold_for_export(model)
 
     dataset = None
     if "int8" in quantizations or parity:
@@ -145,6 +144,7 @@ def export(
             flatbuffer = tflite.convert(
                 batch_one, serving.SIGNATURES, quantization,
                 representative_dataset=calibration.dataset if quantization == "int8" else None,
+                float_layers=tflite.float_layers_in_int8(model),
             )
             # One copy of the graph: `vqa` runs the `encode` and `answer` subgraphs.
             flatbuffer = tflite_edits.vqa_calls_encode_and_answer(flatbuffer)
@@ -156,6 +156,9 @@ def export(
                 "bytes": len(flatbuffer), "quantization": quantization,
                 "ops": ops, "custom_ops": custom,
             }
+            if quantization == "int8":
+                artifacts[tflite_name(quantization)]["float_layers"] = list(
+                    tflite.float_layers_in_int8(model))
         log(f"  converted in {time.time() - start:.0f} s")
         labels = labels_dict(run)
         # Which files these labels belong to: predict refuses them beside another model.
@@ -196,6 +199,28 @@ def export(
         shutil.rmtree(staging, ignore_errors=True)
     log(f"Exported to {output_dir}")
     return report
+
+
+def check_backend():
+    """Raises `ExportError` unless Keras runs on TensorFlow: the SavedModel and the TFLite
+    converter trace TensorFlow graphs."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        raise ExportError(
+            f"export needs the TensorFlow backend, this process runs Keras on "
+            f"{keras.backend.backend()!r}: run it with KERAS_BACKEND=tensorflow (a .keras "
+            "model trained on any backend exports)")
+
+
+def fold_for_export(model):
+    """Freezes computed kernels into constants (export only: the model trains no more), so
+    the int8 quantizer treats them as weights; a computed kernel gets an activation's zero
+    point, which LiteRT's int8 CONV_2D refuses."""
+    for layer in model.get_layer("image_encoder").layers:
+        if isinstance(layer, ConvAveragePool2D):
+            layer.fold()
+    return model
 
 
 def _prepared_dataset(config, data_dir):

@@ -2,9 +2,11 @@
 
     float32        the reference: same numbers as Keras up to float rounding
     float16        weights stored as float16, computed in float32 (half the size)
-    dynamic_range  weights int8, activations quantized on the fly
+    dynamic_range  weights int8, activations quantized on the fly; convs over at most 8
+                   input channels keep float weights (faster, docs/export.md)
     int8           full-integer: weights and activations int8, calibrated on
-                   representative inputs; the image input is int8 too
+                   representative inputs; the image input is int8 too; the image
+                   encoder's first block computes in float (`float_layers_in_int8`)
 
 Every conversion restricts `target_spec.supported_ops` to TFLite builtins (plus their int8
 versions for `int8`): the converter's default would let a TensorFlow op slip in as a Flex op,
@@ -26,7 +28,8 @@ class ExportError(Exception):
     """An export step failed for a reason the user can act on; the message says which."""
 
 
-def convert(saved_model_dir, signature_keys, quantization="float32", representative_dataset=None):
+def convert(saved_model_dir, signature_keys, quantization="float32", representative_dataset=None,
+            float_layers=None):
     """Converts signatures of a SavedModel to a .tflite flatbuffer (bytes).
 
     Args:
@@ -36,6 +39,9 @@ def convert(saved_model_dir, signature_keys, quantization="float32", representat
         quantization: str. One of `QUANTIZATIONS`. Defaults to `"float32"`.
         representative_dataset: callable returning an iterator of
             `(signature_key, {input_name: array})`; required for `"int8"`.
+        float_layers: tuple of str. Keras layer names whose ops stay float in the int8
+            model (`float_layers_in_int8` gives the export's). `None`:
+            `FLOAT_LAYERS_IN_INT8`. Defaults to `None`.
 
     Raises:
         ExportError: the model needs an op TFLite has no builtin for (named), or the
@@ -76,9 +82,12 @@ def convert(saved_model_dir, signature_keys, quantization="float32", representat
             warnings.simplefilter("ignore")
             flatbuffer = converter.convert()
             if quantization == "int8":
-                flatbuffer = _quantize(flatbuffer)
+                flatbuffer = _quantize(flatbuffer, FLOAT_LAYERS_IN_INT8 if float_layers is None
+                                       else float_layers)
     except Exception as error:  # ConverterError and friends, from deep inside TF.
         raise ExportError(_conversion_message(error, quantization)) from None
+    if quantization == "dynamic_range":
+        flatbuffer = tflite_edits.float_weights_for_narrow_convs(flatbuffer)
     check_builtin_ops(flatbuffer, what=f"the {quantization} model")
     return tflite_edits.strip_tensor_names(flatbuffer)
 
@@ -96,9 +105,26 @@ FLOAT_OPS_IN_INT8 = ("ONE_HOT", "SQUARE", "SUM", "MAXIMUM", "SQRT")
 FLOAT_LAYERS_IN_INT8 = ("aggregate_norm",)
 
 
-def _quantize(calibrated):
+def float_layers_in_int8(model):
+    """The layers whose ops the export keeps float in the int8 model.
+
+    `FLOAT_LAYERS_IN_INT8`, plus the image encoder's first block (the rescaling, the first
+    conv on the 3 RGB channels, its batch norm, pooling and ReLU): XNNPACK's int8 conv over
+    3 input channels is 2-3x slower than its float32 conv on CPUs with AVX-512 (measured in
+    docs/export.md, "int8: the first conv in float"), and that conv is most of the encoder's
+    work. Its output is quantized once, and the convs after it run in int8.
+    """
+    names = []
+    for layer in model.get_layer("image_encoder").layers[1:]:  # [0]: the Input.
+        names.append(layer.name)
+        if layer.name.startswith("relu_"):
+            break
+    return tuple(FLOAT_LAYERS_IN_INT8) + tuple(names)
+
+
+def _quantize(calibrated, float_layers=FLOAT_LAYERS_IN_INT8):
     """Full-integer quantization of a calibrated model; `FLOAT_OPS_IN_INT8` and the ops of
-    `FLOAT_LAYERS_IN_INT8` kept float.
+    `float_layers` kept float.
 
     What `converter.convert()` does after calibration, plus the op and node denylists that
     `tf.lite.experimental.QuantizationDebugger` uses for selective quantization (which
@@ -109,7 +135,7 @@ def _quantize(calibrated):
 
     # Nodes are named by their tensors, e.g. `han_vqa_1/answer_head_1/aggregate_norm_1/add`.
     in_float_layer = re.compile(
-        "(^|/)(" + "|".join(FLOAT_LAYERS_IN_INT8) + r")(_\d+)?/"
+        "(^|/)(" + "|".join(re.escape(name) for name in float_layers) + r")(_\d+)?/"
     )
     nodes = sorted({tensor.name.decode()
                     for subgraph in tflite_edits.read(calibrated).subgraphs

@@ -1,0 +1,106 @@
+"""What a benchmark ran on: CPU model and flags, cores and threads, library versions.
+
+    python benchmarks/machine.py            # prints the description
+    python benchmarks/machine.py --peak     # and the measured matmul peak (float32, bf16)
+
+Every speed benchmark prints `describe()` first, so a figure always comes with its machine:
+absolute times belong to that machine only; ratios measured in one run travel better.
+`matmul_peak` measures the FLOP/s a large TensorFlow matmul reaches on this machine, the
+yardstick the training benchmark compares its achieved FLOP/s with.
+"""
+
+import argparse
+import importlib.metadata
+import os
+import platform
+import time
+
+# The CPU flags that decide which kernels run fast here (oneDNN, XNNPACK, PyTorch).
+FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile",
+         "amx_bf16", "amx_int8")
+PACKAGES = ("tensorflow", "tensorflow-cpu", "keras", "numpy", "ai-edge-litert", "jax",
+            "jaxlib", "torch")
+
+
+def cpu():
+    """`{"model", "flags", "logical_cpus", "usable_cpus"}` from /proc/cpuinfo (Linux)."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and model in ("", platform.machine()):
+                    model = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return {"model": model, "flags": [f for f in FLAGS if f in flags],
+            "logical_cpus": os.cpu_count(), "usable_cpus": usable}
+
+
+def versions():
+    """Installed versions of the libraries that set the speed (absent ones left out)."""
+    found = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def describe(threads=None):
+    """The machine as a dict: cpu(), versions(), the Keras backend and `threads` (what the
+    benchmark set, e.g. `{"tensorflow": 2, "torch": 2}`)."""
+    return {"cpu": cpu(), "versions": versions(),
+            "keras_backend": os.environ.get("KERAS_BACKEND", "tensorflow"),
+            "threads": threads or {}}
+
+
+def format_machine(description):
+    """One paragraph for the top of a benchmark's output."""
+    c = description["cpu"]
+    libraries = ", ".join(f"{k} {v}" for k, v in description["versions"].items())
+    threads = ", ".join(f"{k} {v}" for k, v in description["threads"].items())
+    return (f"machine: {c['model']}, {c['usable_cpus']} usable of {c['logical_cpus']} logical "
+            f"CPUs, flags {' '.join(c['flags']) or 'none of ' + '/'.join(FLAGS)}\n"
+            f"  {libraries}; Keras backend {description['keras_backend']}"
+            + (f"; threads: {threads}" if threads else ""))
+
+
+def matmul_peak(dtype="float32", size=2048, seconds=2.0):
+    """FLOP/s of a `size` x `size` TensorFlow matmul in `dtype`, best of repeated calls.
+
+    Uses the threads TensorFlow is configured with (set them before calling). One matmul
+    is 2 * size**3 FLOPs; the best of the calls within `seconds` after a warm-up.
+    """
+    import tensorflow as tf
+
+    a = tf.random.normal((size, size), dtype=tf.float32)
+    b = tf.random.normal((size, size), dtype=tf.float32)
+    a, b = tf.cast(a, dtype), tf.cast(b, dtype)
+    matmul = tf.function(lambda x, y: tf.reduce_sum(tf.matmul(x, y)[:1, :1]))
+    matmul(a, b).numpy()  # Warm-up: traces and primes oneDNN.
+    best, deadline = float("inf"), time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        matmul(a, b).numpy()
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--peak", action="store_true",
+                        help="also measure the float32 and bfloat16 matmul peak")
+    args = parser.parse_args()
+    print(format_machine(describe()))
+    if args.peak:
+        for dtype in ("float32", "bfloat16"):
+            print(f"  matmul peak {dtype}: {matmul_peak(dtype) / 1e9:.0f} GFLOP/s")
+
+
+if __name__ == "__main__":
+    main()

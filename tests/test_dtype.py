@@ -1,0 +1,49 @@
+"""`--dtype`: training under mixed_bfloat16, saving and evaluating in float32."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_adahan import train
+from keras_adahan.model import build_model, build_training_model
+from keras_adahan.presets import get_preset
+
+
+def test_dtype_flag_default_and_choices():
+    assert train.parse_args(["--dataset", "tiny"]).dtype == train.DEFAULT_DTYPE
+    assert train.parse_args(["--dataset", "tiny", "--dtype", "mixed_bfloat16"]).dtype == (
+        "mixed_bfloat16")
+    with pytest.raises(SystemExit):
+        train.parse_args(["--dataset", "tiny", "--dtype", "float16"])
+
+
+def test_mixed_bfloat16_trains_and_gives_a_float32_model():
+    config = get_preset("default", vocab_size=10, num_answers=3, image_size=32,
+                        max_question_length=4)
+    keras.utils.set_random_seed(0)
+    with train.dtype_policy("mixed_bfloat16"):
+        model = build_model(config)
+        train_model = build_training_model(model, 2)
+    assert keras.config.dtype_policy().name == "float32"  # Restored after the block.
+    assert model.get_layer("image_encoder").get_layer("conv_1").compute_dtype == "bfloat16"
+    assert all(w.dtype == "float32" for w in model.weights)  # Mixed: float32 variables.
+    train_model.compile(optimizer="adam",
+                        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    rng = np.random.default_rng(0)
+    inputs = {"image": rng.uniform(0, 255, (4, 32, 32, 3)).astype("float32"),
+              "questions": rng.integers(1, 10, (4, 2, 4)).astype("int32")}
+    history = train_model.fit(inputs, rng.integers(0, 3, (4, 2)), epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+
+    copy = train.float32_model(model)
+    assert copy.dtype_policy.name == "float32"
+    assert copy.get_layer("image_encoder").get_layer("conv_1").compute_dtype == "float32"
+    for a, b in zip(copy.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    single = {"image": inputs["image"], "question": inputs["questions"][:, 0]}
+    expected = model.predict_on_batch(single)["answer"].astype("float32")
+    got = copy.predict_on_batch(single)["answer"]
+    assert got.dtype == np.float32
+    # bfloat16 keeps 8 bits of mantissa: close, not equal.
+    np.testing.assert_allclose(got, expected, atol=0.1 * (np.abs(got).max() + 1))
+    assert train.float32_model(copy) is copy

@@ -1,0 +1,110 @@
+"""The export's choices for speed: the first conv (3 RGB channels) stays float in the int8
+file, convs over few channels keep float weights in the dynamic-range file, and both
+compute what they should."""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from keras_adahan.export import exporter
+from keras_adahan.export import tflite
+from keras_adahan.export import tflite_edits
+
+
+def _convs(flatbuffer):
+    """`(input type, filter type, input channels)` of every CONV_2D, in graph order."""
+    model = tflite_edits.read(flatbuffer)
+    names = tflite_edits.opcode_names(model)
+    found = []
+    for subgraph in model.subgraphs:
+        for operator in subgraph.operators:
+            if names[operator.opcodeIndex] == "CONV_2D":
+                data, weights = (subgraph.tensors[i] for i in operator.inputs[:2])
+                found.append((data.type, weights.type, int(weights.shape[-1])))
+    return found
+
+
+def test_int8_first_conv_is_float_and_the_others_int8(exported_tiny_run):
+    from ai_edge_litert import schema_py_generated as schema
+
+    with open(os.path.join(exported_tiny_run["export_dir"], "vqa_int8.tflite"), "rb") as f:
+        convs = _convs(f.read())
+    float32, int8 = schema.TensorType.FLOAT32, schema.TensorType.INT8
+    assert [c for c in convs if c[2] == 3] == [(float32, float32, 3)]  # The RGB conv.
+    assert {c[:2] for c in convs if c[2] > 3} == {(int8, int8)}
+    report = exported_tiny_run["report"]["artifacts"]["vqa_int8.tflite"]
+    assert report["float_layers"][:1] == list(tflite.FLOAT_LAYERS_IN_INT8)
+    assert {"rescale", "conv_1", "relu_1"} <= set(report["float_layers"])
+
+
+def _rgb_conv_saved_model(path):
+    """A 7x7 conv 3 -> 16 channels (2352 weights: enough for dynamic-range quantization),
+    then a 5x5 conv 16 -> 8."""
+    rng = np.random.default_rng(0)
+    kernel = tf.constant(rng.normal(size=(7, 7, 3, 16)).astype(np.float32))
+    kernel2 = tf.constant(rng.normal(size=(5, 5, 16, 8)).astype(np.float32))
+
+    class Convs(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec((1, 32, 32, 3), tf.float32, name="image")])
+        def serve(self, image):
+            x = tf.nn.relu(tf.nn.conv2d(image, kernel, 2, "SAME"))
+            return {"cells": tf.nn.conv2d(x, kernel2, 1, "SAME")}
+
+    module = Convs()
+    tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
+    return path
+
+
+def test_dynamic_range_keeps_rgb_conv_float_and_answers_alike(tmp_path):
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.interpreter import Interpreter
+
+    path = _rgb_conv_saved_model(str(tmp_path / "convs"))
+    files = {q: tflite.convert(path, ["serving_default"], q)
+             for q in ("float32", "dynamic_range")}
+    convs = _convs(files["dynamic_range"])
+    float32, int8 = schema.TensorType.FLOAT32, schema.TensorType.INT8
+    assert convs == [(float32, float32, 3), (float32, int8, 16)]  # Only the RGB conv edited.
+    image = np.random.default_rng(1).uniform(0, 1, (1, 32, 32, 3)).astype(np.float32)
+    outputs = {}
+    for name, flatbuffer in files.items():
+        runner = Interpreter(model_content=flatbuffer).get_signature_runner("serving_default")
+        outputs[name] = runner(image=image)["cells"]
+    scale = np.abs(outputs["float32"]).max()
+    # The second conv is still int8-weighted: close to float32, not equal.
+    np.testing.assert_allclose(outputs["dynamic_range"], outputs["float32"], atol=0.05 * scale)
+    # Unchanged when nothing qualifies.
+    assert tflite_edits.float_weights_for_narrow_convs(files["float32"]) == files["float32"]
+
+
+def test_shared_weight_buffers_are_dequantized_once(tmp_path, monkeypatch):
+    import copy
+
+    from ai_edge_litert import schema_py_generated as schema
+
+    path = _rgb_conv_saved_model(str(tmp_path / "convs"))
+    monkeypatch.setattr(tflite_edits, "float_weights_for_narrow_convs", lambda f: f)
+    hybrid = tflite.convert(path, ["serving_default"], "dynamic_range")
+    monkeypatch.undo()
+    model = tflite_edits.read(hybrid)
+    model.subgraphs.append(copy.deepcopy(model.subgraphs[0]))  # Same buffers.
+    edited = tflite_edits.float_weights_for_narrow_convs(tflite_edits.write(model))
+    float32, int8 = schema.TensorType.FLOAT32, schema.TensorType.INT8
+    assert _convs(hybrid) == [(float32, int8, 3), (float32, int8, 16)]
+    assert _convs(edited) == [(float32, float32, 3), (float32, int8, 16)] * 2
+    expected = tflite_edits.float_weights_for_narrow_convs(hybrid)
+    once = tflite_edits.read(expected)
+    twice = tflite_edits.read(edited)
+    weights = once.subgraphs[0].tensors[once.subgraphs[0].operators[0].inputs[1]]
+    np.testing.assert_array_equal(np.asarray(twice.buffers[weights.buffer].data),
+                                  np.asarray(once.buffers[weights.buffer].data))
+
+
+def test_export_needs_the_tensorflow_backend(monkeypatch):
+    import keras
+    import pytest
+
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    with pytest.raises(tflite.ExportError, match="needs the TensorFlow backend.*'jax'"):
+        exporter.export("no_such_run", "no_such_output")
