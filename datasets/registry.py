@@ -16,6 +16,8 @@ file and one entry here.
 
     barn_vqa configs   classic, randomized, classic_open, randomized_open, tiny, ...
     clevr              TFDS's CLEVR 3.1.0 (datasets/clevr/)
+    sort_of_clevr      Sort-of-CLEVR, 75x75 (datasets/sort_of_clevr/); sort_of_clevr_large
+                       at 128x128, sort_of_clevr_tiny for tests
     folder:PATH        a user's folder of images and JSON Lines (datasets/vqa_folder/)
 """
 
@@ -145,6 +147,29 @@ DATASETS["clevr"] = DatasetSpec(
     answer_type=_clevr_answer_type,
     evaluation_split="validation",  # CLEVR's test split has no answers.
 )
+
+
+def _sort_of_clevr_builder(config_name):
+    def make_builder(data_dir):
+        from .sort_of_clevr import Builder
+
+        return Builder(config=config_name, data_dir=data_dir)
+
+    return make_builder
+
+
+for _config, _suffix in (("default", ""), ("large", "_large"), ("tiny", "_tiny")):
+    DATASETS["sort_of_clevr" + _suffix] = DatasetSpec(
+        name="sort_of_clevr" + _suffix,
+        title=f"sort_of_clevr/{_config}",
+        make_builder=_sort_of_clevr_builder(_config),
+        to_element=_sequence_element,
+        answer_names=_class_names("answer"),
+        type_names=_class_names("type"),
+        build_command=f"tfds build datasets/sort_of_clevr --config {_config}",
+        # Relation networks are trained for 20 epochs in the public implementations.
+        default_epochs=2 if _config == "tiny" else 20,
+    )
 
 
 def _folder_spec(path):

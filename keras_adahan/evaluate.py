@@ -24,8 +24,8 @@ from keras_adahan import run_files
 class Evaluation:
     """What `evaluate` computed: `metrics` (JSON-ready), the model's `outputs` per question,
     the split's `arrays` (`data.QuestionArrays`), the `answer_names` of the logits, the
-    file `suffix` its files carry ("" for the run's own test split) and the model's
-    `grid_size`."""
+    file `suffix` its files carry ("" for the run's own test split), the model's
+    `grid_size` and the dataset's question `type_names`."""
 
     metrics: dict
     outputs: dict
@@ -33,6 +33,7 @@ class Evaluation:
     answer_names: list
     suffix: str
     grid_size: int
+    type_names: list
 
 
 def grounding(presence, mask, boxes, grid_size):
@@ -103,6 +104,9 @@ def compute_metrics(outputs, arrays, answer_names, type_names, variant, grounded
         metrics["kept_cells_distribution"] = dict(
             zip(("min", "p10", "median", "p90", "max"), map(float, quantiles))
         )
+        # Does the number of cells depend on the question? (The paper's promise: fewer
+        # for questions about one object.)
+        metrics["kept_cells_per_type"] = mean_per_label(kept_counts, arrays.types, type_names)
     if grounded.any():
         top_on, area_share, top_touches = grounding(
             outputs["presence"][grounded], outputs["mask"][grounded], arrays.boxes[grounded],
@@ -182,7 +186,8 @@ def evaluate(model, dataset, vocabulary, split=None, answers=None):
     metrics = compute_metrics(outputs, arrays, answer_names, dataset.type_names,
                               config.variant, grounded, model.grid_size)
     metrics["split"] = split
-    return Evaluation(metrics, outputs, arrays, answer_names, suffix, model.grid_size)
+    return Evaluation(metrics, outputs, arrays, answer_names, suffix, model.grid_size,
+                      list(dataset.type_names))
 
 
 def write_evaluation(evaluation, run_dir, plots=True):
@@ -222,6 +227,7 @@ def _write_plots(evaluation, run_dir):
         plots.plot_kept_cells(
             outputs["mask"].sum(1), evaluation.metrics["num_cells"],
             os.path.join(run_dir, "plots", f"kept_cells{evaluation.suffix}.png"),
+            types=arrays.types, type_names=evaluation.type_names,
         )
 
 
@@ -234,6 +240,9 @@ def format_summary(metrics, title):
         d = metrics["kept_cells_distribution"]
         lines.append("  cells kept          min {min:.0f} / p10 {p10:.0f} / median {median:.0f} / "
                      "p90 {p90:.0f} / max {max:.0f}".format(**d))
+        if "kept_cells_per_type" in metrics:  # Not in metrics written before it existed.
+            lines.append("    mean per type     " + ", ".join(
+                f"{name} {mean:.1f}" for name, mean in metrics["kept_cells_per_type"].items()))
     if "grounding_top_cell" in metrics:
         lines.append(f"  grounding top cell  {metrics['grounding_top_cell']:.2%}"
                      "  (highest-presence kept cell on the target object)")
@@ -271,10 +280,13 @@ def main(argv=None):
         name = args.dataset or trained_on
         dataset = data.prepare_dataset(name, args.data_dir or run.config["train"]["data_dir"],
                                        build=False)
-        if name != trained_on:  # Refuse answers the model cannot give before predicting.
+        # Answers matched by name on another dataset, or where the run numbers them its own
+        # way (a run of keras_adahan.convert_reference: the reference's order).
+        by_name = name != trained_on or list(run.answers) != list(dataset.answer_names)
+        if by_name:  # Refuse answers the model cannot give before predicting.
             model_answer_labels(dataset.answer_names, run.answers, dataset.spec.title)
         evaluation = evaluate(run.model, dataset, run.vocabulary, split=args.split,
-                              answers=None if name == trained_on else run.answers)
+                              answers=run.answers if by_name else None)
     except (FileNotFoundError, ValueError) as error:
         raise cli.UserError(str(error)) from None
     run_dir = os.path.dirname(args.run_dir) if args.run_dir.endswith(".keras") else args.run_dir

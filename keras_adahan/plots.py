@@ -74,12 +74,25 @@ def plot_attention(images, questions, answers, predictions, presence, mask, grid
     plt.close(fig)
 
 
-def plot_kept_cells(kept_counts, num_cells, path):
-    """Histogram of how many cells each question kept (AdaHAN's adaptive budget)."""
+def plot_kept_cells(kept_counts, num_cells, path, types=None, type_names=()):
+    """Histogram of how many cells each question kept (AdaHAN's adaptive budget); with
+    `types` ((Q,) labels into `type_names`), one outline per question type, as a share of
+    that type's questions, so the types can be compared."""
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.hist(kept_counts, bins=min(50, max(1, int(kept_counts.max() - kept_counts.min()) + 1)))
+    low, high = int(kept_counts.min()), int(kept_counts.max())
+    bins = np.arange(low, high + 2) - 0.5 if high - low < 50 else 50
+    if types is None:
+        ax.hist(kept_counts, bins=bins)
+        ax.set_ylabel("questions")
+    else:
+        for index, name in enumerate(type_names):
+            counts = kept_counts[types == index]
+            if len(counts):
+                ax.hist(counts, bins=bins, histtype="step", linewidth=1.5, label=name,
+                        weights=np.full(len(counts), 1 / len(counts)))
+        ax.set_ylabel("share of the type's questions")
+        ax.legend(fontsize="small")
     ax.set_xlabel(f"cells kept (of {num_cells})")
-    ax.set_ylabel("questions")
     ax.set_title("cells kept per question")
     fig.tight_layout()
     with run_files.atomic_path(path) as tmp:  # Never a half-written PNG.

@@ -144,6 +144,15 @@ def test_resume_of_an_empty_folder_starts_a_new_run(data_dir, tmp_path, capsys):
     with pytest.raises(SystemExit, match="was trained with another model config"):
         train_in_process(data_dir, run_dir, "--epochs", "2", "--resume", "--variant", "none")
     assert history_epochs(run_dir) == [0]
+    # A run saved before a config field existed (config.json without it) was built with the
+    # field's default: it resumes.
+    config_path = os.path.join(run_dir, run_files.CONFIG)
+    config = run_files.read_json(config_path)
+    for field in ("cell_coordinates", "skip_padding", "count_pool_padding"):
+        del config["model"][field]
+    run_files.write_json(config_path, config)
+    train_in_process(data_dir, run_dir, "--epochs", "2", "--resume")
+    assert history_epochs(run_dir) == [0, 1]
 
 
 # --- AtomicBackupAndRestore on its own -------------------------------------------------

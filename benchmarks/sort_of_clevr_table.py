@@ -1,0 +1,184 @@
+"""Sort-of-CLEVR: HAN+RN against relation networks over all cells, and AdaHAN's budget.
+
+    python benchmarks/sort_of_clevr_table.py                       # all setups, seeds 0 1 2
+    python benchmarks/sort_of_clevr_table.py --setups han_rn rn --seeds 0 --epochs 4
+    python benchmarks/sort_of_clevr_table.py --dataset sort_of_clevr_large --setups han_rn
+
+Each setup is a `python -m keras_adahan.train --dataset sort_of_clevr --preset sort_of_clevr`
+run with the flags below, one run folder per setup and seed under --runs_dir (finished runs
+are reused, so an interrupted table picks up where it stopped). Prints, as Markdown, mean
+and spread over seeds of: accuracy on non-relational and relational questions and per
+subtype, cells kept, pairs the relational module computes per question, grounding (the
+kept cell of highest presence on the object the question names) and training time; then,
+for AdaHAN, the cells it keeps per question type, and what its softmax threshold alone
+would keep (no floor, no ceiling) at other temperatures and thresholds, per question type,
+from the trained presences. The published figures the README puts
+beside them come from their papers and repositories, not from this script.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from keras_adahan.datasets.sort_of_clevr import scenes
+from keras_adahan.layers.han_mask import num_kept_cells
+
+# name -> (what it is, trainer flags on top of the sort_of_clevr preset).
+SETUPS = {
+    "cnn_sum": ("CNN + sum (no attention)", ["--variant", "none", "--aggregation", "sum"]),
+    "rn": ("RN over all cells", ["--variant", "none"]),
+    "han_rn": ("HAN+RN (k = 7 cells)", ["--variant", "han"]),
+    # The paper's AdaHAN: no floor; a ceiling of HAN's 7 cells bounds the pairs.
+    "adahan_rn": ("AdaHAN+RN (1 to 7 cells)",
+                  ["--variant", "adahan", "--min_cells", "1", "--set", "max_cells=7"]),
+    "han_sum": ("HAN + sum (k = 7 cells)", ["--variant", "han", "--aggregation", "sum"]),
+    "soft_rn": ("soft attention + RN", ["--variant", "soft"]),
+}
+
+
+def run(setup, seed, args):
+    out = os.path.join(args.runs_dir, f"{args.dataset}-{setup}-seed{seed}")
+    if not os.path.exists(os.path.join(out, "metrics.json")):
+        command = [sys.executable, "-m", "keras_adahan.train", "--dataset", args.dataset,
+                   "--preset", "sort_of_clevr", "--seed", str(seed), "--output_dir", out,
+                   "--overwrite", *SETUPS[setup][1], *args.trainer_flags]
+        if args.data_dir:
+            command += ["--data_dir", args.data_dir]
+        if args.epochs:
+            command += ["--epochs", str(args.epochs)]
+        print("$", " ".join(command[1:]), flush=True)
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL if args.quiet else None)
+    result = {}
+    for name in ("metrics", "training", "config"):
+        with open(os.path.join(out, f"{name}.json")) as f:
+            result[name] = json.load(f)
+    return result
+
+
+def summarize(result):
+    metrics, config = result["metrics"], result["config"]["model"]
+    per_type = metrics["accuracy_per_type"]
+    return {
+        "non-relational": _mean_over(per_type, scenes.NON_RELATIONAL),
+        "relational": _mean_over(per_type, scenes.RELATIONAL),
+        **{name: per_type.get(name) for name in scenes.QUESTION_TYPES},
+        "cells kept": metrics["kept_share_mean"] * metrics["num_cells"],
+        "pairs": _pairs(config, metrics["num_cells"]),
+        "grounding": metrics.get("grounding_top_cell"),
+        "minutes": result["training"]["seconds"] / 60,
+    }
+
+
+def _mean_over(per_type, names):
+    # Subtypes are drawn uniformly per question: their plain mean is the group's accuracy.
+    values = [per_type[n] for n in names if n in per_type]
+    return float(np.mean(values)) if values else None
+
+
+def _pairs(config, num_cells):
+    if config["aggregation"] != "relational":
+        return 0
+    # As model.build_answer_head sizes the module (k may be a share of the cells).
+    gathered = None
+    if config["variant"] == "han":
+        gathered = num_kept_cells(config["k"], num_cells)
+    elif config["variant"] == "adahan":
+        gathered = config["max_cells"]
+    return (gathered or num_cells) ** 2
+
+
+TEMPERATURES = (0.25, 0.5, 1.0, 2.0, 4.0)
+
+
+def threshold_study(run_dir, data_dir):
+    """Cells whose softmax(presence / T) reaches 1/N, with no floor or ceiling, averaged
+    per question type, for each temperature T; also at T = 1 with thresholds 2/N, 4/N."""
+    from keras_adahan import data
+    from keras_adahan import evaluate
+    from keras_adahan import run_files
+
+    run = run_files.load_run(run_dir)
+    dataset = data.prepare_dataset(run.config["train"]["dataset"],
+                                   data_dir or run.config["train"]["data_dir"], build=False)
+    evaluation = evaluate.evaluate(run.model, dataset, run.vocabulary)
+    types = evaluation.arrays.types
+    presence = evaluation.outputs["presence"].astype(np.float64)  # (Q, N)
+    num_cells = presence.shape[1]
+
+    def passing(scaled, threshold):
+        scaled = scaled - scaled.max(1, keepdims=True)
+        softmax = np.exp(scaled) / np.exp(scaled).sum(1, keepdims=True)
+        return (softmax >= threshold).sum(1)
+
+    rows = {f"T = {t:g}": passing(presence / t, 1 / num_cells) for t in TEMPERATURES}
+    for times in (2, 4):
+        rows[f"T = 1, threshold {times}/N"] = passing(presence, times / num_cells)
+    names = dataset.type_names
+    return {label: {name: float(kept[types == i].mean()) for i, name in enumerate(names)}
+            for label, kept in rows.items()}
+
+
+def cell(values, scale=100, digits=1):
+    values = np.array([v for v in values if v is not None], dtype=float)
+    if not len(values):
+        return "-"
+    spread = values.std(ddof=1) * scale if len(values) > 1 else 0.0
+    return f"{values.mean() * scale:.{digits}f} ± {spread:.{digits}f}"
+
+
+COLUMNS = (("non-relational", 100, 1), ("relational", 100, 1), ("shape", 100, 1),
+           ("left", 100, 1), ("top", 100, 1), ("closest", 100, 1), ("furthest", 100, 1),
+           ("count", 100, 1), ("cells kept", 1, 1), ("pairs", 1, 0), ("grounding", 100, 1),
+           ("minutes", 1, 1))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", default="sort_of_clevr",
+                        choices=("sort_of_clevr", "sort_of_clevr_large", "sort_of_clevr_tiny"))
+    parser.add_argument("--setups", nargs="+", default=list(SETUPS), choices=list(SETUPS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=None, help="default: the trainer's (20)")
+    parser.add_argument("--data_dir", default=None)
+    parser.add_argument("--runs_dir", default=os.path.join("runs", "sort_of_clevr_table"))
+    parser.add_argument("--quiet", action="store_true", help="hide the trainer's output")
+    parser.add_argument("trainer_flags", nargs="*",
+                        help="after --: more flags for every run, e.g. -- --learning_rate 3e-4")
+    args = parser.parse_args()
+
+    rows, adahan = {}, []
+    for setup in args.setups:
+        results = [run(setup, seed, args) for seed in args.seeds]
+        rows[setup] = [summarize(r) for r in results]
+        if SETUPS[setup][1][1] == "adahan":
+            adahan += [(seed, r["metrics"]) for seed, r in zip(args.seeds, results)]
+
+    print(f"\n{args.dataset}, test split, seeds {args.seeds} (mean ± sample std; %, but "
+          "cells, pairs and minutes)\n")
+    print("| setup | " + " | ".join(name for name, _, _ in COLUMNS) + " |")
+    print("|---" * (len(COLUMNS) + 1) + "|")
+    for setup, seed_rows in rows.items():
+        print(f"| {SETUPS[setup][0]} | " + " | ".join(
+            cell([r[name] for r in seed_rows], scale, digits) for name, scale, digits in COLUMNS
+        ) + " |")
+    if adahan:
+        print("\nAdaHAN: mean cells kept per question type (its floor and ceiling applied)")
+        for seed, metrics in adahan:
+            per_type = metrics["kept_cells_per_type"]
+            print(f"  seed {seed}: " + ", ".join(f"{n} {v:.2f}" for n, v in per_type.items())
+                  + "   (distribution: " + ", ".join(
+                      f"{k} {v:.0f}" for k, v in metrics["kept_cells_distribution"].items())
+                  + ")")
+        print("\nAdaHAN, seed", adahan[0][0], "- the softmax threshold alone (no floor or "
+              "ceiling): mean cells passing, per question type")
+        run_dir = os.path.join(args.runs_dir, f"{args.dataset}-adahan_rn-seed{adahan[0][0]}")
+        for label, per_type in threshold_study(run_dir, args.data_dir).items():
+            print(f"  {label:<22} " + ", ".join(f"{n} {v:.2f}" for n, v in per_type.items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""Sort-of-CLEVR: scenes checked against what their pixels show, and the trainer on them."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from keras_adahan import train
+from keras_adahan.datasets.sort_of_clevr import scenes
+
+COLORS = {  # The public generator's colours, restated.
+    "red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255),
+    "orange": (255, 156, 0), "gray": (128, 128, 128), "yellow": (255, 255, 0),
+}
+
+
+def objects_in(image):
+    """{colour: (centre (x, y), shape, pixel bounding box)} read from the pixels alone."""
+    found = {}
+    for name, rgb in COLORS.items():
+        ys, xs = np.nonzero((image == rgb).all(-1))
+        assert len(xs), f"no {name} object"
+        box = (xs.min(), ys.min(), xs.max(), ys.max())
+        fill = len(xs) / ((box[2] - box[0] + 1) * (box[3] - box[1] + 1))
+        assert fill > 0.97 or 0.65 < fill < 0.85, f"{name}: fill {fill:.2f} is neither shape"
+        found[name] = ((xs.mean(), ys.mean()), "square" if fill > 0.97 else "circle", box)
+    return found
+
+
+def answer_from_pixels(question, objects, side):
+    color = next(c for c in COLORS if f" {c} object" in question)
+    (x, y), shape, _ = objects[color]
+    others = {c: np.hypot(*np.subtract(o[0], (x, y))) for c, o in objects.items() if c != color}
+    if question.startswith("What is the shape of the object closest"):
+        return objects[min(others, key=others.get)][1]
+    if question.startswith("What is the shape of the object furthest"):
+        return objects[max(others, key=others.get)][1]
+    if question.startswith("What is the shape"):
+        return shape
+    if question.startswith("How many objects"):
+        return str(sum(o[1] == shape for o in objects.values()))
+    if re.search("on the left", question):
+        return "yes" if x < side / 2 else "no"
+    assert "on the top" in question, question
+    return "yes" if y < side / 2 else "no"
+
+
+@pytest.mark.parametrize("config_name", ["default", "large"])
+def test_answers_match_what_the_image_shows(config_name):
+    config = scenes.CONFIGS[config_name]
+    side = config.image_size
+    subtypes = []
+    for index in range(40):
+        scene = scenes.render_scene(config, "train", index)
+        assert scene.image.shape == (side, side, 3) and scene.image.dtype == np.uint8
+        objects = objects_in(scene.image)
+        # Six objects, none touching: their bounding boxes, grown by a pixel, are disjoint.
+        boxes = [o[2] for o in objects.values()]
+        for i, a in enumerate(boxes):
+            for b in boxes[i + 1:]:
+                assert a[2] + 1 < b[0] or b[2] + 1 < a[0] or a[3] + 1 < b[1] or b[3] + 1 < a[1]
+        # Nothing but the six colours on white.
+        known = np.zeros(scene.image.shape[:2], bool)
+        for rgb in list(COLORS.values()) + [(255, 255, 255)]:
+            known |= (scene.image == rgb).all(-1)
+        assert known.all()
+        assert len(scene.questions) == 20
+        for number, q in enumerate(scene.questions):
+            assert q.answer == answer_from_pixels(q.text, objects, side), (index, q.text)
+            assert (q.type in ("shape", "left", "top")) == (number < 10)  # 10 + 10.
+            # The box is the named object's: its pixels fill it exactly.
+            x0, y0, x1, y1 = objects[q.color][2]
+            np.testing.assert_allclose(q.box, np.array([y0, x0, y1 + 1, x1 + 1]) / side)
+            subtypes.append(q.type)
+    assert set(subtypes) == set(scenes.QUESTION_TYPES)
+
+
+def test_scenes_are_deterministic_and_differ():
+    config = scenes.CONFIGS["default"]
+    first = scenes.render_scene(config, "test", 3)
+    assert np.array_equal(first.image, scenes.render_scene(config, "test", 3).image)
+    assert first.questions == scenes.render_scene(config, "test", 3).questions
+    assert not np.array_equal(first.image, scenes.render_scene(config, "test", 4).image)
+    assert not np.array_equal(first.image, scenes.render_scene(config, "train", 3).image)
+
+
+def test_trainer_takes_sort_of_clevr_and_reports_adahan_cells_per_type(tmp_path):
+    run_dir = tmp_path / "run"
+    metrics = train.main([
+        "--dataset", "sort_of_clevr_tiny", "--preset", "sort_of_clevr", "--variant", "adahan",
+        "--min_cells", "1", "--set", "max_cells=7", "--epochs", "1",
+        "--data_dir", str(tmp_path / "tfds"), "--output_dir", str(run_dir)])
+    assert set(metrics["accuracy_per_type"]) == set(scenes.QUESTION_TYPES)
+    assert metrics["num_questions"] == 4 * 20  # The tiny config's 4 test images.
+    assert metrics["num_cells"] == 25  # 75 px through four stride-2 convs: 5x5.
+    per_type = metrics["kept_cells_per_type"]
+    assert set(per_type) == set(scenes.QUESTION_TYPES)
+    assert all(1 <= kept <= 7 for kept in per_type.values())  # The floor and the ceiling.
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    assert saved["kept_cells_per_type"] == per_type
+    assert (run_dir / "plots" / "kept_cells.png").stat().st_size > 0
