@@ -126,8 +126,9 @@ def cell(values, scale=100, digits=1):
     values = np.array([v for v in values if v is not None], dtype=float)
     if not len(values):
         return "-"
-    spread = values.std(ddof=1) * scale if len(values) > 1 else 0.0
-    return f"{values.mean() * scale:.{digits}f} ± {spread:.{digits}f}"
+    if len(values) == 1:
+        return f"{values[0] * scale:.{digits}f}"
+    return f"{values.mean() * scale:.{digits}f} ± {values.std(ddof=1) * scale:.{digits}f}"
 
 
 COLUMNS = (("non-relational", 100, 1), ("relational", 100, 1), ("shape", 100, 1),
