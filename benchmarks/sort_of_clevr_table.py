@@ -3,6 +3,7 @@
     python benchmarks/sort_of_clevr_table.py                       # all setups, seeds 0 1 2
     python benchmarks/sort_of_clevr_table.py --setups han_rn rn --seeds 0 --epochs 4
     python benchmarks/sort_of_clevr_table.py --dataset sort_of_clevr_large --setups han_rn
+    python benchmarks/sort_of_clevr_table.py --threshold_study RUN   # any run, e.g. barn_vqa
 
 Each setup is a `python -m keras_adahan.train --dataset sort_of_clevr --preset sort_of_clevr`
 run with the flags below, one run folder per setup and seed under --runs_dir (finished runs
@@ -147,9 +148,17 @@ def main():
     parser.add_argument("--data_dir", default=None)
     parser.add_argument("--runs_dir", default=os.path.join("runs", "sort_of_clevr_table"))
     parser.add_argument("--quiet", action="store_true", help="hide the trainer's output")
+    parser.add_argument("--threshold_study", metavar="RUN", default=None,
+                        help="only print the threshold study of this run folder (any dataset)")
     parser.add_argument("trainer_flags", nargs="*",
                         help="after --: more flags for every run, e.g. -- --learning_rate 3e-4")
     args = parser.parse_args()
+    if args.threshold_study:
+        print(f"{args.threshold_study}: mean cells whose softmax(presence / T) reaches the "
+              "threshold, no floor or ceiling, per question type")
+        for label, per_type in threshold_study(args.threshold_study, args.data_dir).items():
+            print(f"  {label:<22} " + ", ".join(f"{n} {v:.2f}" for n, v in per_type.items()))
+        return
 
     rows, adahan = {}, []
     for setup in args.setups:
