@@ -108,17 +108,26 @@ FLOAT_LAYERS_IN_INT8 = ("aggregate_norm",)
 def float_layers_in_int8(model):
     """The layers whose ops the export keeps float in the int8 model.
 
-    `FLOAT_LAYERS_IN_INT8`, plus the image encoder's first block (the rescaling, the first
-    conv on the 3 RGB channels, its batch norm, pooling and ReLU): XNNPACK's int8 conv over
-    3 input channels is 2-3x slower than its float32 conv on CPUs with AVX-512 (measured in
-    docs/export.md, "int8: the first conv in float"), and that conv is most of the encoder's
-    work. Its output is quantized once, and the convs after it run in int8.
+    `FLOAT_LAYERS_IN_INT8`, plus every block of the image encoder (conv, its batch norm,
+    pooling and ReLU; the first also takes the rescaling) whose conv reads at most
+    `tflite_edits.NARROW_CONV_CHANNELS` channels: XNNPACK's int8 conv over the 3 RGB
+    channels is 2-3x slower than its float32 conv on CPUs with AVX-512, and over 8 channels
+    no faster (measured in docs/export.md, "int8: narrow convs in float"). The same convs
+    keep float weights in the dynamic-range file. A float block's output is quantized once,
+    and the wider convs after it run in int8.
     """
-    names = []
+    import keras
+
+    from keras_adahan.layers import ConvAveragePool2D
+
+    names, block, narrow = [], [], False
     for layer in model.get_layer("image_encoder").layers[1:]:  # [0]: the Input.
-        names.append(layer.name)
+        block.append(layer.name)
+        if isinstance(layer, (keras.layers.Conv2D, ConvAveragePool2D)):
+            narrow = layer.input.shape[-1] <= tflite_edits.NARROW_CONV_CHANNELS
         if layer.name.startswith("relu_"):
-            break
+            names += block if narrow else []
+            block, narrow = [], False
     return tuple(FLOAT_LAYERS_IN_INT8) + tuple(names)
 
 

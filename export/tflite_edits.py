@@ -231,7 +231,12 @@ def _same_encoding(a, b):
     return a.type == b.type and quantization(a) == quantization(b)
 
 
-def float_weights_for_narrow_convs(flatbuffer, max_input_channels=8):
+# Convs over at most this many input channels stay float in the quantized files: int8
+# makes them no faster or slower on CPUs (docs/export.md). Also `tflite.float_layers_in_int8`.
+NARROW_CONV_CHANNELS = 8
+
+
+def float_weights_for_narrow_convs(flatbuffer, max_input_channels=NARROW_CONV_CHANNELS):
     """Gives back float32 weights to the hybrid convs over at most `max_input_channels`
     channels (a dynamic-range file's convs on the RGB image and on few feature maps).
 

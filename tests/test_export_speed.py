@@ -1,12 +1,14 @@
-"""The export's choices for speed: the first conv (3 RGB channels) stays float in the int8
-file, convs over few channels keep float weights in the dynamic-range file, and both
-compute what they should."""
+"""The export's choices for speed: convs over few channels (the 3 RGB channels, the
+reference's 8) stay float in the int8 file and keep float weights in the dynamic-range
+file, and both compute what they should."""
 
 import os
 
 import numpy as np
 import tensorflow as tf
 
+from keras_adahan import VQAModel
+from keras_adahan import get_preset
 from keras_adahan.export import exporter
 from keras_adahan.export import tflite
 from keras_adahan.export import tflite_edits
@@ -25,17 +27,29 @@ def _convs(flatbuffer):
     return found
 
 
-def test_int8_first_conv_is_float_and_the_others_int8(exported_tiny_run):
+def test_int8_narrow_convs_are_float_and_the_others_int8(exported_tiny_run):
     from ai_edge_litert import schema_py_generated as schema
 
     with open(os.path.join(exported_tiny_run["export_dir"], "vqa_int8.tflite"), "rb") as f:
         convs = _convs(f.read())
     float32, int8 = schema.TensorType.FLOAT32, schema.TensorType.INT8
     assert [c for c in convs if c[2] == 3] == [(float32, float32, 3)]  # The RGB conv.
-    assert {c[:2] for c in convs if c[2] > 3} == {(int8, int8)}
+    assert {c[:2] for c in convs if c[2] > 8} == {(int8, int8)}
+    assert {c[:2] for c in convs if c[2] <= 8} == {(float32, float32)}
     report = exported_tiny_run["report"]["artifacts"]["vqa_int8.tflite"]
     assert report["float_layers"][:1] == list(tflite.FLOAT_LAYERS_IN_INT8)
     assert {"rescale", "conv_1", "relu_1"} <= set(report["float_layers"])
+
+
+def test_int8_keeps_every_block_of_the_reference_encoder_float():
+    # Its three convs read 3, 8 and 8 channels; the default preset's first reads 3, then 16.
+    reference = VQAModel(get_preset("reference"))
+    assert set(tflite.float_layers_in_int8(reference)) == {
+        "aggregate_norm", "rescale", "conv_pool_1", "relu_1", "conv_pool_2", "relu_2",
+        "conv_pool_3", "relu_3"}
+    default = VQAModel(get_preset("default"))
+    assert set(tflite.float_layers_in_int8(default)) == {
+        "aggregate_norm", "rescale", "conv_1", "batch_norm_1", "relu_1"}
 
 
 def _rgb_conv_saved_model(path):
