@@ -223,6 +223,8 @@ def convert(state_dict, reference_words, answers, output_dir, variant="han",
         folders.check_replaceable(output_dir, "run", "--output_dir",
                                   protect=[p for p in (source, data_dir) if p])
     folders.remove_stale_staging(output_dir)
+    # Not while a trainer writes there: it holds the same lock (run_files.prepare_run_dir).
+    lock = folders.FolderLock(output_dir) if os.path.isdir(output_dir) else None
     staging = folders.staging_path(output_dir)
     try:
         os.makedirs(staging)
@@ -241,6 +243,8 @@ def convert(state_dict, reference_words, answers, output_dir, variant="han",
         folders.swap_into_place(staging, output_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if lock is not None:
+            lock.release()
     return model
 
 

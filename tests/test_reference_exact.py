@@ -11,6 +11,7 @@ from ai_edge_litert.interpreter import Interpreter
 
 from keras_adahan import cli
 from keras_adahan import convert_reference
+from keras_adahan import folders
 from keras_adahan import layers
 from keras_adahan import run_files
 from keras_adahan.export import serving
@@ -144,6 +145,14 @@ def test_convert_command_writes_a_usable_run(fixture, tmp_path):
                                   np.unpackbits(fixture["han_mask"][row]))
     with pytest.raises(cli.UserError, match="is not empty"):
         convert_reference.main(argv)  # The run folder is never replaced unasked.
+    lock = folders.FolderLock(run_dir)  # As a trainer holds it while it writes there.
+    try:
+        with pytest.raises(cli.UserError, match="is in use by process"):
+            convert_reference.main(argv + ["--overwrite"])
+    finally:
+        lock.release()
+    assert run_files.load_run(run_dir).answers == ANSWERS  # Untouched.
+    convert_reference.main(argv + ["--overwrite"])
     with pytest.raises(cli.UserError, match="'barn' and 'Barn' are both 'barn'"):
         questions.write_text("the barn,the Barn,\n")
         convert_reference.main(argv[:-1] + [str(tmp_path / "other")])
