@@ -101,6 +101,12 @@ class ModelConfig:
     # (like "soft"/"none") pairs all N cells, N**2 pairs.
     max_cells: int = None
     squared_presence: bool = False  # The paper's L2 norm; the reference squares it.
+    # Weight of a training-only soft head's loss (0 = off, the paper's HAN): it pools ALL
+    # cells by softmax(presence) and answers, so every cell's presence, kept or not, gets a
+    # gradient towards the cells the question needs. Without it only kept cells learn, and
+    # on Sort-of-CLEVR presence follows the image, not the question. Only the kept cells
+    # answer: the saved model and its exports have no soft head.
+    soft_head_weight: float = 0.0
 
     # --- Aggregation over the kept cells and classifier. ---
     aggregation: str = "sum"  # "sum" (paper) | "relational" (paper) | "flatten" (reference)
@@ -240,6 +246,15 @@ class ModelConfig:
                      "cell_coordinates"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"`{name}` must be a bool, received {getattr(self, name)!r}")
+        if (isinstance(self.soft_head_weight, bool)
+                or not isinstance(self.soft_head_weight, numbers.Real)
+                or not 0 <= self.soft_head_weight <= 1e3):
+            raise ValueError("`soft_head_weight` must be a number in [0, 1000], received "
+                             f"{self.soft_head_weight!r}")
+        if self.soft_head_weight and self.variant not in ("han", "adahan"):
+            raise ValueError("`soft_head_weight` trains the presence that HAN and AdaHAN keep "
+                             f"cells by: it needs variant 'han' or 'adahan', received "
+                             f"{self.variant!r}")
         num_cells = self.num_cells
         check_k(self.k)
         num_kept_cells(self.k, num_cells)  # Raises for an int k > N.

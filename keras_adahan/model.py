@@ -185,6 +185,20 @@ def build_answer_head(config):
         x = keras.layers.Dense(config.num_answers, name="answer_logits")(x)
 
     outputs = {"answer": x, "presence": presence, "mask": mask}
+    if config.soft_head_weight:
+        # For the training-only soft head (`build_training_model`): the image's cells (not
+        # fused with the question) averaged by softmax(presence), beside the question, so
+        # the question reaches its answer only through where presence puts the weight.
+        image_cells = keras.layers.Reshape(
+            (num_cells, config.cell_channels), name="soft_head_cells"
+        )(cells)
+        if config.cell_coordinates:
+            image_cells = adahan_layers.AppendCellCoordinates(
+                name="soft_head_coordinates")(image_cells)
+        weights = keras.layers.Softmax(name="soft_head_weights")(presence)
+        pooled = adahan_layers.MaskedSumPooling(name="soft_head_pool")(image_cells, weights)
+        outputs["soft_head_input"] = keras.layers.Concatenate(name="soft_head_input")(
+            [pooled, question_vector])
     return keras.Model({"cells": cells_input, "question": question}, outputs,
                        name="answer_head")
 
@@ -226,6 +240,7 @@ class VQAModel(keras.Model):
         question = keras.Input((config.max_question_length,), dtype="int32", name="question")
         cells = image_encoder(image)  # (B, G, G, C)
         outputs = answer_head({"cells": cells, "question": question})
+        outputs = {key: outputs[key] for key in ("answer", "presence", "mask")}
         kwargs.setdefault("name", f"{config.variant}_vqa")
         super().__init__({"image": image, "question": question}, outputs, **kwargs)
         self.config = config
@@ -282,6 +297,37 @@ def build_training_model(model, questions_per_image):
     answer = adahan_layers.SplitLeadingAxis(questions_per_image, name="answer")(
         outputs["answer"]
     )  # (B*Q, A) -> (B, Q, A)
-    return keras.Model(
-        {"image": image, "questions": questions}, answer, name=f"{model.name}_training"
-    )
+    inputs = {"image": image, "questions": questions}
+    config = model.config
+    if not config.soft_head_weight:
+        return keras.Model(inputs, answer, name=f"{model.name}_training")
+    # The soft head: the image's cells averaged by softmax(presence), and the question
+    # (`build_answer_head`), classified.
+    x = outputs["soft_head_input"]
+    for index, units in enumerate(config.classifier_units):
+        x = keras.layers.Dense(units, activation="relu", name=f"soft_head_{index + 1}")(x)
+    x = keras.layers.Dense(config.num_answers, name="soft_head_logits")(x)
+    soft_answer = adahan_layers.SplitLeadingAxis(questions_per_image, name="soft_answer")(x)
+    return SoftHeadTrainingModel(inputs, (answer, soft_answer), config.soft_head_weight,
+                                 name=f"{model.name}_training")
+
+
+class SoftHeadTrainingModel(keras.Model):
+    """A training model with outputs `(answer, soft_answer)` logits, both (B, Q, A).
+
+    Loss: the compiled loss on `answer` plus `soft_head_weight` times the same loss on
+    `soft_answer` (`ModelConfig.soft_head_weight`); metrics are the answer's.
+    """
+
+    def __init__(self, inputs, outputs, soft_head_weight, **kwargs):
+        super().__init__(inputs, outputs, **kwargs)
+        self.soft_head_weight = float(soft_head_weight)
+        self.soft_head_loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        answer, soft_answer = y_pred
+        loss = super().compute_loss(x, y, answer, sample_weight, training)
+        return loss + self.soft_head_weight * self.soft_head_loss(y, soft_answer, sample_weight)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        return super().compute_metrics(x, y, y_pred[0], sample_weight)

@@ -92,11 +92,18 @@ def fit(model, train_ds, val_ds, epochs, initial_epoch, steps_per_epoch, callbac
         count = tf.cast(tf.size(per_question), tf.float32)
         return tf.reduce_sum(per_question), tf.reduce_sum(correct), count
 
+    def answers(inputs, training):
+        # A SoftHeadTrainingModel (keras_adahan.model) also answers from its soft head.
+        outputs = model(inputs, training=training)
+        return outputs if isinstance(outputs, (list, tuple)) else (outputs, None)
+
     def train_replica(inputs, labels):
         context = tf.distribute.get_replica_context()
         with tf.GradientTape() as tape:
-            logits = model(inputs, training=True)
+            logits, soft_logits = answers(inputs, training=True)
             loss_sum, correct, count = sums(labels, logits)
+            if soft_logits is not None:
+                loss_sum += model.soft_head_weight * tf.reduce_sum(loss_fn(labels, soft_logits))
             # The optimizer sums gradients over replicas: divide by the global count.
             loss = loss_sum / tf.maximum(context.all_reduce("SUM", count), 1.0)
             if model.losses:
@@ -106,7 +113,11 @@ def fit(model, train_ds, val_ds, epochs, initial_epoch, steps_per_epoch, callbac
         return loss_sum, correct, count
 
     def test_replica(inputs, labels):
-        return sums(labels, model(inputs, training=False))
+        logits, soft_logits = answers(inputs, training=False)
+        loss_sum, correct, count = sums(labels, logits)
+        if soft_logits is not None:
+            loss_sum += model.soft_head_weight * tf.reduce_sum(loss_fn(labels, soft_logits))
+        return loss_sum, correct, count
 
     def reduced(replica_fn):
         @tf.function
