@@ -45,10 +45,11 @@ def grounding(presence, mask, boxes, grid_size):
         grid_size: int. G, the model's (`model.grid_size`).
 
     Returns:
-        `(top_on_target, kept_area_share, top_touches_target)`, each `(Q,)`: whether the
-        centre of the kept cell with the highest presence lies inside the box; the share
-        of the kept cells' area that lies inside the box; and, looser, whether that top
-        cell overlaps the box at all (a near miss: the cell beside a small object).
+        `(top_on_target, kept_area_share, top_touches_target, target_kept)`, each `(Q,)`:
+        whether the centre of the kept cell with the highest presence lies inside the box;
+        the share of the kept cells' area that lies inside the box; whether that top cell
+        overlaps the box at all (a near miss: the cell beside a small object); and whether
+        any kept cell overlaps the box (what a relational module over the kept cells needs).
     """
     kept = mask > 0.5
     top = np.argmax(np.where(kept, presence, -np.inf), axis=1)
@@ -61,7 +62,8 @@ def grounding(presence, mask, boxes, grid_size):
     cell_share = geometry.box_overlap_shares(grid_size, boxes)  # (Q, N)
     kept_area_share = (cell_share * kept).sum(1) / np.maximum(kept.sum(1), 1)
     top_touches_target = np.take_along_axis(cell_share, top[:, None], axis=1)[:, 0] > 0
-    return top_on_target, kept_area_share, top_touches_target
+    target_kept = ((cell_share > 0) & kept).any(1)
+    return top_on_target, kept_area_share, top_touches_target, target_kept
 
 
 def grounded_questions(arrays, type_names, answer_names, spec):
@@ -108,13 +110,16 @@ def compute_metrics(outputs, arrays, answer_names, type_names, variant, grounded
         # for questions about one object.)
         metrics["kept_cells_per_type"] = mean_per_label(kept_counts, arrays.types, type_names)
     if grounded.any():
-        top_on, area_share, top_touches = grounding(
+        top_on, area_share, top_touches, target_kept = grounding(
             outputs["presence"][grounded], outputs["mask"][grounded], arrays.boxes[grounded],
             grid_size,
         )
         metrics["grounding_top_cell"] = float(top_on.mean())
         metrics["grounding_top_cell_touches"] = float(top_touches.mean())
         metrics["grounding_kept_area_share"] = float(area_share.mean())
+        metrics["grounding_target_kept"] = float(target_kept.mean())
+        metrics["grounding_target_kept_per_type"] = mean_per_label(
+            target_kept, arrays.types[grounded], type_names)
         metrics["grounding_top_cell_per_type"] = mean_per_label(
             top_on, arrays.types[grounded], type_names)
         # Per answer too: a small animal the model never needs to see (it can answer by
@@ -253,6 +258,12 @@ def format_summary(metrics, title):
         lines.append(f"  top cell touching   {metrics['grounding_top_cell_touches']:.2%}"
                      "  (overlapping the target's box at all)")
         lines.append(f"  kept area on target {metrics['grounding_kept_area_share']:.2%}")
+        lines.append(f"  target kept         {metrics['grounding_target_kept']:.2%}"
+                     "  (some kept cell overlapping the target's box)")
+        if len(metrics["grounding_target_kept_per_type"]) > 1:
+            lines.append("    per type          " + ", ".join(
+                f"{name} {share:.1%}"
+                for name, share in metrics["grounding_target_kept_per_type"].items()))
     return "\n".join(lines)
 
 

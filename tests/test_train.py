@@ -178,6 +178,10 @@ def test_restore_best_weights_is_default_with_an_opt_out():
     reference = train.parse_args(["--preset", "reference"])
     assert (reference.epochs, reference.batch_size, reference.learning_rate) == (4, 32, 5e-4)
     assert train.parse_args(["--preset", "reference", "--learning_rate", "0.01"]).learning_rate == 0.01
+    # Sort-of-CLEVR decays its rate (batch norm statistics), unless told otherwise.
+    assert train.parse_args(["--preset", "sort_of_clevr"]).lr_schedule == "cosine"
+    assert train.parse_args(["--preset", "sort_of_clevr", "--lr_schedule", "constant"]
+                            ).lr_schedule == "constant"
     # Epochs default per dataset: 15 on randomized, 2 on tiny.
     assert train.parse_args(["--dataset", "randomized"]).epochs == 15
     assert train.parse_args(["--dataset", "tiny"]).epochs == 2
@@ -230,17 +234,25 @@ def test_grounding_hand_computed():
     # 2x2 grid; one question whose box covers the top-left quarter exactly.
     presence = np.array([[5.0, 1.0, 9.0, 0.0]])
     boxes = np.array([[0.0, 0.0, 0.5, 0.5]])
-    top, share, touches = evaluate.grounding(presence, np.array([[1.0, 1.0, 0.0, 0.0]]), boxes, 2)
+    top, share, touches, kept = evaluate.grounding(
+        presence, np.array([[1.0, 1.0, 0.0, 0.0]]), boxes, 2)
     assert top.tolist() == [True]  # Cell 2 has more presence but was dropped.
     assert share.tolist() == [0.5]  # Of the 2 kept cells, one lies on the box.
-    assert touches.tolist() == [True]
-    top, share, touches = evaluate.grounding(presence, np.array([[0.0, 1.0, 1.0, 0.0]]), boxes, 2)
+    assert touches.tolist() == [True] and kept.tolist() == [True]
+    top, share, touches, kept = evaluate.grounding(
+        presence, np.array([[0.0, 1.0, 1.0, 0.0]]), boxes, 2)
     assert top.tolist() == [False] and share.tolist() == [0.0] and touches.tolist() == [False]
+    assert kept.tolist() == [False]
+    # Cell 0 on the box is kept but not the top one (cell 2 is): kept, not grounded.
+    top, share, touches, kept = evaluate.grounding(
+        presence, np.array([[1.0, 0.0, 1.0, 0.0]]), boxes, 2)
+    assert top.tolist() == [False] and touches.tolist() == [False] and kept.tolist() == [True]
     # A box reaching a quarter into cell 1 (top right): its centre is off the box, its
     # area touches it.
     boxes = np.array([[0.0, 0.0, 0.5, 0.625]])
-    top, share, touches = evaluate.grounding(presence, np.array([[0.0, 1.0, 0.0, 0.0]]), boxes, 2)
-    assert top.tolist() == [False] and touches.tolist() == [True]
+    top, share, touches, kept = evaluate.grounding(
+        presence, np.array([[0.0, 1.0, 0.0, 0.0]]), boxes, 2)
+    assert top.tolist() == [False] and touches.tolist() == [True] and kept.tolist() == [True]
     assert share.tolist() == [0.25]
 
 
