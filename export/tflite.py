@@ -6,7 +6,8 @@
                    input channels keep float weights (faster, docs/export.md)
     int8           full-integer: weights and activations int8, calibrated on
                    representative inputs; the image input is int8 too; the image
-                   encoder's first block computes in float (`float_layers_in_int8`)
+                   encoder's blocks whose conv reads at most 8 channels compute in
+                   float (`float_layers_in_int8`)
 
 Every conversion restricts `target_spec.supported_ops` to TFLite builtins (plus their int8
 versions for `int8`): the converter's default would let a TensorFlow op slip in as a Flex op,
