@@ -174,7 +174,7 @@ def main():
         results = [run(setup, seed, args) for seed in args.seeds]
         rows[setup] = [summarize(r) for r in results]
         if SETUPS[setup][1][1] == "adahan":
-            adahan += [(seed, r["metrics"]) for seed, r in zip(args.seeds, results)]
+            adahan += [(setup, seed, r["metrics"]) for seed, r in zip(args.seeds, results)]
 
     print(f"\n{args.dataset}, test split, seeds {args.seeds} (mean ± sample std; %, but "
           "cells, pairs and minutes)\n")
@@ -186,17 +186,20 @@ def main():
         ) + " |")
     if adahan:
         print("\nAdaHAN: mean cells kept per question type (its floor and ceiling applied)")
-        for seed, metrics in adahan:
+        for setup, seed, metrics in adahan:
             per_type = metrics["kept_cells_per_type"]
-            print(f"  seed {seed}: " + ", ".join(f"{n} {v:.2f}" for n, v in per_type.items())
+            print(f"  {setup}, seed {seed}: "
+                  + ", ".join(f"{n} {v:.2f}" for n, v in per_type.items())
                   + "   (distribution: " + ", ".join(
                       f"{k} {v:.0f}" for k, v in metrics["kept_cells_distribution"].items())
                   + ")")
-        print("\nAdaHAN, seed", adahan[0][0], "- the softmax threshold alone (no floor or "
-              "ceiling): mean cells passing, per question type")
-        run_dir = os.path.join(args.runs_dir, f"{args.dataset}-adahan_rn-seed{adahan[0][0]}")
-        for label, per_type in threshold_study(run_dir, args.data_dir).items():
-            print(f"  {label:<22} " + ", ".join(f"{n} {v:.2f}" for n, v in per_type.items()))
+        for setup in dict.fromkeys(setup for setup, _, _ in adahan):
+            seed = args.seeds[0]
+            print(f"\n{setup}, seed {seed} - the softmax threshold alone (no floor or "
+                  "ceiling): mean cells passing, per question type")
+            run_dir = os.path.join(args.runs_dir, f"{args.dataset}-{setup}-seed{seed}")
+            for label, per_type in threshold_study(run_dir, args.data_dir).items():
+                print(f"  {label:<22} " + ", ".join(f"{n} {v:.2f}" for n, v in per_type.items()))
 
 
 if __name__ == "__main__":
