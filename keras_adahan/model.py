@@ -276,6 +276,10 @@ def build_training_model(model, questions_per_image):
     `questions_per_image`. Output: answer logits (B, Q, num_answers), to train with
     labels (B, Q). The image's cells are repeated Q times and the head runs on B*Q
     (cells, question) pairs: the same logits as `model` on each question.
+
+    With `model.config.soft_head_weight` it is a `SoftHeadTrainingModel` whose outputs are
+    `(answer, soft_answer)`, the second from a head whose weights exist only here (not in
+    `model`, so not in its saved file or exports).
     """
     if (isinstance(questions_per_image, bool)
             or not isinstance(questions_per_image, numbers.Integral)

@@ -85,25 +85,22 @@ def fit(model, train_ds, val_ds, epochs, initial_epoch, steps_per_epoch, callbac
         # Built in the scope, so its slots are mirrored; a restored backup fills them.
         optimizer.build(model.trainable_variables)
 
-    def sums(labels, logits):
+    def sums(labels, outputs):
+        # A SoftHeadTrainingModel (keras_adahan.model) also answers from its soft head.
+        logits, soft_logits = outputs if isinstance(outputs, (list, tuple)) else (outputs, None)
         per_question = loss_fn(labels, logits)  # (B, Q)
+        loss_sum = tf.reduce_sum(per_question)
+        if soft_logits is not None:
+            loss_sum += model.soft_head_weight * tf.reduce_sum(loss_fn(labels, soft_logits))
         predicted = tf.argmax(logits, axis=-1, output_type=labels.dtype)
         correct = tf.cast(tf.equal(predicted, labels), tf.float32)
         count = tf.cast(tf.size(per_question), tf.float32)
-        return tf.reduce_sum(per_question), tf.reduce_sum(correct), count
-
-    def answers(inputs, training):
-        # A SoftHeadTrainingModel (keras_adahan.model) also answers from its soft head.
-        outputs = model(inputs, training=training)
-        return outputs if isinstance(outputs, (list, tuple)) else (outputs, None)
+        return loss_sum, tf.reduce_sum(correct), count
 
     def train_replica(inputs, labels):
         context = tf.distribute.get_replica_context()
         with tf.GradientTape() as tape:
-            logits, soft_logits = answers(inputs, training=True)
-            loss_sum, correct, count = sums(labels, logits)
-            if soft_logits is not None:
-                loss_sum += model.soft_head_weight * tf.reduce_sum(loss_fn(labels, soft_logits))
+            loss_sum, correct, count = sums(labels, model(inputs, training=True))
             # The optimizer sums gradients over replicas: divide by the global count.
             loss = loss_sum / tf.maximum(context.all_reduce("SUM", count), 1.0)
             if model.losses:
@@ -113,11 +110,7 @@ def fit(model, train_ds, val_ds, epochs, initial_epoch, steps_per_epoch, callbac
         return loss_sum, correct, count
 
     def test_replica(inputs, labels):
-        logits, soft_logits = answers(inputs, training=False)
-        loss_sum, correct, count = sums(labels, logits)
-        if soft_logits is not None:
-            loss_sum += model.soft_head_weight * tf.reduce_sum(loss_fn(labels, soft_logits))
-        return loss_sum, correct, count
+        return sums(labels, model(inputs, training=False))
 
     def reduced(replica_fn):
         @tf.function
