@@ -41,9 +41,15 @@ def test_mixed_bfloat16_trains_and_gives_a_float32_model():
     for a, b in zip(copy.get_weights(), model.get_weights()):
         np.testing.assert_array_equal(a, b)
     single = {"image": inputs["image"], "question": inputs["questions"][:, 0]}
-    expected = model.predict_on_batch(single)["answer"].astype("float32")
-    got = copy.predict_on_batch(single)["answer"]
-    assert got.dtype == np.float32
-    # bfloat16 keeps 8 bits of mantissa: close, not equal.
-    np.testing.assert_allclose(got, expected, atol=0.1 * (np.abs(got).max() + 1))
+    expected = model.predict_on_batch(single)
+    got = copy.predict_on_batch(single)
+    assert got["answer"].dtype == np.float32
+    # bfloat16 keeps 8 bits of mantissa: close, not equal. Where two presences are within
+    # its rounding, HAN may keep another cell (seen on an AMD CPU): compare the questions
+    # whose kept cells agree, most of them.
+    same_cells = (got["mask"] == expected["mask"]).all(1)
+    assert same_cells.sum() >= 3
+    np.testing.assert_allclose(got["answer"][same_cells],
+                               expected["answer"][same_cells].astype("float32"),
+                               atol=0.1 * (np.abs(got["answer"]).max() + 1))
     assert train.float32_model(copy) is copy
