@@ -195,9 +195,17 @@ def test_a_second_trainer_is_told_who_holds_the_run_folder(copied_run, exported_
 # --- 3. One line and exit status 2 from every command line tool ------------------------------
 
 
-def run_tool(*args):
-    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True,
-                          env=ENV, timeout=300)
+def run_tools(*argvs):
+    """Runs `python -m ARGV...` for each argv at once (each mostly imports TensorFlow);
+    their `CompletedProcess`es in order."""
+    processes = [subprocess.Popen([sys.executable, "-m", *argv], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, env=ENV)
+                 for argv in argvs]
+    results = []
+    for argv, process in zip(argvs, processes):
+        stdout, stderr = process.communicate(timeout=300)
+        results.append(subprocess.CompletedProcess(argv, process.returncode, stdout, stderr))
+    return results
 
 
 def test_command_line_tools_fail_with_one_line(exported_tiny_run, tmp_path):
@@ -212,16 +220,16 @@ def test_command_line_tools_fail_with_one_line(exported_tiny_run, tmp_path):
           "--image", str(tmp_path / "none.png"), "--question", "What animal is on the roof?"],
          "image file"),
     ]
-    for argv, message in cases:
-        result = run_tool(*argv)
+    # --debug shows the traceback (and TensorFlow's own lines).
+    debug_argv = ["keras_adahan.evaluate", str(tmp_path / "nowhere"), "--debug"]
+    *results, debug = run_tools(*[argv for argv, _ in cases], debug_argv)
+    for (argv, message), result in zip(cases, results):
         assert result.returncode == 2, (argv, result.stderr)
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], (
             argv, result.stderr)
         assert result.stdout == ""
-    # --debug shows the traceback (and TensorFlow's own lines).
-    result = run_tool("keras_adahan.evaluate", str(tmp_path / "nowhere"), "--debug")
-    assert result.returncode == 2 and "Traceback (most recent call last)" in result.stderr
+    assert debug.returncode == 2 and "Traceback (most recent call last)" in debug.stderr
 
 
 # --- 6. Artifacts are checked before use ---------------------------------------------------
