@@ -39,7 +39,7 @@ from .tflite import ExportError
 SAVED_MODEL = "saved_model"
 LABELS = "labels.json"
 REPORT = "export_report.json"
-FORMAT = "keras_adahan.export/2"  # 2: labels.json carries its fingerprint.
+FORMAT = "keras_adahan.export/3"  # 2: labels.json has a fingerprint; 3: cells (G,G,P).
 
 
 def tflite_name(quantization):
@@ -261,7 +261,7 @@ def labels_dict(run):
         "max_question_length": config.max_question_length,
         "grid_size": config.grid_size,
         "num_cells": config.num_cells,
-        "cells_shape": list(serving.cells_shape(config)),
+        "cells_shape": list(serving.cells_shape(run.model)),
         "tokenizer": (
             "lower-case the question, take the words matching [a-z0-9]+, map word i of "
             "`words` to id i + 2 and any other word to 1, left-pad with 0 to "
@@ -280,8 +280,8 @@ def labels_dict(run):
         "signatures": {
             "vqa": "image (1,S,S,3), question (1,L) int32 -> probabilities (1,A), "
                    "mask (1,N), presence (1,N)",
-            "encode": "image (1,S,S,3) -> cells (1,G,G,C)",
-            "answer": "cells (1,G,G,C), question (1,L) int32 -> probabilities, mask, presence",
+            "encode": "image (1,S,S,3) -> cells (1,G,G,P), the encoded image",
+            "answer": "cells (1,G,G,P), question (1,L) int32 -> probabilities, mask, presence",
         },
     }
 
@@ -292,7 +292,7 @@ class Calibration:
     def __init__(self, images, questions, cells):
         self.images = images  # uint8 (M, S, S, 3)
         self.questions = questions  # int32 (M, Q, L)
-        self.cells = cells  # float32 (M, G, G, C): Keras' encoder output
+        self.cells = cells  # float32 (M, G, G, P): the `encode` signature's output in Keras
         self.num_images = len(images)
         self.num_questions = int(np.prod(questions.shape[:2]))
 
@@ -325,7 +325,8 @@ def calibration_samples(model, dataset, vocabulary, num_images):
     images[0, 0, 0], images[0, 0, 1] = 0, 255
     encoder = model.get_layer("image_encoder")
     cells = np.concatenate([
-        np.asarray(encoder.predict_on_batch(images[i:i + 64].astype(np.float32)))
+        np.asarray(serving.encoded_cells(
+            model, encoder.predict_on_batch(images[i:i + 64].astype(np.float32))))
         for i in range(0, len(images), 64)
     ])
     return Calibration(images, questions, cells)

@@ -5,9 +5,9 @@
     answer(cells, question) -> {"probabilities", "mask", "presence"}
 
 `encode` + `answer` is "encode once, ask many": an app encodes a photo once and pays only
-the question branch and the head for each further question. Written against the model's
-interface only (`VQAModel`: its `config`; dict inputs `image`, `question`; dict outputs
-`answer`, `presence`, `mask`; nested models `image_encoder` and `answer_head`).
+the question branch and the head for each further question. `cells` is the encoded image,
+(G, G, P) per image: the image encoder's cells through the cells' share of the answer head's
+first fusion layer (`keras_adahan.model.SplitAnswerHead`), which no question changes.
 """
 
 import contextlib
@@ -15,13 +15,20 @@ import contextlib
 import keras
 import tensorflow as tf
 
+from keras_adahan.model import SplitAnswerHead
+
 SIGNATURES = ("vqa", "encode", "answer")
 OUTPUTS = ("probabilities", "mask", "presence")
 
 
-def cells_shape(config):
-    """`(G, G, C)`: the `encode` signature's output and the `answer` signature's input."""
-    return (config.grid_size, config.grid_size, config.cell_channels)
+def cells_shape(model):
+    """`(G, G, P)`: the `encode` signature's output and the `answer` signature's input."""
+    return SplitAnswerHead(model).encoded_shape
+
+
+def encoded_cells(model, cells):
+    """The image encoder's cells (B, G, G, C) -> the `encode` signature's (B, G, G, P)."""
+    return SplitAnswerHead(model).encode_cells(cells)
 
 
 def _app_outputs(outputs):
@@ -46,21 +53,21 @@ def serving_archive(model, batch_size=None):
         three endpoints plus `serving_default` (= `vqa`).
     """
     image_encoder = model.get_layer("image_encoder")
-    answer_head = model.get_layer("answer_head")
+    split_head = SplitAnswerHead(model)
     config = model.config
     image = tf.TensorSpec((batch_size, config.image_size, config.image_size, 3), tf.float32,
                           name="image")
     question = tf.TensorSpec((batch_size, config.max_question_length), tf.int32, name="question")
-    cells = tf.TensorSpec((batch_size,) + cells_shape(config), tf.float32, name="cells")
+    cells = tf.TensorSpec((batch_size,) + split_head.encoded_shape, tf.float32, name="cells")
 
     def vqa(image, question):
         return _app_outputs(model({"image": image, "question": question}, training=False))
 
     def encode(image):
-        return {"cells": image_encoder(image, training=False)}
+        return {"cells": split_head.encode_cells(image_encoder(image, training=False))}
 
     def answer(cells, question):
-        return _app_outputs(answer_head({"cells": cells, "question": question}, training=False))
+        return _app_outputs(split_head(cells, question))
 
     archive = keras.export.ExportArchive()
     archive.track(model)

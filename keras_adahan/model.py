@@ -203,6 +203,75 @@ def build_answer_head(config):
                        name="answer_head")
 
 
+class SplitAnswerHead:
+    """A model's answer head split inside its first fusion layer, for "encode once, ask many".
+
+    That layer is linear in the cell and the question vector together (a 1x1 conv over their
+    concatenation or sum; `multiply`: a projection of each), so the cells' share of it does
+    not depend on the question and is computed once per image:
+
+        cells (B, G, G, C) --encode_cells--> encoded (B, G, G, P)
+        (encoded, question (B, L)) --split_head--> {"answer", "presence", "mask"}
+
+    `split_head(encoded, question)` adds the question's share (one vector per question,
+    broadcast to the cells) and runs the rest of the head: the same function as the answer
+    head up to float rounding, without the cells' share of the first fusion layer (about half
+    the head's multiply-adds in the default preset). The layers and weights are the model's.
+
+    Args:
+        model: a `VQAModel`.
+    """
+
+    def __init__(self, model):
+        config = model.config
+        head = model.get_layer("answer_head")
+        layer = head.get_layer
+        channels = config.cell_channels
+        # Per part: the layer applied to the cells (its kernel's first rows read the cell
+        # channels `cells`), the layer applied to the question vector (its kernel from row
+        # `question_row`), the layer whose output the rest of the head reads, and whether
+        # the shares multiply (else they add, with the bias and the activation).
+        if config.fusion == "gated":
+            local = config.conv_filters[-1 - config.context_layers]
+            fusion, gate = layer("fusion_1"), layer("gate_1")
+            self._parts = [(fusion, slice(0, local), fusion, local, fusion, False),
+                           (gate, slice(local, channels), gate, channels - local, gate, False)]
+        elif config.fusion == "multiply":
+            self._parts = [(layer("cell_projection"), slice(0, channels),
+                            layer("question_projection"), 0, layer("fuse_multiply"), True)]
+        else:  # concat: [cells, question] rows; add: the same rows read cells + question.
+            fusion = layer("fusion_1")
+            self._parts = [(fusion, slice(0, channels), fusion,
+                            channels if config.fusion == "concat" else 0, fusion, False)]
+        self._question_vector = keras.Model(head.input["question"],
+                                            layer("question_rnn").output)
+        self._rest = keras.Model([part[4].output for part in self._parts],
+                                 {key: head.output[key] for key in ("answer", "presence", "mask")})
+        self.encoded_shape = (config.grid_size, config.grid_size,
+                              sum(part[0].filters for part in self._parts))
+
+    def encode_cells(self, cells):
+        """cells (B, G, G, C), the image encoder's output -> encoded (B, G, G, P)."""
+        shares = []
+        for cell_layer, cell_channels, *_ in self._parts:
+            rows = cell_channels.stop - cell_channels.start
+            share = keras.ops.matmul(cells[..., cell_channels], cell_layer.kernel[0, 0, :rows])
+            shares.append(share + cell_layer.bias if cell_layer.use_bias else share)
+        return keras.ops.concatenate(shares, axis=-1) if len(shares) > 1 else shares[0]
+
+    def __call__(self, encoded, question):
+        """encoded (B, G, G, P), question (B, L) -> the answer head's outputs."""
+        vector = self._question_vector(question, training=False)[:, None, None, :]
+        cut, start = [], 0
+        for cell_layer, _, question_layer, question_row, _, multiply in self._parts:
+            share = encoded[..., start:start + cell_layer.filters]
+            start += cell_layer.filters
+            question_share = keras.ops.matmul(vector, question_layer.kernel[0, 0, question_row:])
+            cut.append(share * question_share if multiply
+                       else cell_layer.activation(share + question_share))
+        return self._rest(cut, training=False)
+
+
 @keras.saving.register_keras_serializable(package="keras_adahan")
 class VQAModel(keras.Model):
     """The VQA model of a `ModelConfig`: a functional model that carries its config.

@@ -335,3 +335,34 @@ def test_old_run_folder_without_a_config_in_the_model_file_loads(tmp_path):
     data = inputs(TINY, batch=2)
     for key, value in numpy_outputs(model(data)).items():
         np.testing.assert_array_equal(numpy_outputs(run.model(data))[key], value)
+
+
+def test_split_answer_head_answers_as_the_answer_head():
+    """encode_cells once per image + the split head per question = the answer head, for
+    every fusion (random weights and biases, so each share and bias is exercised)."""
+    from keras_adahan.model import SplitAnswerHead
+
+    rng = np.random.default_rng(0)
+    for fusion, changes, encoded_channels in (
+        ("gated", {}, 16),  # Two parts: fusion_1 (8) and gate_1 (8).
+        ("concat", {}, 8),
+        ("add", {"rnn_units": 8}, 8),  # The question vector is added to the 8 cell channels.
+        ("multiply", {}, 8),
+    ):
+        config = TINY.replace(fusion=fusion, **changes)
+        model = build_model(config)
+        for weight in model.weights:
+            values = rng.normal(0, 0.5, weight.shape)
+            weight.assign(np.abs(values) + 0.5 if "variance" in weight.path else values)
+        split_head = SplitAnswerHead(model)
+        assert split_head.encoded_shape == (4, 4, encoded_channels), fusion
+        batch = inputs(config, batch=3)
+        expected = model(batch)
+        cells = model.get_layer("image_encoder")(batch["image"])
+        outputs = split_head(split_head.encode_cells(cells), batch["question"])
+        for key in ("answer", "presence"):
+            np.testing.assert_allclose(keras.ops.convert_to_numpy(outputs[key]),
+                                       keras.ops.convert_to_numpy(expected[key]),
+                                       rtol=1e-4, atol=1e-4, err_msg=f"{fusion} {key}")
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(outputs["mask"]),
+                                      keras.ops.convert_to_numpy(expected["mask"]))
