@@ -67,8 +67,9 @@ setup(
     ],
     extras_require={
         # tensorflow_datasets.testing needs dill; jax: tests/test_backends.py trains on the
-        # Keras JAX backend (CPU wheels).
-        "test": ["pytest>=8,<10", "dill>=0.3.8", "jax>=0.10,<0.11"],
+        # Keras JAX backend (CPU wheels); pytest-xdist: the suite runs on 2 processes
+        # (pytest.ini).
+        "test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4", "dill>=0.3.8", "jax>=0.10,<0.11"],
         # Keras' JAX backend on NVIDIA GPUs (CUDA 12 wheels). TensorFlow's own GPU build
         # cannot be an extra beside the tensorflow-cpu requirement: README, "GPUs".
         "gpu": ["jax[cuda12]>=0.10,<0.11"],
