@@ -29,6 +29,7 @@ import numpy as np
 from keras_adahan import folders
 from keras_adahan import run_files
 from keras_adahan.layers import ConvAveragePool2D
+from keras_adahan.model import SplitAnswerHead
 from keras_adahan.predict import labels_fingerprint
 
 from . import serving
@@ -324,9 +325,10 @@ def calibration_samples(model, dataset, vocabulary, num_images):
     # brightest pixels are. Two pixels of one image: no effect on the other ranges.
     images[0, 0, 0], images[0, 0, 1] = 0, 255
     encoder = model.get_layer("image_encoder")
+    split_head = SplitAnswerHead(model)
     cells = np.concatenate([
-        np.asarray(serving.encoded_cells(
-            model, encoder.predict_on_batch(images[i:i + 64].astype(np.float32))))
+        np.asarray(split_head.encode_cells(
+            encoder.predict_on_batch(images[i:i + 64].astype(np.float32))))
         for i in range(0, len(images), 64)
     ])
     return Calibration(images, questions, cells)

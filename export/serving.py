@@ -26,11 +26,6 @@ def cells_shape(model):
     return SplitAnswerHead(model).encoded_shape
 
 
-def encoded_cells(model, cells):
-    """The image encoder's cells (B, G, G, C) -> the `encode` signature's (B, G, G, P)."""
-    return SplitAnswerHead(model).encode_cells(cells)
-
-
 def _app_outputs(outputs):
     # Probabilities, not logits: what an app shows. The mask is 0/1 float.
     return {

@@ -17,6 +17,7 @@ functional models (`model.get_layer("image_encoder")`), so an image can be encod
 asked many questions; `build_training_model` does exactly that for training.
 """
 
+import collections
 import numbers
 
 import keras
@@ -227,49 +228,59 @@ class SplitAnswerHead:
         head = model.get_layer("answer_head")
         layer = head.get_layer
         channels = config.cell_channels
-        # Per part: the layer applied to the cells (its kernel's first rows read the cell
-        # channels `cells`), the layer applied to the question vector (its kernel from row
-        # `question_row`), the layer whose output the rest of the head reads, and whether
-        # the shares multiply (else they add, with the bias and the activation).
         if config.fusion == "gated":
             local = config.conv_filters[-1 - config.context_layers]
             fusion, gate = layer("fusion_1"), layer("gate_1")
-            self._parts = [(fusion, slice(0, local), fusion, local, fusion, False),
-                           (gate, slice(local, channels), gate, channels - local, gate, False)]
+            self._parts = [_FusionPart(fusion, slice(0, local), fusion, local, fusion, False),
+                           _FusionPart(gate, slice(local, channels), gate, channels - local,
+                                       gate, False)]
         elif config.fusion == "multiply":
-            self._parts = [(layer("cell_projection"), slice(0, channels),
-                            layer("question_projection"), 0, layer("fuse_multiply"), True)]
+            self._parts = [_FusionPart(layer("cell_projection"), slice(0, channels),
+                                       layer("question_projection"), 0,
+                                       layer("fuse_multiply"), True)]
         else:  # concat: [cells, question] rows; add: the same rows read cells + question.
             fusion = layer("fusion_1")
-            self._parts = [(fusion, slice(0, channels), fusion,
-                            channels if config.fusion == "concat" else 0, fusion, False)]
+            self._parts = [_FusionPart(fusion, slice(0, channels), fusion,
+                                       channels if config.fusion == "concat" else 0,
+                                       fusion, False)]
         self._question_vector = keras.Model(head.input["question"],
                                             layer("question_rnn").output)
-        self._rest = keras.Model([part[4].output for part in self._parts],
+        self._rest = keras.Model([part.output_layer.output for part in self._parts],
                                  {key: head.output[key] for key in ("answer", "presence", "mask")})
         self.encoded_shape = (config.grid_size, config.grid_size,
-                              sum(part[0].filters for part in self._parts))
+                              sum(part.cell_layer.filters for part in self._parts))
 
     def encode_cells(self, cells):
         """cells (B, G, G, C), the image encoder's output -> encoded (B, G, G, P)."""
         shares = []
-        for cell_layer, cell_channels, *_ in self._parts:
-            rows = cell_channels.stop - cell_channels.start
-            share = keras.ops.matmul(cells[..., cell_channels], cell_layer.kernel[0, 0, :rows])
-            shares.append(share + cell_layer.bias if cell_layer.use_bias else share)
+        for part in self._parts:
+            rows = part.cell_channels.stop - part.cell_channels.start
+            share = keras.ops.matmul(cells[..., part.cell_channels],
+                                     part.cell_layer.kernel[0, 0, :rows])
+            shares.append(share + part.cell_layer.bias if part.cell_layer.use_bias else share)
         return keras.ops.concatenate(shares, axis=-1) if len(shares) > 1 else shares[0]
 
     def __call__(self, encoded, question):
         """encoded (B, G, G, P), question (B, L) -> the answer head's outputs."""
         vector = self._question_vector(question, training=False)[:, None, None, :]
         cut, start = [], 0
-        for cell_layer, _, question_layer, question_row, _, multiply in self._parts:
-            share = encoded[..., start:start + cell_layer.filters]
-            start += cell_layer.filters
-            question_share = keras.ops.matmul(vector, question_layer.kernel[0, 0, question_row:])
-            cut.append(share * question_share if multiply
-                       else cell_layer.activation(share + question_share))
+        for part in self._parts:
+            share = encoded[..., start:start + part.cell_layer.filters]
+            start += part.cell_layer.filters
+            question_share = keras.ops.matmul(
+                vector, part.question_layer.kernel[0, 0, part.question_row:])
+            cut.append(share * question_share if part.multiply
+                       else part.cell_layer.activation(share + question_share))
         return self._rest(cut, training=False)
+
+
+# One layer of the first fusion, split: `cell_layer`'s kernel rows 0.. read the cell channels
+# `cell_channels`; `question_layer`'s rows from `question_row` read the question vector; the
+# rest of the head reads `output_layer`'s output; the two shares multiply (`multiply`) or
+# add, with `cell_layer`'s bias and activation.
+_FusionPart = collections.namedtuple(
+    "_FusionPart",
+    "cell_layer cell_channels question_layer question_row output_layer multiply")
 
 
 @keras.saving.register_keras_serializable(package="keras_adahan")

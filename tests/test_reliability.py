@@ -202,9 +202,14 @@ def run_tools(*argvs):
                                   stderr=subprocess.PIPE, text=True, env=ENV)
                  for argv in argvs]
     results = []
-    for argv, process in zip(argvs, processes):
-        stdout, stderr = process.communicate(timeout=300)
-        results.append(subprocess.CompletedProcess(argv, process.returncode, stdout, stderr))
+    try:
+        for argv, process in zip(argvs, processes):
+            stdout, stderr = process.communicate(timeout=300)
+            results.append(subprocess.CompletedProcess(argv, process.returncode, stdout, stderr))
+    finally:
+        for process in processes:  # None left running when one times out.
+            if process.poll() is None:
+                process.kill()
     return results
 
 
