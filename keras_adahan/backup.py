@@ -141,7 +141,10 @@ class AtomicBackupAndRestore(keras.callbacks.Callback):
         try:
             self.model.load_weights(weights)
         except (OSError, ValueError) as error:  # Truncated, or another model's.
-            raise ValueError(self._damaged(f"{weights!r} does not load ({error})")) from None
+            first_line = (str(error).splitlines() or [type(error).__name__])[0]
+            raise ValueError(self._damaged(
+                f"{weights!r} does not load: it is truncated, or another model's or another "
+                f"keras-adahan version's ({first_line})")) from None
         # Keras' own BackupAndRestore resumes this way; `fit` reads it at its start.
         self.model._initial_epoch = state["epoch"]
         self._history = list(state["history"])

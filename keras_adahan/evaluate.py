@@ -129,18 +129,22 @@ def compute_metrics(outputs, arrays, answer_names, type_names, variant, grounded
     return metrics
 
 
+class NonFiniteAnswersError(ValueError):
+    """The model's answers are not finite: its weights are damaged or training diverged."""
+
+
 def predict_split(model, arrays, batch_size=256):
     """Runs the single-question model over every question of a split, as numpy arrays.
 
     Raises:
-        ValueError: the model's answers are not finite (NaN or infinite weights).
+        NonFiniteAnswersError: the model's answers are not finite (NaN or infinite weights).
     """
     parts = [model.predict_on_batch(inputs) for inputs in arrays.batches(batch_size)]
     outputs = {k: np.concatenate([np.asarray(p[k]) for p in parts])
                for k in ("answer", "presence", "mask")}
     bad = ~np.isfinite(outputs["answer"]).all(-1)
     if bad.any():
-        raise ValueError(f"the model's answers are not finite (NaN or infinite) for "
+        raise NonFiniteAnswersError(f"the model's answers are not finite (NaN or infinite) for "
                          f"{int(bad.sum())} of {len(bad)} questions: its weights are damaged "
                          "or diverged; retrain it")
     return outputs

@@ -53,7 +53,7 @@ def build_image_encoder(config):
             if config.conv_batch_norm:
                 # Momentum 0.9: the moving statistics catch up within a few dozen steps,
                 # so validation during short runs reflects the model being trained.
-                x = keras.layers.BatchNormalization(
+                x = adahan_layers.BatchNormalization(
                     momentum=0.9, name=f"batch_norm_{index + 1}"
                 )(x)
             if pools and config.count_pool_padding:
@@ -218,6 +218,8 @@ class SplitAnswerHead:
     broadcast to the cells) and runs the rest of the head: the same function as the answer
     head up to float rounding, without the cells' share of the first fusion layer (about half
     the head's multiply-adds in the default preset). The layers and weights are the model's.
+    Export serves it (`encode`, `answer`); `build_training_model` trains through it, with the
+    shares as a list (`cell_shares`, `answer_from_shares`) rather than one tensor.
 
     Args:
         model: a `VQAModel`.
@@ -231,16 +233,16 @@ class SplitAnswerHead:
         if config.fusion == "gated":
             local = config.conv_filters[-1 - config.context_layers]
             fusion, gate = layer("fusion_1"), layer("gate_1")
-            self._parts = [_FusionPart(fusion, slice(0, local), fusion, local, fusion, False),
-                           _FusionPart(gate, slice(local, channels), gate, channels - local,
+            self._parts = [_FusionPart(fusion, local, fusion, local, fusion, False),
+                           _FusionPart(gate, channels - local, gate, channels - local,
                                        gate, False)]
         elif config.fusion == "multiply":
-            self._parts = [_FusionPart(layer("cell_projection"), slice(0, channels),
+            self._parts = [_FusionPart(layer("cell_projection"), channels,
                                        layer("question_projection"), 0,
                                        layer("fuse_multiply"), True)]
         else:  # concat: [cells, question] rows; add: the same rows read cells + question.
             fusion = layer("fusion_1")
-            self._parts = [_FusionPart(fusion, slice(0, channels), fusion,
+            self._parts = [_FusionPart(fusion, channels, fusion,
                                        channels if config.fusion == "concat" else 0,
                                        fusion, False)]
         self._question_vector = keras.Model(head.input["question"],
@@ -250,37 +252,59 @@ class SplitAnswerHead:
         self.encoded_shape = (config.grid_size, config.grid_size,
                               sum(part.cell_layer.filters for part in self._parts))
 
+    def cell_shares(self, cells):
+        """cells (B, G, G, C), the image encoder's output -> each part's share, a list of
+        (B, G, G, P_i)."""
+        # Split, not sliced: TensorFlow's gradient of a slice is slow on CPUs (SplitChannels).
+        pieces = _split(cells, [part.cell_channels for part in self._parts])
+        shares = []
+        for piece, part in zip(pieces, self._parts):
+            kernel = part.cell_layer.kernel[0, 0, :part.cell_channels]
+            share = keras.ops.matmul(piece, keras.ops.cast(kernel, piece.dtype))
+            if part.cell_layer.use_bias:
+                share = share + keras.ops.cast(part.cell_layer.bias, piece.dtype)
+            shares.append(share)
+        return shares
+
     def encode_cells(self, cells):
         """cells (B, G, G, C), the image encoder's output -> encoded (B, G, G, P)."""
-        shares = []
-        for part in self._parts:
-            rows = part.cell_channels.stop - part.cell_channels.start
-            share = keras.ops.matmul(cells[..., part.cell_channels],
-                                     part.cell_layer.kernel[0, 0, :rows])
-            shares.append(share + part.cell_layer.bias if part.cell_layer.use_bias else share)
+        shares = self.cell_shares(cells)
         return keras.ops.concatenate(shares, axis=-1) if len(shares) > 1 else shares[0]
 
     def __call__(self, encoded, question):
         """encoded (B, G, G, P), question (B, L) -> the answer head's outputs."""
-        vector = self._question_vector(question, training=False)[:, None, None, :]
-        cut, start = [], 0
-        for part in self._parts:
-            share = encoded[..., start:start + part.cell_layer.filters]
-            start += part.cell_layer.filters
-            question_share = keras.ops.matmul(
-                vector, part.question_layer.kernel[0, 0, part.question_row:])
+        shares = _split(encoded, [part.cell_layer.filters for part in self._parts])
+        return self.answer_from_shares(shares, question)
+
+    def answer_from_shares(self, shares, question, training=False):
+        """`cell_shares` (for as many rows as `question` has), question (B, L) -> the answer
+        head's outputs."""
+        vector = self._question_vector(question, training=training)[:, None, None, :]
+        cut = []
+        for share, part in zip(shares, self._parts):
+            kernel = part.question_layer.kernel[0, 0, part.question_row:]
+            question_share = keras.ops.matmul(vector, keras.ops.cast(kernel, vector.dtype))
             cut.append(share * question_share if part.multiply
                        else part.cell_layer.activation(share + question_share))
-        return self._rest(cut, training=False)
+        return self._rest(cut, training=training)
 
 
-# One layer of the first fusion, split: `cell_layer`'s kernel rows 0.. read the cell channels
-# `cell_channels`; `question_layer`'s rows from `question_row` read the question vector; the
-# rest of the head reads `output_layer`'s output; the two shares multiply (`multiply`) or
-# add, with `cell_layer`'s bias and activation.
+# One layer of the first fusion, split: `cell_layer`'s kernel rows 0 .. `cell_channels` read
+# this part's cell channels (the parts take the cells' channels in order); `question_layer`'s
+# rows from `question_row` read the question vector; the rest of the head reads
+# `output_layer`'s output; the two shares multiply (`multiply`) or add, with `cell_layer`'s
+# bias and activation.
 _FusionPart = collections.namedtuple(
     "_FusionPart",
     "cell_layer cell_channels question_layer question_row output_layer multiply")
+
+
+def _split(x, sizes):
+    """`x` split along its last axis into parts of `sizes` channels (a list)."""
+    if len(sizes) == 1:
+        return [x]
+    boundaries = [sum(sizes[:i + 1]) for i in range(len(sizes) - 1)]
+    return keras.ops.split(x, boundaries, axis=-1)
 
 
 @keras.saving.register_keras_serializable(package="keras_adahan")
@@ -350,16 +374,18 @@ def build_model(config=None):
 
 
 def build_training_model(model, questions_per_image):
-    """A model sharing `model`'s layers that encodes each image once for all its questions.
+    """A model sharing `model`'s weights that encodes each image once for all its questions.
 
     Inputs (a dict): `image` (B, S, S, 3) and `questions` int32 (B, Q, L), Q =
     `questions_per_image`. Output: answer logits (B, Q, num_answers), to train with
-    labels (B, Q). The image's cells are repeated Q times and the head runs on B*Q
-    (cells, question) pairs: the same logits as `model` on each question.
+    labels (B, Q): the same logits as `model` on each question. The image is encoded once,
+    and the cells' share of the head's first fusion layer is computed once
+    (`SplitAnswerHead`) and repeated for the image's Q questions (`EncodeOnceTrainingModel`).
 
     With `model.config.soft_head_weight` it is a `SoftHeadTrainingModel` whose outputs are
     `(answer, soft_answer)`, the second from a head whose weights exist only here (not in
-    `model`, so not in its saved file or exports).
+    `model`, so not in its saved file or exports). The soft head reads the cells themselves,
+    so there the cells are repeated and the whole answer head runs per question.
     """
     if (isinstance(questions_per_image, bool)
             or not isinstance(questions_per_image, numbers.Integral)
@@ -367,6 +393,10 @@ def build_training_model(model, questions_per_image):
         raise ValueError(
             f"`questions_per_image` must be a positive int, received {questions_per_image!r}"
         )
+    config = model.config
+    if not config.soft_head_weight:
+        return EncodeOnceTrainingModel(model, questions_per_image,
+                                       name=f"{model.name}_training")
     image_encoder = model.get_layer("image_encoder")
     answer_head = model.get_layer("answer_head")
     image = keras.Input(image_encoder.input.shape[1:], name="image")
@@ -382,9 +412,6 @@ def build_training_model(model, questions_per_image):
         outputs["answer"]
     )  # (B*Q, A) -> (B, Q, A)
     inputs = {"image": image, "questions": questions}
-    config = model.config
-    if not config.soft_head_weight:
-        return keras.Model(inputs, answer, name=f"{model.name}_training")
     # The soft head: the image's cells averaged by softmax(presence), and the question
     # (`build_answer_head`), classified.
     x = outputs["soft_head_input"]
@@ -394,6 +421,40 @@ def build_training_model(model, questions_per_image):
     soft_answer = adahan_layers.SplitLeadingAxis(questions_per_image, name="soft_answer")(x)
     return SoftHeadTrainingModel(inputs, (answer, soft_answer), config.soft_head_weight,
                                  name=f"{model.name}_training")
+
+
+class EncodeOnceTrainingModel(keras.Model):
+    """`model` trained on B images with Q questions each, (B, S, S, 3) and (B, Q, L) ->
+    answer logits (B, Q, A).
+
+    Each image is encoded once, and the cells' share of the head's first fusion layer is
+    computed once and repeated for its Q questions (`SplitAnswerHead`); the rest of the head
+    runs per question. Its weights are `model`'s (the image encoder's, then the answer
+    head's, as `model.trainable_variables` orders them).
+
+    Args:
+        model: a `VQAModel`.
+        questions_per_image: int, Q.
+        **kwargs: `keras.Model` arguments (`name`).
+    """
+
+    def __init__(self, model, questions_per_image, **kwargs):
+        super().__init__(**kwargs)
+        self.image_encoder = model.get_layer("image_encoder")
+        self.answer_head = model.get_layer("answer_head")
+        self.split_head = SplitAnswerHead(model)  # Not a layer: its models add no weights.
+        self.repeat_shares = adahan_layers.RepeatBatch(questions_per_image)
+        self.flatten_questions = adahan_layers.MergeLeadingAxes()
+        self.split_answers = adahan_layers.SplitLeadingAxis(questions_per_image)
+        # Built: its weights are the model's and exist (backups load before the first step).
+        self.built = True
+
+    def call(self, inputs, training=False):
+        cells = self.image_encoder(inputs["image"], training=training)  # (B, G, G, C)
+        shares = [self.repeat_shares(share) for share in self.split_head.cell_shares(cells)]
+        questions = self.flatten_questions(inputs["questions"])  # (B*Q, L)
+        outputs = self.split_head.answer_from_shares(shares, questions, training=training)
+        return self.split_answers(outputs["answer"])  # (B*Q, A) -> (B, Q, A)
 
 
 class SoftHeadTrainingModel(keras.Model):

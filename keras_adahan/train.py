@@ -269,12 +269,9 @@ def input_pipelines(args, dataset, vocabulary, config, first_epoch):
     return train_ds, val_ds, data.epoch_steps(dataset, "train", args.batch_size)
 
 
-def questions_per_image(train_ds_or_model):
-    """Q of the training batches `{"image", "questions" (B, Q, L)}` or the training model."""
-    spec = getattr(train_ds_or_model, "element_spec", None)
-    if spec is not None:
-        return spec[0]["questions"].shape[1]
-    return train_ds_or_model.input["questions"].shape[1]
+def questions_per_image(train_ds):
+    """Q of the training batches `{"image", "questions" (B, Q, L)}`."""
+    return train_ds.element_spec[0]["questions"].shape[1]
 
 
 def compiled_training_model(args, model, train_ds, steps_per_epoch):
@@ -385,12 +382,22 @@ def finish(args, folder, model, train_model, backup, dataset, vocabulary, histor
         print(f"Restored the weights of epoch {best['epoch']}, the lowest validation loss "
               f"({best['value']:.4f})")
     model = float32_model(model)
+    split = dataset.spec.evaluation_split
     with run_files.atomic_path(os.path.join(run_dir, run_files.MODEL)) as tmp:
         model.save(tmp)
-    if args.distribute != "none":
-        # A model built under MirroredStrategy answers `predict_on_batch` with one copy of
-        # the outputs per replica (Keras 3.15): evaluate a single-device copy of the file.
-        model = run_files.load_run(run_dir).model
+        if args.distribute != "none":
+            # A model built under MirroredStrategy answers `predict_on_batch` with one copy
+            # of the outputs per replica (Keras 3.15): evaluate a single-device copy.
+            model = keras.models.load_model(tmp)
+        # Evaluated before the file is committed: a run whose losses stayed finite (so `fit`
+        # saw no NaN) can still answer NaN; it leaves no model.keras.
+        try:
+            evaluation = evaluate.evaluate(model, dataset, vocabulary, split=split)
+        except evaluate.NonFiniteAnswersError:
+            raise cli.UserError(
+                f"training diverged: the model's answers on the {split} split are not finite "
+                "(NaN or infinite); lower --learning_rate. No model.keras was written."
+            ) from None
     epochs_history = read_history(os.path.join(run_dir, run_files.HISTORY))
     kept_epoch = best["epoch"] if best else len(epochs_history["val_accuracy"])
     training = {
@@ -402,8 +409,6 @@ def finish(args, folder, model, train_model, backup, dataset, vocabulary, histor
     run_files.write_json(os.path.join(run_dir, run_files.TRAINING), training)
     os.makedirs(os.path.join(run_dir, "plots"), exist_ok=True)
     plots.plot_history(epochs_history, os.path.join(run_dir, "plots", "history.png"))
-    split = dataset.spec.evaluation_split
-    evaluation = evaluate.evaluate(model, dataset, vocabulary, split=split)
     evaluate.write_evaluation(evaluation, run_dir)
     print()
     print(evaluate.format_summary(evaluation.metrics, f"{split.capitalize()} split of "

@@ -359,7 +359,47 @@ class HelperLayersTest(LayerTestCase):
             layers.SplitChannels(0)
         with self.assertRaisesRegex(ValueError, "smaller than the input's 5 channels, received 5"):
             layers.SplitChannels(5)(keras.Input((3, 3, 5)))
+        # The gradient reaches each input channel from the part that holds it.
+        x = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            local, context = layer(x)
+            loss = tf.reduce_sum(local * 2.0) + tf.reduce_sum(context * 3.0)
+        np.testing.assert_array_equal(tape.gradient(loss, x).numpy()[0, 0, 0], [2, 2, 3, 3, 3])
 
+
+
+class BatchNormalizationTest(LayerTestCase):
+    def train_step(self, layer, x, weights):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(y * weights)
+        grads = tape.gradient(loss, [x, layer.gamma, layer.beta])
+        return [as_numpy(v) for v in [y, *grads, layer.moving_mean, layer.moving_variance]]
+
+    def test_trains_and_infers_as_keras_batch_normalization(self):
+        for shape in [(4, 6, 6, 5), (1, 1, 1, 3)]:
+            x = tf.constant(RNG.normal(2.0, 3.0, shape).astype("float32"))
+            weights = tf.constant(uniform(*shape))
+            keras_bn = keras.layers.BatchNormalization(momentum=0.9)
+            fused_bn = layers.BatchNormalization(momentum=0.9)
+            for layer in (keras_bn, fused_bn):
+                layer.build(shape)
+                layer.gamma.assign(np.linspace(0.5, 2.0, shape[-1]))
+                layer.beta.assign(np.linspace(-1.0, 1.0, shape[-1]))
+            # Two steps: the second starts from moving statistics the first updated.
+            for _ in range(2):
+                expected = self.train_step(keras_bn, x, weights)
+                actual = self.train_step(fused_bn, x, weights)
+                for name, e, a in zip(["output", "d input", "d gamma", "d beta",
+                                       "moving mean", "moving variance"], expected, actual):
+                    np.testing.assert_allclose(a, e, rtol=1e-4, atol=1e-4, err_msg=name)
+            np.testing.assert_allclose(as_numpy(fused_bn(x, training=False)),
+                                       as_numpy(keras_bn(x, training=False)), atol=1e-5)
+        self.assertIsInstance(fused_bn, keras.layers.BatchNormalization)
+        restored = layers.BatchNormalization.from_config(fused_bn.get_config())
+        self.assertEqual(restored.momentum, 0.9)
 
 
 class ConvAveragePoolTest(LayerTestCase):

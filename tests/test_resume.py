@@ -123,9 +123,10 @@ def train_in_process(data_dir, run_dir, *extra):
 
 
 def test_nan_loss_stops_cleanly(data_dir, tmp_path):
+    # At 1e38 the second step's loss overflows (inf), which the NaN check catches.
     run_dir = str(tmp_path / "nan")
     with pytest.raises(SystemExit) as stop:  # Exit status 2 with one line (cli.run).
-        train_in_process(data_dir, run_dir, "--epochs", "3", "--learning_rate", "1e30")
+        train_in_process(data_dir, run_dir, "--epochs", "3", "--learning_rate", "1e38")
     message = str(stop.value)
     assert stop.value.code == 2
     assert message.startswith("the training loss became NaN in epoch 1")
@@ -133,6 +134,20 @@ def test_nan_loss_stops_cleanly(data_dir, tmp_path):
     assert not os.path.exists(os.path.join(run_dir, run_files.MODEL))
     assert not os.path.exists(os.path.join(run_dir, run_files.HISTORY))
     assert not os.path.exists(os.path.join(run_dir, "backup", STATE))
+
+
+def test_diverged_run_with_finite_losses_writes_no_model(data_dir, tmp_path):
+    # One step of 8 images at 1e30: the losses stay finite (~1e29), the answers are NaN.
+    run_dir = str(tmp_path / "diverged")
+    with pytest.raises(SystemExit) as stop:
+        train_in_process(data_dir, run_dir, "--epochs", "1", "--learning_rate", "1e30",
+                         "--batch_size", "8", "--seed", "0")
+    assert stop.value.code == 2
+    assert str(stop.value) == (
+        "training diverged: the model's answers on the test split are not finite (NaN or "
+        "infinite); lower --learning_rate. No model.keras was written.")
+    assert not os.path.exists(os.path.join(run_dir, run_files.MODEL))
+    assert not [name for name in os.listdir(run_dir) if name.startswith(".tmp-")]
 
 
 def test_resume_of_an_empty_folder_starts_a_new_run(data_dir, tmp_path, capsys):

@@ -1,6 +1,7 @@
 """Keras layers of HAN and AdaHAN, written with `keras.ops` only."""
 
 from keras_adahan.layers.adahan_mask import AdaHANMask
+from keras_adahan.layers.batch_normalization import BatchNormalization
 from keras_adahan.layers.append_cell_coordinates import AppendCellCoordinates
 from keras_adahan.layers.broadcast_to_cells import BroadcastToCells
 from keras_adahan.layers.conv_average_pool import ConvAveragePool2D
@@ -22,6 +23,7 @@ from keras_adahan.layers.split_leading_axis import SplitLeadingAxis
 __all__ = [
     "AdaHANMask",
     "AppendCellCoordinates",
+    "BatchNormalization",
     "BroadcastToCells",
     "ConvAveragePool2D",
     "FlattenHead",

@@ -41,7 +41,10 @@ class SplitChannels(keras.layers.Layer):
             )
 
     def call(self, inputs):
-        return inputs[..., : self.channels], inputs[..., self.channels :]
+        # A split, not two slices: TensorFlow's gradient of a slice (StridedSliceGrad) is
+        # slow on CPUs, a third of the default preset's training step; a split's is a concat.
+        local, context = ops.split(inputs, [self.channels], axis=-1)
+        return local, context
 
     def compute_output_shape(self, input_shape):
         rest = None if input_shape[-1] is None else input_shape[-1] - self.channels
