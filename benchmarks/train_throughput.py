@@ -13,6 +13,8 @@ figures by the reference's of the same round, so other load on the machine hits 
 Prints the machine, the median over rounds, and the achieved FLOP/s (training = 3 x the
 forward FLOPs counted by `keras_adahan.compute`) against a matmul peak measured here.
 Without torch (`pip install -e ".[benchmarks]"`), the reference columns are left out.
+With `--profile` (TensorFlow backend), each model's steps are also traced with TensorFlow's
+profiler and the op time is summed per layer, forward and backward apart: where a step goes.
 """
 
 import argparse
@@ -105,6 +107,56 @@ def time_fit(train_model, ds, steps):
     return ends[-1] - ends[0]
 
 
+def profile(train_model, ds, steps, top=12):
+    """Lines of the `top` layers by op time over `steps` traced training steps, forward and
+    backward (gradient) ops apart, each as a share of all op time (ops on both of TF's
+    executor threads; they overlap, so the shares are of CPU time, not of the step)."""
+    import collections
+    import glob
+    import re
+    import shutil
+    import tempfile
+
+    import tensorflow as tf
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2  # docs/private_apis.md
+
+    logdir = tempfile.mkdtemp(prefix="train_profile_")
+    try:
+        tf.profiler.experimental.start(logdir)
+        time_fit(train_model, ds, steps)
+        tf.profiler.experimental.stop()
+        space = xplane_pb2.XSpace()
+        with open(glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True)[0],
+                  "rb") as f:
+            space.ParseFromString(f.read())
+    finally:
+        shutil.rmtree(logdir, ignore_errors=True)
+    # Layer names, also of the nested encoder and head: op scopes are layer names, made
+    # unique with a suffix ("conv_2_1"); other scopes are ops' own ("strided_slice_1").
+    layers = [train_model, *train_model.layers]
+    names = {layer.name for model in layers for layer in [model, *getattr(model, "layers", [])]}
+    totals = collections.Counter()
+    for plane in space.planes:
+        for line in plane.lines:
+            if not line.name.startswith("tf_Compute"):
+                continue
+            for event in line.events:
+                name = plane.event_metadata[event.metadata_id].name  # "scope/.../op:Type"
+                if "/" not in name or "::" in name:  # Not an op (executor bookkeeping).
+                    continue
+                scopes = name.rsplit(":", 1)[0].split("/")
+                layer = next((scope for scope in (re.sub(r"_\d+$", "", s) for s in
+                                                  reversed(scopes[:-1])) if scope in names),
+                             scopes[-1])
+                if any("adam" in scope.lower() for scope in scopes):
+                    layer = "optimizer"
+                direction = "backward" if "gradient_tape" in scopes else "forward"
+                totals[(layer, direction)] += event.duration_ps
+    total = sum(totals.values())
+    return [f"  {share / total:6.1%}  {layer} ({direction})"
+            for (layer, direction), share in totals.most_common(top)]
+
+
 def training_flops(model, questions_per_image):
     """Training FLOPs per question (3 x forward: the backward pass is about twice the
     forward), or `None` off the TensorFlow backend (the counter reads a TF graph)."""
@@ -158,6 +210,9 @@ def main(argv=None):
                              "own copy of the image (encoded once per question)")
     parser.add_argument("--no_reference", action="store_true",
                         help="do not run the PyTorch reference")
+    parser.add_argument("--profile", action="store_true",
+                        help="trace each model's steps and print the layers that take the "
+                             "most op time (TensorFlow backend)")
     parser.add_argument("--peak", action=argparse.BooleanOptionalAction, default=True,
                         help="measure the matmul peak (float32, bfloat16) for the FLOP/s column")
     args = parser.parse_args(argv)
@@ -212,6 +267,10 @@ def main(argv=None):
     if reference:
         print(f"{'PyTorch reference (1 example/step)':<38}{statistics.median(reference):>12.0f}"
               "   (steps/s = questions/s)")
+    if args.profile and ON_TENSORFLOW:
+        for (preset, dtype), (_, train_model, ds) in built.items():
+            print(f"\n{preset}/{dtype}: share of op time by layer over {args.steps} steps")
+            print("\n".join(profile(train_model, ds, args.steps)))
     return rates, reference
 
 
