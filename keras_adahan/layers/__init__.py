@@ -1,4 +1,5 @@
-"""Keras layers of HAN and AdaHAN, written with `keras.ops` only."""
+"""Keras layers of HAN and AdaHAN, written with `keras.ops` only (`BatchNormalization`:
+Keras' layer, trained through TensorFlow's fused kernel on that backend)."""
 
 from keras_adahan.layers.adahan_mask import AdaHANMask
 from keras_adahan.layers.batch_normalization import BatchNormalization
