@@ -144,9 +144,9 @@ def predict_split(model, arrays, batch_size=256):
                for k in ("answer", "presence", "mask")}
     bad = ~np.isfinite(outputs["answer"]).all(-1)
     if bad.any():
-        raise NonFiniteAnswersError(f"the model's answers are not finite (NaN or infinite) for "
-                         f"{int(bad.sum())} of {len(bad)} questions: its weights are damaged "
-                         "or diverged; retrain it")
+        raise NonFiniteAnswersError(
+            f"the model's answers are not finite (NaN or infinite) for {int(bad.sum())} of "
+            f"{len(bad)} questions: its weights are damaged or diverged; retrain it")
     return outputs
 
 
