@@ -111,6 +111,9 @@ class ModelConfig:
     # --- Aggregation over the kept cells and classifier. ---
     aggregation: str = "sum"  # "sum" (paper) | "relational" (paper) | "flatten" (reference)
     relational_units: tuple = (64, 64)  # g-MLP of the relational module.
+    # g reads the question vector with every pair, g(x_i, x_j, q), as Santoro et al.'s
+    # relation network does; False: only the fused cells carry the question.
+    relational_question: bool = False
     # Each cell's (row, column) appended to what the aggregator reads (Sort-of-CLEVR's
     # "closest", "on the left"), as relation networks append object coordinates.
     cell_coordinates: bool = False
@@ -243,9 +246,12 @@ class ModelConfig:
             raise ValueError(f"`skip_padding` needs rnn='gru', received rnn={self.rnn!r}")
         for name in ("squared_presence", "conv_batch_norm", "aggregate_norm", "fuse_conv_pool",
                      "count_pool_padding", "skip_padding",
-                     "cell_coordinates"):
+                     "cell_coordinates", "relational_question"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"`{name}` must be a bool, received {getattr(self, name)!r}")
+        if self.relational_question and self.aggregation != "relational":
+            raise ValueError("`relational_question` gives the relational module the question; "
+                             f"it needs aggregation 'relational', received {self.aggregation!r}")
         if (isinstance(self.soft_head_weight, bool)
                 or not isinstance(self.soft_head_weight, numbers.Real)
                 or not 0 <= self.soft_head_weight <= 1e3):

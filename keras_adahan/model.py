@@ -175,9 +175,12 @@ def build_answer_head(config):
     elif config.aggregation == "sum":
         x = adahan_layers.MaskedSumPooling(name="aggregate")(features, cell_weights)
     else:
-        x = adahan_layers.RelationalAggregation(
-            config.relational_units, max_cells=max_kept, name="aggregate"
-        )(features, cell_weights)
+        relational = adahan_layers.RelationalAggregation(
+            config.relational_units, max_cells=max_kept, name="aggregate")
+        if config.relational_question:
+            x = relational(features, cell_weights, question=question_vector)
+        else:
+            x = relational(features, cell_weights)
     if config.aggregate_norm and config.aggregation != "flatten":
         x = keras.layers.LayerNormalization(name="aggregate_norm")(x)
     for index, units in enumerate(hidden_units):
@@ -247,8 +250,14 @@ class SplitAnswerHead:
                                        fusion, False)]
         self._question_vector = keras.Model(head.input["question"],
                                             layer("question_rnn").output)
-        self._rest = keras.Model([part.output_layer.output for part in self._parts],
-                                 {key: head.output[key] for key in ("answer", "presence", "mask")})
+        rest_inputs = [part.output_layer.output for part in self._parts]
+        # The relational module may read the question vector too.
+        self._rest_reads_question = (config.aggregation == "relational"
+                                     and config.relational_question)
+        if self._rest_reads_question:
+            rest_inputs.append(layer("question_rnn").output)
+        self._rest = keras.Model(rest_inputs, {key: head.output[key]
+                                               for key in ("answer", "presence", "mask")})
         self.encoded_shape = (config.grid_size, config.grid_size,
                               sum(part.cell_layer.filters for part in self._parts))
 
@@ -279,13 +288,16 @@ class SplitAnswerHead:
     def answer_from_shares(self, shares, question, training=False):
         """`cell_shares` (for as many rows as `question` has), question (B, L) -> the answer
         head's outputs."""
-        vector = self._question_vector(question, training=training)[:, None, None, :]
+        question_vector = self._question_vector(question, training=training)
+        vector = question_vector[:, None, None, :]
         cut = []
         for share, part in zip(shares, self._parts):
             kernel = part.question_layer.kernel[0, 0, part.question_row:]
             question_share = keras.ops.matmul(vector, keras.ops.cast(kernel, vector.dtype))
             cut.append(share * question_share if part.multiply
                        else part.cell_layer.activation(share + question_share))
+        if self._rest_reads_question:
+            cut.append(question_vector)
         return self._rest(cut, training=training)
 
 

@@ -225,6 +225,29 @@ class AggregationTest(LayerTestCase):
         gathered.set_weights(layer.get_weights())
         np.testing.assert_allclose(as_numpy(gathered(features, mask)), output, rtol=1e-5, atol=1e-5)
 
+    def test_relational_reads_the_question_with_every_pair(self):
+        features, question = uniform(2, 4, 3), uniform(2, 5)
+        mask = np.array([[1, 1, 0, 1], [0, 1, 1, 0]], "float32")
+        layer = layers.RelationalAggregation(hidden_units=(6,))
+        output = as_numpy(layer(features, mask, question=question))
+        (w_left, b_left), (w_right,), (w_question,) = [
+            [as_numpy(v) for v in sub.weights]
+            for sub in (layer.pair_left, layer.pair_right, layer.pair_question)
+        ]
+        expected = np.zeros((2, 6), "float32")
+        for b in range(2):
+            for i in range(4):
+                for j in range(4):
+                    # g([x_i, x_j, q]).
+                    h = (features[b, i] @ w_left + b_left + features[b, j] @ w_right
+                         + question[b] @ w_question)
+                    expected[b] += mask[b, i] * mask[b, j] * np.maximum(h, 0.0)
+        np.testing.assert_allclose(output, expected, rtol=1e-5, atol=1e-5)
+        # Without a question the layer has no weights for one.
+        plain = layers.RelationalAggregation(hidden_units=(6,))
+        plain(features, mask)
+        assert len(plain.weights) == len(layer.weights) - 1
+
     def test_relational_behaviours(self):
         self.run_layer_test(
             layers.RelationalAggregation, {"hidden_units": (8, 8), "max_cells": 2},

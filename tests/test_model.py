@@ -112,6 +112,8 @@ class ConfigTest(unittest.TestCase):
             (dict(fusion="add"), "`rnn_units` must equal the last of `conv_filters` \\(8\\), received 4"),
             (dict(vocab_size=1), "`vocab_size` must be >= 2"),
             (dict(conv_batch_norm=1), "`conv_batch_norm` must be a bool, received 1"),
+            (dict(relational_question=True),
+             "`relational_question` .* needs aggregation 'relational', received 'sum'"),
         ]
         for changes, message in cases:
             with self.subTest(changes=changes):
@@ -343,7 +345,9 @@ def test_training_model_gradients_are_the_per_question_models():
     rng = np.random.default_rng(1)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="sum")
     for fusion, changes in (("gated", {}), ("concat", {"aggregation": "relational"}),
-                            ("add", {"rnn_units": 8}), ("multiply", {"variant": "adahan"})):
+                            ("add", {"rnn_units": 8}), ("multiply", {"variant": "adahan"}),
+                            ("multiply", {"aggregation": "relational",
+                                          "relational_question": True})):
         config = TINY.replace(fusion=fusion, **changes)
         model = build_model(config)
         for weight in model.trainable_weights:

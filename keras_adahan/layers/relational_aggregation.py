@@ -13,7 +13,9 @@ class RelationalAggregation(keras.layers.Layer):
     is returned, so pairs with a dropped cell contribute nothing, neither to
     the output nor to the gradient. The first layer of `g` acts on the
     concatenation `[x_i, x_j]`; it is computed as `W_a x_i + W_b x_j + b`, one
-    matrix product per cell rather than per pair.
+    matrix product per cell rather than per pair. Given a `question` vector,
+    `g` reads it too, `g(x_i, x_j, q)` as in Santoro et al.'s relation
+    network: `W_a x_i + W_b x_j + W_q q + b`.
 
     The cost grows with the square of the number of cells, which is why hard
     attention matters here: with `max_cells` set, the `max_cells` cells of
@@ -37,6 +39,8 @@ class RelationalAggregation(keras.layers.Layer):
         features: float tensor of shape `(batch_size, num_cells, channels)`.
         cell_mask: float tensor of shape `(batch_size, num_cells)`, 1.0 at
             kept cells and 0.0 at dropped ones (or soft weights).
+        question: optional float tensor of shape `(batch_size, units)`, read
+            by `g` with every pair.
 
     Returns:
         A float tensor of shape `(batch_size, hidden_units[-1])`.
@@ -86,6 +90,10 @@ class RelationalAggregation(keras.layers.Layer):
         self.pair_right = keras.layers.Dense(
             self.hidden_units[0], use_bias=False, dtype=self.dtype_policy, name="pair_right"
         )
+        # Built only when called with a question.
+        self.pair_question = keras.layers.Dense(
+            self.hidden_units[0], use_bias=False, dtype=self.dtype_policy, name="pair_question"
+        )
         self.pair_layers = [
             keras.layers.Dense(
                 units,
@@ -96,7 +104,7 @@ class RelationalAggregation(keras.layers.Layer):
             for index, units in enumerate(self.hidden_units[1:])
         ]
 
-    def build(self, features_shape, cell_mask_shape=None):
+    def build(self, features_shape, cell_mask_shape=None, question_shape=None):
         num_cells = features_shape[1]
         if num_cells is None:
             raise ValueError(
@@ -110,12 +118,14 @@ class RelationalAggregation(keras.layers.Layer):
             )
         self.pair_left.build(features_shape)
         self.pair_right.build(features_shape)
+        if question_shape is not None:
+            self.pair_question.build(question_shape)
         shape = (features_shape[0], None, None, self.hidden_units[0])
         for layer in self.pair_layers:
             layer.build(shape)
             shape = shape[:-1] + (layer.units,)
 
-    def call(self, features, cell_mask):
+    def call(self, features, cell_mask, question=None):
         num_cells = features.shape[1]
         cell_mask = ops.cast(cell_mask, features.dtype)
         if self.max_cells is not None and self.max_cells < num_cells:
@@ -127,13 +137,16 @@ class RelationalAggregation(keras.layers.Layer):
             cell_mask = ops.sum(select * cell_mask[:, None, :], axis=-1)  # (B, K)
         left = self.pair_left(features)[:, :, None, :]  # (B, K, 1, H)
         right = self.pair_right(features)[:, None, :, :]  # (B, 1, K, H)
-        pairs = self.activation(left + right)  # (B, K, K, H)
+        pairs = left + right  # (B, K, K, H)
+        if question is not None:
+            pairs = pairs + self.pair_question(question)[:, None, None, :]
+        pairs = self.activation(pairs)
         for layer in self.pair_layers:
             pairs = layer(pairs)
         pair_mask = cell_mask[:, :, None] * cell_mask[:, None, :]  # (B, K, K)
         return ops.sum(pairs * pair_mask[:, :, :, None], axis=(1, 2))  # (B, H)
 
-    def compute_output_shape(self, features_shape, cell_mask_shape=None):
+    def compute_output_shape(self, features_shape, cell_mask_shape=None, question_shape=None):
         return (features_shape[0], self.hidden_units[-1])
 
     def get_config(self):
