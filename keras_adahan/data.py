@@ -63,7 +63,7 @@ def _encoded_split(dataset, split, vocabulary, image_size, max_question_length):
 
 def training_batches(
     dataset, split, vocabulary, image_size, max_question_length, batch_size,
-    shuffle=False, seed=0, epochs=None,
+    shuffle=False, seed=0, epochs=None, warmup=None,
 ):
     """Batches `({"image", "questions"}, answers)` shaped `(B, S, S, 3)`, `(B, Q, L)`, `(B, Q)`.
 
@@ -78,21 +78,28 @@ def training_batches(
     (pass `steps_per_epoch=epoch_steps(...)` to `fit`), epoch `e` shuffled with a seed made
     of `seed` and `e`: its order is the same whether training started at epoch 0 or
     resumed at `first`. Without it, one epoch, reshuffled at each pass.
+
+    With `warmup=(type_ids, warmup_epochs)` (needs `epochs`), the epochs before
+    `warmup_epochs` weigh only the questions of those types (the others: loss weight 0), and
+    every batch carries weights.
     """
     ds = _encoded_split(dataset, split, vocabulary, image_size, max_question_length)
     num_examples = dataset.num_examples(split)
 
-    fixed = dataset.fixed_questions
+    fixed = dataset.fixed_questions and warmup is None
 
-    def to_model(e):
+    def to_model(e, only_types=None):
         inputs = {"image": tf.cast(e["image"], tf.float32), "questions": e["questions"]}
         if fixed:
             return inputs, e["answers"]
         weights = tf.cast(e["answers"] >= 0, tf.float32)  # Padding and unknown answers: 0.
+        if only_types is not None:
+            is_kept_type = tf.reduce_any(e["types"][..., None] == only_types, axis=-1)
+            weights *= tf.cast(is_kept_type, tf.float32)
         return inputs, tf.maximum(e["answers"], 0), weights
 
     def batch(ds):
-        if fixed:
+        if dataset.fixed_questions:
             return ds.batch(batch_size)
         q = dataset.questions_per_image
         shapes = {"image": [image_size, image_size, 3], "questions": [q, max_question_length],
@@ -103,20 +110,26 @@ def training_batches(
         return ds.padded_batch(batch_size, padded_shapes=shapes, padding_values=padding)
 
     if epochs is None:
+        if warmup is not None:
+            raise ValueError("`warmup` needs `epochs`: it counts epochs")
         if shuffle:
             ds = ds.shuffle(num_examples, seed=seed)
-        ds = batch(ds)
-    else:
-        def one_epoch(epoch):
-            # A Python seed per epoch (a tensor seed breaks tf.data when the global seed is
-            # 0); batched inside, so no batch straddles two epochs.
-            shuffled = ds.shuffle(num_examples, seed=seed * 1_000_003 + epoch) if shuffle else ds
-            return batch(shuffled)
+        return batch(ds).map(to_model, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
 
-        first, end = epochs
-        ds = functools.reduce(tf.data.Dataset.concatenate,
-                              [one_epoch(e) for e in range(first, end)], one_epoch(first).take(0))
-    return ds.map(to_model, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+    warmup_types, warmup_epochs = warmup or ((), 0)
+    warmup_types = tf.constant(warmup_types, tf.int64)
+
+    def one_epoch(epoch):
+        # A Python seed per epoch (a tensor seed breaks tf.data when the global seed is
+        # 0); batched inside, so no batch straddles two epochs.
+        shuffled = ds.shuffle(num_examples, seed=seed * 1_000_003 + epoch) if shuffle else ds
+        only_types = warmup_types if epoch < warmup_epochs else None
+        return batch(shuffled).map(lambda e: to_model(e, only_types), num_parallel_calls=AUTOTUNE)
+
+    first, end = epochs
+    ds = functools.reduce(tf.data.Dataset.concatenate,
+                          [one_epoch(e) for e in range(first, end)], one_epoch(first).take(0))
+    return ds.prefetch(AUTOTUNE)
 
 
 def epoch_steps(dataset, split, batch_size):

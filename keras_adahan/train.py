@@ -107,6 +107,12 @@ def parse_args(argv=None):
     add("--lr_schedule", default=None, choices=("constant", "cosine"),
         help="constant: Adam at --learning_rate throughout; cosine: decays it to 0 over the "
              "run's steps. Default: the preset's (cosine for sort_of_clevr, else constant)")
+    add("--warmup_types", nargs="+", default=None, metavar="TYPE",
+        help="question types (the dataset's, e.g. shape on sort_of_clevr) that alone count "
+             "in the loss for the first --warmup_epochs epochs: a model first learns to find "
+             "the object a question names (README, Sort-of-CLEVR)")
+    add("--warmup_epochs", type=int, default=0,
+        help="epochs that train on --warmup_types only; the rest train on every question")
     add("--restore_best_weights", action=argparse.BooleanOptionalAction, default=True,
         help="end with the weights of the epoch with the lowest validation loss (as Keras' "
              "EarlyStopping(restore_best_weights=True), and across --resume), not the last "
@@ -139,6 +145,11 @@ def parse_args(argv=None):
     for name in ("epochs", "batch_size"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be a positive integer, received {getattr(args, name)}")
+    if bool(args.warmup_types) != (args.warmup_epochs > 0):
+        parser.error("--warmup_types and --warmup_epochs go together: pass both (or neither)")
+    if not 0 <= args.warmup_epochs < args.epochs:
+        parser.error(f"--warmup_epochs must be in [0, --epochs) = [0, {args.epochs}), "
+                     f"received {args.warmup_epochs}")
     if args.learning_rate <= 0:
         parser.error(f"--learning_rate must be positive, received {args.learning_rate}")
     if not 0 <= args.seed < 2**32:
@@ -263,8 +274,17 @@ def input_pipelines(args, dataset, vocabulary, config, first_epoch):
     pipeline = dict(dataset=dataset, vocabulary=vocabulary, image_size=config.image_size,
                     max_question_length=config.max_question_length, batch_size=args.batch_size)
     first_epoch = min(first_epoch, args.epochs)
+    warmup = None
+    if args.warmup_types:
+        names = dataset.type_names
+        for name in args.warmup_types:
+            if name not in names:
+                raise ValueError(f"--warmup_types: {name!r} is not a question type of "
+                                 f"{dataset.spec.title} ({', '.join(names)})")
+        warmup = ([names.index(name) for name in args.warmup_types], args.warmup_epochs)
     train_ds = data.training_batches(split="train", shuffle=True, seed=args.seed,
-                                     epochs=(first_epoch, args.epochs), **pipeline)
+                                     epochs=(first_epoch, args.epochs), warmup=warmup,
+                                     **pipeline)
     val_ds = data.training_batches(split="validation", **pipeline)
     return train_ds, val_ds, data.epoch_steps(dataset, "train", args.batch_size)
 

@@ -100,3 +100,32 @@ def test_trainer_takes_sort_of_clevr_and_reports_adahan_cells_per_type(tmp_path)
     saved = json.loads((run_dir / "metrics.json").read_text())
     assert saved["kept_cells_per_type"] == per_type
     assert (run_dir / "plots" / "kept_cells.png").stat().st_size > 0
+
+
+def test_warmup_epochs_weigh_only_the_warmup_types(tmp_path):
+    from keras_adahan import data
+
+    dataset = data.prepare_dataset("sort_of_clevr_tiny", str(tmp_path / "tfds"))
+    vocabulary = data.build_vocabulary(dataset)
+    shape = dataset.type_names.index("shape")
+    batches = data.training_batches(dataset, "train", vocabulary, 75, 12, batch_size=8,
+                                    epochs=(0, 2), warmup=([shape], 1))
+    (warmup_inputs, _, warmup_weights), (inputs, _, weights) = list(batches)  # 8 images.
+    shape_questions = vocabulary.encode_batch(
+        [f"What is the shape of the {color} object?" for color in COLORS], 12)
+    is_shape_question = (warmup_inputs["questions"].numpy()[:, :, None, :]
+                         == shape_questions).all(-1).any(-1)
+    assert 0 < is_shape_question.mean() < 0.5
+    np.testing.assert_array_equal(warmup_weights.numpy(), is_shape_question.astype(np.float32))
+    np.testing.assert_array_equal(weights.numpy(), np.ones((8, 20), np.float32))
+    # The epoch after the warm-up is the same images, in its own order, every question weighed.
+    assert inputs["image"].shape == warmup_inputs["image"].shape
+
+
+def test_trainer_warmup_flags_name_the_dataset_types(tmp_path):
+    argv = ["--dataset", "sort_of_clevr_tiny", "--preset", "sort_of_clevr", "--epochs", "2",
+            "--warmup_epochs", "1", "--data_dir", str(tmp_path / "tfds"),
+            "--output_dir", str(tmp_path / "run")]
+    with pytest.raises(ValueError, match=r"--warmup_types: 'shapes' is not a question type "
+                                         r"of sort_of_clevr/tiny \(shape, left, top, closest"):
+        train.main(argv + ["--warmup_types", "shapes"])

@@ -146,6 +146,9 @@ def test_evaluate_cli(tiny_run):
     (["--set", "bogus=1"], "Unknown ModelConfig field(s) ['bogus']; allowed: ['aggregate_norm'"),
     (["--set", "aggregate_norm=7"], "`aggregate_norm` must be a bool, received 7"),
     (["--set", "rnn"], "--set takes FIELD=VALUE, received 'rnn'"),
+    (["--warmup_types", "shape"], "--warmup_types and --warmup_epochs go together"),
+    (["--epochs", "2", "--warmup_types", "shape", "--warmup_epochs", "2"],
+     "--warmup_epochs must be in [0, --epochs) = [0, 2), received 2"),
 ])
 def test_bad_flags_give_clear_errors(tmp_path, argv, message):
     with pytest.raises(SystemExit) as stop:
