@@ -4,6 +4,7 @@
     python benchmarks/sort_of_clevr_table.py --setups han_rn rn --seeds 0 --epochs 4
     python benchmarks/sort_of_clevr_table.py --dataset sort_of_clevr_large --setups han_rn
     python benchmarks/sort_of_clevr_table.py --threshold_study RUN   # any run, e.g. barn_vqa
+    python benchmarks/sort_of_clevr_table.py --colour_probe RUN      # a Sort-of-CLEVR run
 
 Each setup is a `python -m keras_adahan.train --dataset sort_of_clevr --preset sort_of_clevr`
 run with the flags below, one run folder per setup and seed under --runs_dir (finished runs
@@ -16,6 +17,10 @@ for AdaHAN, the cells it keeps per question type, and what its softmax threshold
 would keep (no floor, no ceiling) at other temperatures and thresholds, per question type,
 from the trained presences. The published figures the README puts
 beside them come from their papers and repositories, not from this script.
+
+--colour_probe asks a trained run the shape of each of the six objects of test images, one
+question per colour, and prints how often the answer is right and how often it changes
+with the colour named: a model that ignores the colour answers one shape per image.
 """
 
 import argparse
@@ -131,6 +136,27 @@ def threshold_study(run_dir, data_dir):
             for label, kept in rows.items()}
 
 
+def colour_probe(run_dir, images=40):
+    """(shape accuracy, share of images whose answer changes with the colour) when the run
+    is asked the shape of each object of the first `images` test images of its dataset."""
+    from keras_adahan import run_files
+
+    run = run_files.load_run(run_dir)
+    dataset = run.config["train"]["dataset"]  # sort_of_clevr, sort_of_clevr_large, ...
+    config = scenes.CONFIGS[dataset.replace("sort_of_clevr", "").lstrip("_") or "default"]
+    right = varies = 0
+    for index in range(images):
+        scene = scenes.render_scene(config, "test", index)
+        texts = [scenes.TEMPLATES["shape"].format(o.color) for o in scene.objects]
+        questions = run.vocabulary.encode_batch(texts, run.model.config.max_question_length)
+        image = np.repeat(scene.image[None].astype("float32"), len(texts), axis=0)
+        outputs = run.model.predict({"image": image, "question": questions}, verbose=0)
+        answers = [run.answers[i] for i in outputs["answer"].argmax(-1)]
+        right += sum(a == o.shape for a, o in zip(answers, scene.objects))
+        varies += len(set(answers)) > 1
+    return right / (images * len(scene.objects)), varies / images
+
+
 def cell(values, scale=100, digits=1):
     values = np.array([v for v in values if v is not None], dtype=float)
     if not len(values):
@@ -159,6 +185,9 @@ def main():
     parser.add_argument("--quiet", action="store_true", help="hide the trainer's output")
     parser.add_argument("--threshold_study", metavar="RUN", default=None,
                         help="only print the threshold study of this run folder (any dataset)")
+    parser.add_argument("--colour_probe", metavar="RUN", default=None,
+                        help="only ask this Sort-of-CLEVR run each object's shape, colour by "
+                             "colour, and print whether its answers follow the colour")
     parser.add_argument("trainer_flags", nargs="*",
                         help="after --: more flags for every run, e.g. -- --learning_rate 3e-4")
     args = parser.parse_args()
@@ -167,6 +196,12 @@ def main():
               "threshold, no floor or ceiling, per question type")
         for label, per_type in threshold_study(args.threshold_study, args.data_dir).items():
             print(f"  {label:<22} " + ", ".join(f"{n} {v:.2f}" for n, v in per_type.items()))
+        return
+    if args.colour_probe:
+        accuracy, varies = colour_probe(args.colour_probe)
+        print(f"{args.colour_probe}: the shape of each object of 40 test images, asked colour "
+              f"by colour: {accuracy:.1%} right; the answer changes with the colour on "
+              f"{varies:.0%} of the images")
         return
 
     rows, adahan = {}, []

@@ -37,7 +37,7 @@ RELATIONAL = ("closest", "furthest", "count")
 QUESTION_TYPES = NON_RELATIONAL + RELATIONAL
 QUESTIONS_PER_IMAGE = 20  # 10 non-relational, then 10 relational.
 SPLITS = ("train", "validation", "test")
-_TEMPLATES = {
+TEMPLATES = {
     "shape": "What is the shape of the {} object?",
     "left": "Is the {} object on the left?",
     "top": "Is the {} object on the top?",
@@ -168,5 +168,5 @@ def _question(objects, distances, named, subtype, side):
         answer = objects[other].shape
     else:  # count: X itself included, as in the public generator.
         answer = str(sum(o.shape == x_object.shape for o in objects))
-    text = _TEMPLATES[subtype].format(x_object.color)
+    text = TEMPLATES[subtype].format(x_object.color)
     return Question(text, answer, subtype, x_object.color, x_object.box)
