@@ -24,6 +24,7 @@ with the colour named: a model that ignores the colour answers one shape per ima
 """
 
 import argparse
+import collections
 import json
 import os
 import subprocess
@@ -34,6 +35,7 @@ import numpy as np
 from keras_adahan.datasets.sort_of_clevr import scenes
 from keras_adahan.layers.han_mask import num_kept_cells
 
+WARMUP = ["--warmup_types", "shape", "--warmup_epochs", "12", "--lr_schedule", "constant"]
 # name -> (what it is, trainer flags on top of the sort_of_clevr preset).
 SETUPS = {
     "cnn_sum": ("CNN + sum (no attention)", ["--variant", "none", "--aggregation", "sum"]),
@@ -50,6 +52,13 @@ SETUPS = {
                              "--set", "soft_head_weight=1"]),
     "han_sum": ("HAN + sum (k = 7 cells)", ["--variant", "han", "--aggregation", "sum"]),
     "soft_rn": ("soft attention + RN", ["--variant", "soft"]),
+    # A shape-only warm-up (12 epochs, so --epochs 13 or more; README: 18): the model learns
+    # to find the object the question names before the other questions count.
+    "cnn_sum_warmup": ("CNN + sum, shape warm-up", ["--variant", "none", "--aggregation", "sum",
+                                                     *WARMUP]),
+    "han_sum_warmup": ("HAN + sum, shape warm-up", ["--variant", "han", "--aggregation", "sum",
+                                                     *WARMUP]),
+    "han_rn_warmup": ("HAN+RN, shape warm-up", ["--variant", "han", *WARMUP]),
 }
 
 
@@ -137,14 +146,14 @@ def threshold_study(run_dir, data_dir):
 
 
 def colour_probe(run_dir, images=40):
-    """(shape accuracy, share of images whose answer changes with the colour) when the run
-    is asked the shape of each object of the first `images` test images of its dataset."""
+    """(shape accuracy per colour, share of images whose answer changes with the colour)
+    when the run is asked the shape of each object of the first `images` test images."""
     from keras_adahan import run_files
 
     run = run_files.load_run(run_dir)
     dataset = run.config["train"]["dataset"]  # sort_of_clevr, sort_of_clevr_large, ...
     config = scenes.CONFIGS[dataset.replace("sort_of_clevr", "").lstrip("_") or "default"]
-    right = varies = 0
+    right, varies = collections.Counter(), 0
     for index in range(images):
         scene = scenes.render_scene(config, "test", index)
         texts = [scenes.TEMPLATES["shape"].format(o.color) for o in scene.objects]
@@ -152,9 +161,9 @@ def colour_probe(run_dir, images=40):
         image = np.repeat(scene.image[None].astype("float32"), len(texts), axis=0)
         outputs = run.model.predict({"image": image, "question": questions}, verbose=0)
         answers = [run.answers[i] for i in outputs["answer"].argmax(-1)]
-        right += sum(a == o.shape for a, o in zip(answers, scene.objects))
+        right.update(o.color for a, o in zip(answers, scene.objects) if a == o.shape)
         varies += len(set(answers)) > 1
-    return right / (images * len(scene.objects)), varies / images
+    return {color: right[color] / images for color in scenes.COLORS}, varies / images
 
 
 def cell(values, scale=100, digits=1):
@@ -198,10 +207,11 @@ def main():
             print(f"  {label:<22} " + ", ".join(f"{n} {v:.2f}" for n, v in per_type.items()))
         return
     if args.colour_probe:
-        accuracy, varies = colour_probe(args.colour_probe)
+        per_colour, varies = colour_probe(args.colour_probe)
         print(f"{args.colour_probe}: the shape of each object of 40 test images, asked colour "
-              f"by colour: {accuracy:.1%} right; the answer changes with the colour on "
-              f"{varies:.0%} of the images")
+              f"by colour: {np.mean(list(per_colour.values())):.1%} right ("
+              + ", ".join(f"{c} {v:.0%}" for c, v in per_colour.items())
+              + f"); the answer changes with the colour on {varies:.0%} of the images")
         return
 
     rows, adahan = {}, []

@@ -129,3 +129,23 @@ def test_trainer_warmup_flags_name_the_dataset_types(tmp_path):
     with pytest.raises(ValueError, match=r"--warmup_types: 'shapes' is not a question type "
                                          r"of sort_of_clevr/tiny \(shape, left, top, closest"):
         train.main(argv + ["--warmup_types", "shapes"])
+
+
+def test_every_table_setup_is_a_valid_trainer_configuration():
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).parents[1] / "benchmarks" / "sort_of_clevr_table.py"
+    spec = importlib.util.spec_from_file_location("sort_of_clevr_table", path)
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    relational = set()
+    for name, (_, flags) in table.SETUPS.items():
+        args = train.parse_args(["--dataset", "sort_of_clevr", "--preset", "sort_of_clevr",
+                                 "--epochs", "18", *flags])
+        config = train.model_config(args, vocabulary_size=30, num_answers=10)
+        if config.aggregation == "relational":
+            relational.add(name)
+        assert ("--warmup_types" in flags) == name.endswith("_warmup"), name
+    assert {"rn", "han_rn", "adahan_rn", "soft_rn", "han_rn_warmup"} <= relational
+    assert not {"cnn_sum", "han_sum", "han_sum_warmup"} & relational
