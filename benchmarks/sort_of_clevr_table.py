@@ -32,6 +32,7 @@ import sys
 
 import numpy as np
 
+from keras_adahan import cli
 from keras_adahan.datasets.sort_of_clevr import scenes
 from keras_adahan.layers.han_mask import num_kept_cells
 
@@ -154,7 +155,11 @@ def colour_probe(run_dir, images=40):
 
     run = run_files.load_run(run_dir)
     dataset = run.config["train"]["dataset"]  # sort_of_clevr, sort_of_clevr_large, ...
-    config = scenes.CONFIGS[dataset.replace("sort_of_clevr", "").lstrip("_") or "default"]
+    name = dataset.replace("sort_of_clevr", "").lstrip("_") or "default"
+    if not dataset.startswith("sort_of_clevr") or name not in scenes.CONFIGS:
+        raise ValueError(f"--colour_probe: {run_dir!r} was trained on {dataset!r}; expected a "
+                         "Sort-of-CLEVR run (--dataset sort_of_clevr...)")
+    config = scenes.CONFIGS[name]
     right, varies = collections.Counter(), 0
     for index in range(images):
         scene = scenes.render_scene(config, "test", index)
@@ -184,7 +189,7 @@ COLUMNS = (("non-relational", 100, 1), ("relational", 100, 1), ("shape", 100, 1)
            ("minutes", 1, 1))
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="sort_of_clevr",
                         choices=("sort_of_clevr", "sort_of_clevr_large", "sort_of_clevr_tiny"))
@@ -201,7 +206,7 @@ def main():
                              "colour, and print whether its answers follow the colour")
     parser.add_argument("trainer_flags", nargs="*",
                         help="after --: more flags for every run, e.g. -- --learning_rate 3e-4")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.threshold_study:
         print(f"{args.threshold_study}: mean cells whose softmax(presence / T) reaches the "
               "threshold, no floor or ceiling, per question type")
@@ -250,4 +255,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)  # A bad run folder: one line, not a traceback.
