@@ -5,6 +5,7 @@
     python benchmarks/sort_of_clevr_table.py --dataset sort_of_clevr_large --setups han_rn
     python benchmarks/sort_of_clevr_table.py --threshold_study RUN   # any run, e.g. barn_vqa
     python benchmarks/sort_of_clevr_table.py --colour_probe RUN      # a Sort-of-CLEVR run
+    python benchmarks/sort_of_clevr_table.py --coverage RUN          # a Sort-of-CLEVR run
 
 Each setup is a `python -m keras_adahan.train --dataset sort_of_clevr --preset sort_of_clevr`
 run with the flags below, one run folder per setup and seed under --runs_dir (finished runs
@@ -21,10 +22,15 @@ beside them come from their papers and repositories, not from this script.
 --colour_probe asks a trained run the shape of each of the six objects of test images, one
 question per colour, and prints how often the answer is right and how often it changes
 with the colour named: a model that ignores the colour answers one shape per image.
+
+--coverage prints, per question type, how often a run's kept cells touch every object the
+answer needs (by box: a cell's features also see past its box): a relational module can
+only answer from what is kept.
 """
 
 import argparse
 import collections
+import itertools
 import json
 import os
 import subprocess
@@ -148,18 +154,23 @@ def threshold_study(run_dir, data_dir):
             for label, kept in rows.items()}
 
 
+def _scene_config(run, flag, run_dir):
+    """The `scenes.SceneConfig` a loaded run was trained on; one line if not Sort-of-CLEVR."""
+    dataset = run.config["train"]["dataset"]  # sort_of_clevr, sort_of_clevr_large, ...
+    name = dataset.replace("sort_of_clevr", "").lstrip("_") or "default"
+    if not dataset.startswith("sort_of_clevr") or name not in scenes.CONFIGS:
+        raise ValueError(f"{flag}: {run_dir!r} was trained on {dataset!r}; expected a "
+                         "Sort-of-CLEVR run (--dataset sort_of_clevr...)")
+    return scenes.CONFIGS[name]
+
+
 def colour_probe(run_dir, images=40):
     """(shape accuracy per colour, share of images whose answer changes with the colour)
     when the run is asked the shape of each object of the first `images` test images."""
     from keras_adahan import run_files
 
     run = run_files.load_run(run_dir)
-    dataset = run.config["train"]["dataset"]  # sort_of_clevr, sort_of_clevr_large, ...
-    name = dataset.replace("sort_of_clevr", "").lstrip("_") or "default"
-    if not dataset.startswith("sort_of_clevr") or name not in scenes.CONFIGS:
-        raise ValueError(f"--colour_probe: {run_dir!r} was trained on {dataset!r}; expected a "
-                         "Sort-of-CLEVR run (--dataset sort_of_clevr...)")
-    config = scenes.CONFIGS[name]
+    config = _scene_config(run, "--colour_probe", run_dir)
     right, varies = collections.Counter(), 0
     for index in range(images):
         scene = scenes.render_scene(config, "test", index)
@@ -171,6 +182,60 @@ def colour_probe(run_dir, images=40):
         right.update(o.color for a, o in zip(answers, scene.objects) if a == o.shape)
         varies += len(set(answers)) > 1
     return {color: right[color] / images for color in scenes.COLORS}, varies / images
+
+
+def needed_objects(scene, question):
+    """Indices of the objects a question's answer depends on: the named one; with the one
+    closest to or furthest from it; or, to count, all of them."""
+    colors = [o.color for o in scene.objects]
+    named = colors.index(question.color)
+    if question.type == "count":
+        return list(range(len(colors)))
+    if question.type in ("closest", "furthest"):
+        centers = np.array([o.center for o in scene.objects], dtype=np.float64)
+        distances = ((centers - centers[named]) ** 2).sum(1)
+        distances[named] = np.inf if question.type == "closest" else -np.inf
+        other = distances.argmin() if question.type == "closest" else distances.argmax()
+        return [named, int(other)]
+    return [named]
+
+
+def coverage(run_dir, images=200):
+    """Per question type, the share of questions whose kept cells touch every object the
+    answer needs (`needed_objects`), over the first `images` test images; and, per image,
+    the fewest cells of the run's grid that touch all six objects."""
+    from keras_adahan import geometry
+    from keras_adahan import run_files
+
+    run = run_files.load_run(run_dir)
+    config = _scene_config(run, "--coverage", run_dir)
+    grid_size = run.model.grid_size
+    covered, fewest = collections.defaultdict(list), []
+    for index in range(images):
+        scene = scenes.render_scene(config, "test", index)
+        touches = geometry.box_overlap_shares(
+            grid_size, np.array([o.box for o in scene.objects])) > 0  # (objects, N)
+        questions = run.vocabulary.encode_batch([q.text for q in scene.questions],
+                                                run.model.config.max_question_length)
+        image = np.repeat(scene.image[None].astype("float32"), len(questions), axis=0)
+        kept = run.model.predict({"image": image, "question": questions},
+                                 verbose=0)["mask"] > 0.5  # (questions, N)
+        for question, cells in zip(scene.questions, kept):
+            seen = touches[:, cells].any(1)
+            covered[question.type].append(seen[needed_objects(scene, question)].all())
+        fewest.append(_fewest_covering_cells(touches))
+    return ({name: float(np.mean(covered[name])) for name in scenes.QUESTION_TYPES},
+            collections.Counter(fewest))
+
+
+def _fewest_covering_cells(touches):
+    """The fewest cells (columns of `touches`, objects x cells) that touch every object."""
+    candidates = np.flatnonzero(touches.any(0))
+    for size in range(1, len(touches) + 1):
+        for cells in itertools.combinations(candidates, size):
+            if touches[:, list(cells)].any(1).all():
+                return size
+    raise AssertionError("a cell touches every object, so six cells always do")
 
 
 def cell(values, scale=100, digits=1):
@@ -204,6 +269,9 @@ def main(argv=None):
     parser.add_argument("--colour_probe", metavar="RUN", default=None,
                         help="only ask this Sort-of-CLEVR run each object's shape, colour by "
                              "colour, and print whether its answers follow the colour")
+    parser.add_argument("--coverage", metavar="RUN", default=None,
+                        help="only print, per question type, how often this Sort-of-CLEVR "
+                             "run's kept cells touch every object the answer needs")
     parser.add_argument("trainer_flags", nargs="*",
                         help="after --: more flags for every run, e.g. -- --learning_rate 3e-4")
     args = parser.parse_args(argv)
@@ -219,6 +287,14 @@ def main(argv=None):
               f"by colour: {np.mean(list(per_colour.values())):.1%} right ("
               + ", ".join(f"{c} {v:.0%}" for c, v in per_colour.items())
               + f"); the answer changes with the colour on {varies:.0%} of the images")
+        return
+    if args.coverage:
+        per_type, fewest = coverage(args.coverage)
+        print(f"{args.coverage}: questions whose kept cells touch every object the answer "
+              "needs (the named one; with the closest or furthest; all six to count), 200 "
+              "test images: " + ", ".join(f"{n} {v:.1%}" for n, v in per_type.items()))
+        print("  fewest cells that touch all six objects, images: " + ", ".join(
+            f"{size} cells {count}" for size, count in sorted(fewest.items())))
         return
 
     rows, adahan = {}, []

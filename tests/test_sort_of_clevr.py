@@ -131,7 +131,7 @@ def test_trainer_warmup_flags_name_the_dataset_types(tmp_path):
         train.main(argv + ["--warmup_types", "shapes"])
 
 
-def test_every_table_setup_is_a_valid_trainer_configuration():
+def load_table_script():
     import importlib.util
     import pathlib
 
@@ -139,6 +139,11 @@ def test_every_table_setup_is_a_valid_trainer_configuration():
     spec = importlib.util.spec_from_file_location("sort_of_clevr_table", path)
     table = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(table)
+    return table
+
+
+def test_every_table_setup_is_a_valid_trainer_configuration():
+    table = load_table_script()
     relational = set()
     for name, (_, flags) in table.SETUPS.items():
         args = train.parse_args(["--dataset", "sort_of_clevr", "--preset", "sort_of_clevr",
@@ -149,3 +154,31 @@ def test_every_table_setup_is_a_valid_trainer_configuration():
         assert ("--warmup_types" in flags) == name.endswith("_warmup"), name
     assert {"rn", "han_rn", "adahan_rn", "soft_rn", "han_rn_warmup"} <= relational
     assert not {"cnn_sum", "han_sum", "han_sum_warmup"} & relational
+
+
+def test_coverage_needs_the_objects_the_generator_answered_from():
+    table = load_table_script()
+    config = scenes.CONFIGS["default"]
+    for index in range(5):
+        scene = scenes.render_scene(config, "test", index)
+        for question in scene.questions:
+            needed = table.needed_objects(scene, question)
+            if question.type != "count":
+                assert scene.objects[needed[0]].color == question.color
+            if question.type in ("closest", "furthest"):
+                assert len(needed) == 2 and needed[1] != needed[0]
+                assert scene.objects[needed[1]].shape == question.answer
+            elif question.type == "count":
+                assert needed == list(range(6))
+            else:
+                assert len(needed) == 1
+
+
+def test_fewest_covering_cells():
+    table = load_table_script()
+    touches = np.array([[1, 1, 0, 0],   # Object 0 on cells 0 and 1,
+                        [0, 1, 1, 0],   # object 1 on cells 1 and 2,
+                        [0, 0, 0, 1]],  # object 2 on cell 3: cells 1 and 3 touch all.
+                       dtype=bool)
+    assert table._fewest_covering_cells(touches) == 2
+    assert table._fewest_covering_cells(np.eye(3, dtype=bool)) == 3
