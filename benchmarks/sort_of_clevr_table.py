@@ -201,16 +201,19 @@ def needed_objects(scene, question):
 
 
 def coverage(run_dir, images=200):
-    """Per question type, the share of questions whose kept cells touch every object the
-    answer needs (`needed_objects`), over the first `images` test images; and, per image,
-    the fewest cells of the run's grid that touch all six objects."""
+    """Over the first `images` test images: per question type, the share of questions
+    whose kept cells touch every object the answer needs (`needed_objects`); per image, the
+    fewest cells of the run's grid that touch all six objects; and for closest and
+    furthest, the shares of the run's answers and of the right answers that are the
+    commonest shape among the other five objects (what a model that does not compare
+    distances can answer)."""
     from keras_adahan import geometry
     from keras_adahan import run_files
 
     run = run_files.load_run(run_dir)
     config = _scene_config(run, "--coverage", run_dir)
     grid_size = run.model.grid_size
-    covered, fewest = collections.defaultdict(list), []
+    covered, fewest, commonest = collections.defaultdict(list), [], collections.defaultdict(list)
     for index in range(images):
         scene = scenes.render_scene(config, "test", index)
         touches = geometry.box_overlap_shares(
@@ -218,14 +221,21 @@ def coverage(run_dir, images=200):
         questions = run.vocabulary.encode_batch([q.text for q in scene.questions],
                                                 run.model.config.max_question_length)
         image = np.repeat(scene.image[None].astype("float32"), len(questions), axis=0)
-        kept = run.model.predict({"image": image, "question": questions},
-                                 verbose=0)["mask"] > 0.5  # (questions, N)
-        for question, cells in zip(scene.questions, kept):
-            seen = touches[:, cells].any(1)
-            covered[question.type].append(seen[needed_objects(scene, question)].all())
+        outputs = run.model.predict({"image": image, "question": questions}, verbose=0)
+        kept = outputs["mask"] > 0.5  # (questions, N)
+        answers = [run.answers[i] for i in outputs["answer"].argmax(-1)]
+        for question, cells, answer in zip(scene.questions, kept, answers):
+            needed = needed_objects(scene, question)
+            covered[question.type].append(touches[:, cells].any(1)[needed].all())
+            if question.type in ("closest", "furthest"):
+                others = collections.Counter(
+                    o.shape for i, o in enumerate(scene.objects) if i != needed[0])
+                shape = others.most_common(1)[0][0]
+                commonest[question.type].append((answer == shape, question.answer == shape))
         fewest.append(_fewest_covering_cells(touches))
     return ({name: float(np.mean(covered[name])) for name in scenes.QUESTION_TYPES},
-            collections.Counter(fewest))
+            collections.Counter(fewest),
+            {name: np.mean(commonest[name], axis=0) for name in ("closest", "furthest")})
 
 
 def _fewest_covering_cells(touches):
@@ -289,12 +299,15 @@ def main(argv=None):
               + f"); the answer changes with the colour on {varies:.0%} of the images")
         return
     if args.coverage:
-        per_type, fewest = coverage(args.coverage)
+        per_type, fewest, commonest = coverage(args.coverage)
         print(f"{args.coverage}: questions whose kept cells touch every object the answer "
               "needs (the named one; with the closest or furthest; all six to count), 200 "
               "test images: " + ", ".join(f"{n} {v:.1%}" for n, v in per_type.items()))
         print("  fewest cells that touch all six objects, images: " + ", ".join(
             f"{size} cells {count}" for size, count in sorted(fewest.items())))
+        print("  closest and furthest answered with the commonest shape of the other five "
+              "objects: " + ", ".join(f"{n} {by_model:.1%} (the right answer for {truth:.1%})"
+                                      for n, (by_model, truth) in commonest.items()))
         return
 
     rows, adahan = {}, []

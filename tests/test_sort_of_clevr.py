@@ -182,3 +182,15 @@ def test_fewest_covering_cells():
                        dtype=bool)
     assert table._fewest_covering_cells(touches) == 2
     assert table._fewest_covering_cells(np.eye(3, dtype=bool)) == 3
+
+
+def test_coverage_of_a_run_that_keeps_every_cell_is_complete(tmp_path):
+    table = load_table_script()
+    run_dir = tmp_path / "run"
+    train.main(["--dataset", "sort_of_clevr_tiny", "--preset", "sort_of_clevr", "--variant",
+                "none", "--epochs", "1", "--data_dir", str(tmp_path / "tfds"),
+                "--output_dir", str(run_dir)])
+    per_type, fewest, commonest = table.coverage(str(run_dir), images=4)
+    assert per_type == {name: 1.0 for name in scenes.QUESTION_TYPES}
+    assert sum(fewest.values()) == 4 and set(fewest) <= {1, 2, 3, 4, 5, 6}
+    assert set(commonest) == {"closest", "furthest"}
