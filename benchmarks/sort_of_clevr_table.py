@@ -59,8 +59,8 @@ SETUPS = {
                              "--set", "soft_head_weight=1"]),
     "han_sum": ("HAN + sum (k = 7 cells)", ["--variant", "han", "--aggregation", "sum"]),
     "soft_rn": ("soft attention + RN", ["--variant", "soft"]),
-    # A shape-only warm-up (12 epochs, so --epochs 13 or more; README: 18): the model learns
-    # to find the object the question names before the other questions count.
+    # A shape-only warm-up (12 epochs, so --epochs 13 or more; README: 18, HAN+RN 30): the
+    # model learns to find the object the question names before the other questions count.
     "cnn_sum_warmup": ("CNN + sum, shape warm-up", ["--variant", "none", "--aggregation", "sum",
                                                      *WARMUP]),
     "han_sum_warmup": ("HAN + sum, shape warm-up", ["--variant", "han", "--aggregation", "sum",
