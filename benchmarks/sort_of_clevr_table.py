@@ -164,6 +164,13 @@ def _scene_config(run, flag, run_dir):
     return scenes.CONFIGS[name]
 
 
+def _ask(run, scene, texts):
+    """The run's outputs for the questions `texts` about `scene`'s image."""
+    questions = run.vocabulary.encode_batch(texts, run.model.config.max_question_length)
+    image = np.repeat(scene.image[None].astype("float32"), len(texts), axis=0)
+    return run.model.predict({"image": image, "question": questions}, verbose=0)
+
+
 def colour_probe(run_dir, images=40):
     """(shape accuracy per colour, share of images whose answer changes with the colour)
     when the run is asked the shape of each object of the first `images` test images."""
@@ -175,9 +182,7 @@ def colour_probe(run_dir, images=40):
     for index in range(images):
         scene = scenes.render_scene(config, "test", index)
         texts = [scenes.TEMPLATES["shape"].format(o.color) for o in scene.objects]
-        questions = run.vocabulary.encode_batch(texts, run.model.config.max_question_length)
-        image = np.repeat(scene.image[None].astype("float32"), len(texts), axis=0)
-        outputs = run.model.predict({"image": image, "question": questions}, verbose=0)
+        outputs = _ask(run, scene, texts)
         answers = [run.answers[i] for i in outputs["answer"].argmax(-1)]
         right.update(o.color for a, o in zip(answers, scene.objects) if a == o.shape)
         varies += len(set(answers)) > 1
@@ -218,10 +223,7 @@ def coverage(run_dir, images=200):
         scene = scenes.render_scene(config, "test", index)
         touches = geometry.box_overlap_shares(
             grid_size, np.array([o.box for o in scene.objects])) > 0  # (objects, N)
-        questions = run.vocabulary.encode_batch([q.text for q in scene.questions],
-                                                run.model.config.max_question_length)
-        image = np.repeat(scene.image[None].astype("float32"), len(questions), axis=0)
-        outputs = run.model.predict({"image": image, "question": questions}, verbose=0)
+        outputs = _ask(run, scene, [q.text for q in scene.questions])
         kept = outputs["mask"] > 0.5  # (questions, N)
         answers = [run.answers[i] for i in outputs["answer"].argmax(-1)]
         for question, cells, answer in zip(scene.questions, kept, answers):
