@@ -101,7 +101,9 @@ def summarize(result):
         "pairs": _pairs(config, metrics["num_cells"]),
         "grounding": metrics.get("grounding_top_cell"),
         "target kept": metrics.get("grounding_target_kept"),
-        "minutes": result["training"]["seconds"] / 60,
+        # A resumed run: all its epochs, where the backup recorded them.
+        "minutes": (result["training"].get("seconds_all_epochs")
+                    or result["training"]["seconds"]) / 60,
     }
 
 

@@ -22,6 +22,7 @@ weights that a resumed run starts from.
 import csv
 import math
 import os
+import time
 
 import h5py
 import keras
@@ -41,7 +42,8 @@ class AtomicBackupAndRestore(keras.callbacks.Callback):
        variables (`Model.save_weights` holds both, so Adam's moments and iteration count
        survive);
     2. `backup_dir/state.json`: `{"epoch": e + 1, "weights": <that file>, "history": [...]}`,
-       one history row per completed epoch. This rename commits the epoch;
+       one history row per completed epoch, and `"seconds"`: the wall time of those
+       epochs, summed over resumes (`seconds`). This rename commits the epoch;
     3. `history_path`, rewritten from the state's history (CSVLogger's format: `epoch`,
        then the metrics in name order).
 
@@ -87,6 +89,8 @@ class AtomicBackupAndRestore(keras.callbacks.Callback):
         self.monitor = monitor
         self._history = []
         self._best = None  # {"epoch", "weights", "value"} of the best epoch so far.
+        self._seconds = 0.0  # Of the committed epochs, across resumes; None: not recorded.
+        self._epoch_start = None
 
     @property
     def state_path(self):
@@ -130,7 +134,7 @@ class AtomicBackupAndRestore(keras.callbacks.Callback):
             self._remove_leftovers(keep=None)
         state = self.read_state()
         if state is None:
-            self._history, self._best = [], None
+            self._history, self._best, self._seconds = [], None, 0.0
             if self.history_path and os.path.exists(self.history_path):
                 os.remove(self.history_path)  # Rows of epochs that were never backed up.
             return
@@ -149,6 +153,7 @@ class AtomicBackupAndRestore(keras.callbacks.Callback):
         self.model._initial_epoch = state["epoch"]
         self._history = list(state["history"])
         self._best = state.get("best")
+        self._seconds = state.get("seconds")  # Backups written before it have none.
         if not self.read_only:
             self._write_history()
             self._remove_leftovers(keep=self._kept(state["weights"]))
@@ -157,6 +162,15 @@ class AtomicBackupAndRestore(keras.callbacks.Callback):
         left = (f"continuing at epoch {state['epoch'] + 1}/{total}"
                 if total is None or state["epoch"] < total else "no epoch left to train")
         print(f"Restored {weights}: {state['epoch']} epochs done, optimizer step {step}; {left}")
+
+    @property
+    def seconds(self):
+        """Wall seconds the committed epochs took, summed over every resume (None if an
+        older backup did not record them)."""
+        return self._seconds
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = time.monotonic()
 
     def on_epoch_end(self, epoch, logs=None):
         logs = {name: float(value) for name, value in (logs or {}).items()}
@@ -173,6 +187,9 @@ class AtomicBackupAndRestore(keras.callbacks.Callback):
             self._best = {"epoch": epoch + 1, "weights": name, "value": logs[self.monitor]}
         if self._best is not None:
             state["best"] = self._best
+        if self._seconds is not None and self._epoch_start is not None:
+            self._seconds += time.monotonic() - self._epoch_start
+            state["seconds"] = round(self._seconds, 1)
         run_files.write_json(self.state_path, state)  # The commit point.
         self._remove_leftovers(keep=self._kept(name))
         self._write_history()

@@ -425,6 +425,8 @@ def finish(args, folder, model, train_model, backup, dataset, vocabulary, histor
         "questions_per_second": round(
             len(history.epoch) * dataset.num_questions("train") / seconds, 1),
         "kept_epoch": kept_epoch,
+        # Every epoch of the run, the ones before a --resume included (None: not recorded).
+        "seconds_all_epochs": None if backup.seconds is None else round(backup.seconds, 1),
     }
     run_files.write_json(os.path.join(run_dir, run_files.TRAINING), training)
     os.makedirs(os.path.join(run_dir, "plots"), exist_ok=True)

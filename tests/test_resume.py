@@ -101,6 +101,9 @@ def test_sigkill_mid_epoch_then_resume(data_dir, tmp_path):
     assert history_epochs(killed) == list(range(EPOCHS))  # Each epoch exactly once.
     final = run_files.read_json(os.path.join(killed, "backup", STATE))
     assert final["epoch"] == EPOCHS
+    # training.json's time covers the epochs before the kill too.
+    training = run_files.read_json(os.path.join(killed, run_files.TRAINING))
+    assert training["seconds_all_epochs"] == final["seconds"] > state["seconds"] > 0
     assert optimizer_step(os.path.join(killed, "backup", final["weights"])) == EPOCHS * STEPS
     for parent, folders, files in os.walk(killed):
         assert not [n for n in folders + files if n.startswith(".tmp-")], parent
@@ -310,3 +313,39 @@ def test_monitor_keeps_the_best_epoch_across_a_resume(tmp_path):
     plain = AtomicBackupAndRestore(str(tmp_path / "plain"))
     small_model().fit(X, Y, batch_size=4, epochs=2, verbose=0, callbacks=[plain])
     assert plain.restore_best(small_model()) is None
+
+
+class SlowEpochs(keras.callbacks.Callback):
+    """Makes every epoch last at least `seconds` (before the backup's `on_epoch_end`)."""
+
+    def __init__(self, seconds):
+        super().__init__()
+        self.seconds = seconds
+
+    def on_epoch_end(self, epoch, logs=None):
+        time.sleep(self.seconds)
+
+
+def test_backup_sums_epoch_seconds_across_a_resume(tmp_path):
+    backup_dir = str(tmp_path / "backup")
+    first = AtomicBackupAndRestore(backup_dir)
+    small_model().fit(X, Y, batch_size=4, epochs=2, verbose=0,
+                      callbacks=[SlowEpochs(0.2), first])
+    assert first.seconds >= 0.4
+    assert run_files.read_json(os.path.join(backup_dir, STATE))["seconds"] >= 0.4
+
+    resumed = AtomicBackupAndRestore(backup_dir)
+    small_model().fit(X, Y, batch_size=4, epochs=3, verbose=0,
+                      callbacks=[SlowEpochs(0.2), resumed])
+    # The third epoch's time is added to the first two's, not counted alone.
+    assert resumed.seconds >= first.seconds + 0.2
+    assert run_files.read_json(os.path.join(backup_dir, STATE))["seconds"] >= 0.6
+
+    # A backup written before the field: its time is unknown, not zero.
+    state = run_files.read_json(os.path.join(backup_dir, STATE))
+    del state["seconds"]
+    run_files.write_json(os.path.join(backup_dir, STATE), state)
+    older = AtomicBackupAndRestore(backup_dir)
+    small_model().fit(X, Y, batch_size=4, epochs=4, verbose=0, callbacks=[older])
+    assert older.seconds is None
+    assert "seconds" not in run_files.read_json(os.path.join(backup_dir, STATE))
