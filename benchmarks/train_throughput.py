@@ -250,14 +250,15 @@ def main(argv=None):
             f"{p}/{d} {rates[(p, d)][-1]:.0f} q/s" for p, d in built)
             + (f", reference {reference[-1]:.0f} steps/s" if reference else ""), flush=True)
 
-    print(f"\n{'preset':<10}{'dtype':<16}{'questions/s':>12}{'vs reference':>14}"
+    width = max(len("preset"), *(len(preset) for preset, _ in rates)) + 2
+    print(f"\n{'preset':<{width}}{'dtype':<16}{'questions/s':>12}{'vs reference':>14}"
           f"{'GFLOP/s':>9}{'of peak':>9}")
     for (preset, dtype), values in rates.items():
         median = statistics.median(values)
         ratio = (statistics.median(v / r for v, r in zip(values, reference))
                  if len(reference) == len(values) else None)
         flops = training_flops(built[(preset, dtype)][0], args.questions)
-        line = f"{preset:<10}{dtype:<16}{median:>12.0f}"
+        line = f"{preset:<{width}}{dtype:<16}{median:>12.0f}"
         line += f"{ratio:>13.1f}x" if ratio else f"{'':>14}"
         if flops:
             achieved = flops * median
