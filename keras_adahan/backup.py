@@ -244,5 +244,8 @@ def _check_state(state):
         if names is not None and set(row) != names:
             raise ValueError("every history row must hold the same metrics")
         names = set(row)
+    seconds = state.get("seconds", 0)
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0:
+        raise ValueError(f"seconds must be a number of seconds, received {seconds!r}")
     if not isinstance(weights, str) or os.path.basename(weights) != weights:
         raise ValueError(f"weights must name a file of the backup, received {weights!r}")

@@ -408,7 +408,8 @@ def test_edited_run_files_and_backup_state_are_refused(copied_run, exported_tiny
     (copied_run / "answers.json").write_bytes(original)
     run_files.load_run(str(copied_run))
     state = run_files.read_json(copied_run / "backup" / STATE)
-    for bad in ({"epoch": -3}, {"epoch": "1"}, {"history": []}, {"weights": "../x.h5"}):
+    for bad in ({"epoch": -3}, {"epoch": "1"}, {"history": []}, {"weights": "../x.h5"},
+                {"seconds": -1.0}):
         (copied_run / "backup" / STATE).write_text(json.dumps({**state, **bad}))
         with pytest.raises(ValueError, match="the training backup .* is damaged"):
             train.main(tiny_flags(exported_tiny_run["data_dir"], copied_run, "--resume",

@@ -341,6 +341,12 @@ def test_backup_sums_epoch_seconds_across_a_resume(tmp_path):
     assert resumed.seconds >= first.seconds + 0.2
     assert run_files.read_json(os.path.join(backup_dir, STATE))["seconds"] >= 0.6
 
+    # A damaged time is named, as the rest of a damaged state is.
+    state = run_files.read_json(os.path.join(backup_dir, STATE))
+    run_files.write_json(os.path.join(backup_dir, STATE), {**state, "seconds": "soon"})
+    with pytest.raises(ValueError, match="state.json.* is unreadable .*seconds must be a number"):
+        AtomicBackupAndRestore(backup_dir).read_state()
+
     # A backup written before the field: its time is unknown, not zero.
     state = run_files.read_json(os.path.join(backup_dir, STATE))
     del state["seconds"]
