@@ -68,6 +68,10 @@ SETUPS = {
     # At the preset's 1e-3 the RN loses what the warm-up taught; at 1e-4 it keeps it.
     "han_rn_warmup": ("HAN+RN, shape warm-up", ["--variant", "han", *WARMUP,
                                                  "--learning_rate", "1e-4"]),
+    # g reads each kept cell's image features beside its fused ones, as the published RN.
+    "han_rn_image_warmup": ("HAN+RN, g reads the image's cells, shape warm-up",
+                            ["--variant", "han", *WARMUP, "--learning_rate", "1e-4",
+                             "--set", "relational_image_cells=true"]),
 }
 
 

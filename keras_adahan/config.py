@@ -114,6 +114,10 @@ class ModelConfig:
     # g reads the question vector with every pair, g(x_i, x_j, q), as Santoro et al.'s
     # relation network does; False: only the fused cells carry the question.
     relational_question: bool = False
+    # g reads each kept cell's image features (the encoder's, before fusion) beside its fused
+    # ones, as Santoro et al.'s relation network pairs the image's own cells; the fused
+    # features still carry the question and presence's gradient.
+    relational_image_cells: bool = False
     # Each cell's (row, column) appended to what the aggregator reads (Sort-of-CLEVR's
     # "closest", "on the left"), as relation networks append object coordinates.
     cell_coordinates: bool = False
@@ -246,12 +250,13 @@ class ModelConfig:
             raise ValueError(f"`skip_padding` needs rnn='gru', received rnn={self.rnn!r}")
         for name in ("squared_presence", "conv_batch_norm", "aggregate_norm", "fuse_conv_pool",
                      "count_pool_padding", "skip_padding",
-                     "cell_coordinates", "relational_question"):
+                     "cell_coordinates", "relational_question", "relational_image_cells"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"`{name}` must be a bool, received {getattr(self, name)!r}")
-        if self.relational_question and self.aggregation != "relational":
-            raise ValueError("`relational_question` gives the relational module the question; "
-                             f"it needs aggregation 'relational', received {self.aggregation!r}")
+        for name in ("relational_question", "relational_image_cells"):
+            if getattr(self, name) and self.aggregation != "relational":
+                raise ValueError(f"`{name}` is read by the relational module; it needs "
+                                 f"aggregation 'relational', received {self.aggregation!r}")
         if (isinstance(self.soft_head_weight, bool)
                 or not isinstance(self.soft_head_weight, numbers.Real)
                 or not 0 <= self.soft_head_weight <= 1e3):

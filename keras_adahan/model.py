@@ -159,8 +159,13 @@ def build_answer_head(config):
     # Aggregation over the kept cells, then the classifier. Relation networks give each
     # object its place: gathered or summed, cells no longer say where they were.
     features = fused
+    if config.relational_image_cells:
+        image_cells = keras.layers.Reshape(
+            (num_cells, config.cell_channels), name="relational_image_cells")(cells)
+        features = keras.layers.Concatenate(name="fused_and_image_cells")(
+            [fused, image_cells])  # (B, N, D + C)
     if config.cell_coordinates:
-        features = adahan_layers.AppendCellCoordinates(name="cell_coordinates")(fused)
+        features = adahan_layers.AppendCellCoordinates(name="cell_coordinates")(features)
     hidden_units = list(config.classifier_units)
     if config.aggregation == "flatten":
         # The reference head: its Dense is the classifier's first layer.
@@ -221,6 +226,8 @@ class SplitAnswerHead:
     broadcast to the cells) and runs the rest of the head: the same function as the answer
     head up to float rounding, without the cells' share of the first fusion layer (about half
     the head's multiply-adds in the default preset). The layers and weights are the model's.
+    Where the relational module reads the image's cells too (`relational_image_cells`), they
+    are the last part of the shares and of `encoded`, passed through unchanged.
     Export serves it (`encode`, `answer`); `build_training_model` trains through it, with the
     shares as a list (`cell_shares`, `answer_from_shares`) rather than one tensor.
 
@@ -256,14 +263,19 @@ class SplitAnswerHead:
                                      and config.relational_question)
         if self._rest_reads_question:
             rest_inputs.append(layer("question_rnn").output)
+        self._rest_reads_cells = config.relational_image_cells
+        if self._rest_reads_cells:
+            rest_inputs.append(head.input["cells"])
         self._rest = keras.Model(rest_inputs, {key: head.output[key]
                                                for key in ("answer", "presence", "mask")})
-        self.encoded_shape = (config.grid_size, config.grid_size,
-                              sum(part.cell_layer.filters for part in self._parts))
+        self._share_sizes = [part.cell_layer.filters for part in self._parts]
+        if self._rest_reads_cells:
+            self._share_sizes.append(channels)
+        self.encoded_shape = (config.grid_size, config.grid_size, sum(self._share_sizes))
 
     def cell_shares(self, cells):
         """cells (B, G, G, C), the image encoder's output -> each part's share, a list of
-        (B, G, G, P_i)."""
+        (B, G, G, P_i), then the cells themselves if the relational module reads them."""
         # Split, not sliced: TensorFlow's gradient of a slice is slow on CPUs (SplitChannels).
         pieces = _split(cells, [part.cell_channels for part in self._parts])
         shares = []
@@ -273,6 +285,8 @@ class SplitAnswerHead:
             if part.cell_layer.use_bias:
                 share = share + keras.ops.cast(part.cell_layer.bias, piece.dtype)
             shares.append(share)
+        if self._rest_reads_cells:
+            shares.append(cells)
         return shares
 
     def encode_cells(self, cells):
@@ -282,8 +296,7 @@ class SplitAnswerHead:
 
     def __call__(self, encoded, question):
         """encoded (B, G, G, P), question (B, L) -> the answer head's outputs."""
-        shares = _split(encoded, [part.cell_layer.filters for part in self._parts])
-        return self.answer_from_shares(shares, question)
+        return self.answer_from_shares(_split(encoded, self._share_sizes), question)
 
     def answer_from_shares(self, shares, question, training=False):
         """`cell_shares` (for as many rows as `question` has), question (B, L) -> the answer
@@ -291,13 +304,15 @@ class SplitAnswerHead:
         question_vector = self._question_vector(question, training=training)
         vector = question_vector[:, None, None, :]
         cut = []
-        for share, part in zip(shares, self._parts):
+        for share, part in zip(shares, self._parts):  # Image cells, if any, come last.
             kernel = part.question_layer.kernel[0, 0, part.question_row:]
             question_share = keras.ops.matmul(vector, keras.ops.cast(kernel, vector.dtype))
             cut.append(share * question_share if part.multiply
                        else part.cell_layer.activation(share + question_share))
         if self._rest_reads_question:
             cut.append(question_vector)
+        if self._rest_reads_cells:
+            cut.append(shares[-1])
         return self._rest(cut, training=training)
 
 

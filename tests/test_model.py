@@ -114,6 +114,10 @@ class ConfigTest(unittest.TestCase):
             (dict(conv_batch_norm=1), "`conv_batch_norm` must be a bool, received 1"),
             (dict(relational_question=True),
              "`relational_question` .* needs aggregation 'relational', received 'sum'"),
+            (dict(relational_image_cells=True),
+             "`relational_image_cells` .* needs aggregation 'relational', received 'sum'"),
+            (dict(aggregation="relational", relational_image_cells="yes"),
+             "`relational_image_cells` must be a bool, received 'yes'"),
         ]
         for changes, message in cases:
             with self.subTest(changes=changes):
@@ -244,6 +248,29 @@ class ModelTest(unittest.TestCase):
                 np.testing.assert_array_equal(grad[mask == 0], 0.0)
                 self.assertTrue(np.all(grad[mask == 1] > 0))
 
+    def test_relational_image_cells_reach_g_from_kept_cells_only(self):
+        """g reads each kept cell's image features beside its fused ones and coordinates; the
+        answer's gradient reaches the image's cells at the kept cells and no others."""
+        data = inputs(TINY, batch=2)
+        config = TINY.replace(fusion="multiply", aggregation="relational",
+                              relational_image_cells=True, cell_coordinates=True)
+        model = build_model(config)
+        head = model.get_layer("answer_head")
+        pair_left = head.get_layer("aggregate").pair_left
+        # Rows: fused (8), image cells (8), coordinates (2).
+        self.assertEqual(pair_left.kernel.shape[0], 8 + 8 + 2)
+        cells = tf.convert_to_tensor(model.get_layer("image_encoder")(data["image"]))
+        question = tf.constant(data["question"])
+        weights = tf.constant(np.random.default_rng(0).normal(size=(2, 3)), tf.float32)
+        with tf.GradientTape() as tape:
+            tape.watch(cells)
+            outputs = head({"cells": cells, "question": question})
+            loss = tf.reduce_sum(outputs["answer"] * weights)
+        grad = np.abs(tape.gradient(loss, cells).numpy()).reshape(2, 16, -1)  # (B, N, C)
+        mask = outputs["mask"].numpy()
+        np.testing.assert_array_equal(grad[mask == 0], 0.0)
+        self.assertTrue(np.all(grad[mask == 1].sum(-1) > 0))
+
     def test_save_load_round_trip(self):
         data = inputs(TINY, batch=2)
         configs = [
@@ -347,7 +374,9 @@ def test_training_model_gradients_are_the_per_question_models():
     for fusion, changes in (("gated", {}), ("concat", {"aggregation": "relational"}),
                             ("add", {"rnn_units": 8}), ("multiply", {"variant": "adahan"}),
                             ("multiply", {"aggregation": "relational",
-                                          "relational_question": True})):
+                                          "relational_question": True}),
+                            ("multiply", {"aggregation": "relational",
+                                          "relational_image_cells": True})):
         config = TINY.replace(fusion=fusion, **changes)
         model = build_model(config)
         for weight in model.trainable_weights:
@@ -412,6 +441,8 @@ def test_split_answer_head_answers_as_the_answer_head():
         ("concat", {}, 8),
         ("add", {"rnn_units": 8}, 8),  # The question vector is added to the 8 cell channels.
         ("multiply", {}, 8),
+        # The relational module reads the 8 image channels too: they travel with the share.
+        ("multiply", {"aggregation": "relational", "relational_image_cells": True}, 16),
     ):
         config = TINY.replace(fusion=fusion, **changes)
         model = build_model(config)
