@@ -72,6 +72,11 @@ SETUPS = {
     "han_rn_image_warmup": ("HAN+RN, g reads the image's cells, shape warm-up",
                             ["--variant", "han", *WARMUP, "--learning_rate", "1e-4",
                              "--set", "relational_image_cells=true"]),
+    # Both, as the published RN's g(o_i, o_j, q): the image's cells and the question.
+    "han_rn_image_question_warmup": (
+        "HAN+RN, g reads the image's cells and the question, shape warm-up",
+        ["--variant", "han", *WARMUP, "--learning_rate", "1e-4",
+         "--set", "relational_image_cells=true", "--set", "relational_question=true"]),
 }
 
 

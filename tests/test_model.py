@@ -376,6 +376,7 @@ def test_training_model_gradients_are_the_per_question_models():
                             ("multiply", {"aggregation": "relational",
                                           "relational_question": True}),
                             ("multiply", {"aggregation": "relational",
+                                          "relational_question": True,
                                           "relational_image_cells": True})):
         config = TINY.replace(fusion=fusion, **changes)
         model = build_model(config)

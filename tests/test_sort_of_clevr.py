@@ -131,15 +131,40 @@ def test_trainer_warmup_flags_name_the_dataset_types(tmp_path):
         train.main(argv + ["--warmup_types", "shapes"])
 
 
-def load_table_script():
+def load_table_script(name="sort_of_clevr_table"):
+    """A script of benchmarks/ as a module."""
     import importlib.util
     import pathlib
 
-    path = pathlib.Path(__file__).parents[1] / "benchmarks" / "sort_of_clevr_table.py"
-    spec = importlib.util.spec_from_file_location("sort_of_clevr_table", path)
+    path = pathlib.Path(__file__).parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     table = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(table)
     return table
+
+
+def test_relational_probe_questions_answer_from_the_objects():
+    """benchmarks/relational_probe.py: each answer is the shape of the object closest to
+    (furthest from) the named one, and the shortcut flag says whether the commonest shape of
+    the other five is that answer; checked object by object here."""
+    probe = load_table_script("relational_probe")
+    features, question, answer, kind, shortcut = probe.make_questions(
+        np.random.default_rng(0), 300)
+    assert set(kind) == {0, 1} and 0 < shortcut.mean() < 1
+    for n in range(300):
+        named = int(question[n, :6].argmax())
+        assert question[n, 6 + kind[n]] == 1 and features[n, named, named] == 1
+        others = [i for i in range(6) if i != named]
+        distances = [np.hypot(*(features[n, i, 8:] - features[n, named, 8:])) for i in others]
+        pick = min if kind[n] == 0 else max
+        target = others[distances.index(pick(distances))]
+        assert answer[n] == features[n, target, 6:8].argmax()
+        shape_1 = sum(int(features[n, i, 7]) for i in others)
+        assert shortcut[n] == ((1 if shape_1 >= 3 else 0) == answer[n])
+    # Seen by cell, the centres are those of the 5x5 grid's cells.
+    features, *_ = probe.make_questions(np.random.default_rng(0), 50, coordinates="cell")
+    np.testing.assert_allclose(np.unique(features[..., 8:]), [-0.8, -0.4, 0.0, 0.4, 0.8],
+                               atol=1e-6)
 
 
 def test_every_table_setup_is_a_valid_trainer_configuration():
