@@ -39,6 +39,7 @@ import sys
 import numpy as np
 
 from keras_adahan import cli
+from keras_adahan.datasets import registry
 from keras_adahan.datasets.sort_of_clevr import scenes
 from keras_adahan.layers.han_mask import num_kept_cells
 
@@ -280,7 +281,8 @@ COLUMNS = (("non-relational", 100, 1), ("relational", 100, 1), ("shape", 100, 1)
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="sort_of_clevr",
-                        choices=("sort_of_clevr", "sort_of_clevr_large", "sort_of_clevr_tiny"))
+                        choices=[name for name in registry.DATASETS
+                                 if name.startswith("sort_of_clevr")])
     parser.add_argument("--setups", nargs="+", default=list(SETUPS), choices=list(SETUPS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=None, help="default: the trainer's (20)")

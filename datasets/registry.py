@@ -17,7 +17,8 @@ file and one entry here.
     barn_vqa configs   classic, randomized, classic_open, randomized_open, tiny, ...
     clevr              TFDS's CLEVR 3.1.0 (datasets/clevr/)
     sort_of_clevr      Sort-of-CLEVR, 75x75 (datasets/sort_of_clevr/); sort_of_clevr_large
-                       at 128x128, sort_of_clevr_tiny for tests
+                       at 128x128, sort_of_clevr_more_scenes with 10x the train
+                       images, sort_of_clevr_tiny for tests
     folder:PATH        a user's folder of images and JSON Lines (datasets/vqa_folder/)
 """
 
@@ -158,7 +159,8 @@ def _sort_of_clevr_builder(config_name):
     return make_builder
 
 
-for _config, _suffix in (("default", ""), ("large", "_large"), ("tiny", "_tiny")):
+for _config, _suffix in (("default", ""), ("large", "_large"), ("more_scenes", "_more_scenes"),
+                          ("tiny", "_tiny")):
     DATASETS["sort_of_clevr" + _suffix] = DatasetSpec(
         name="sort_of_clevr" + _suffix,
         title=f"sort_of_clevr/{_config}",
@@ -167,8 +169,9 @@ for _config, _suffix in (("default", ""), ("large", "_large"), ("tiny", "_tiny")
         answer_names=_class_names("answer"),
         type_names=_class_names("type"),
         build_command=f"tfds build datasets/sort_of_clevr --config {_config}",
-        # Relation networks are trained for 20 epochs in the public implementations.
-        default_epochs=2 if _config == "tiny" else 20,
+        # Relation networks are trained for 20 epochs in the public implementations; as
+        # many steps on more_scenes are 2 of its epochs.
+        default_epochs={"tiny": 2, "more_scenes": 2}.get(_config, 20),
     )
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from keras_adahan import train
+from keras_adahan.datasets import registry
 from keras_adahan.datasets.sort_of_clevr import scenes
 
 COLORS = {  # The public generator's colours, restated.
@@ -83,6 +84,16 @@ def test_scenes_are_deterministic_and_differ():
     assert first.questions == scenes.render_scene(config, "test", 3).questions
     assert not np.array_equal(first.image, scenes.render_scene(config, "test", 4).image)
     assert not np.array_equal(first.image, scenes.render_scene(config, "train", 3).image)
+
+
+def test_more_scenes_extends_default_and_keeps_its_test_images():
+    default, more = scenes.CONFIGS["default"], scenes.CONFIGS["more_scenes"]
+    assert more.train == 10 * default.train and more.test == default.test
+    for split, index in (("train", 0), ("train", default.train - 1), ("test", 7)):
+        ours = scenes.render_scene(more, split, index)
+        theirs = scenes.render_scene(default, split, index)
+        assert np.array_equal(ours.image, theirs.image) and ours.questions == theirs.questions
+    assert registry.DATASETS["sort_of_clevr_more_scenes"].title == "sort_of_clevr/more_scenes"
 
 
 def test_trainer_takes_sort_of_clevr_and_reports_adahan_cells_per_type(tmp_path):
