@@ -122,6 +122,10 @@ def parse_args(argv=None):
         help="training compute: float32, or mixed_bfloat16 (bfloat16 activations and "
              "matmuls, float32 weights; fast on CPUs with AVX512-BF16/AMX and on recent "
              "GPUs). model.keras is float32 either way")
+    add("--init_from", default=None, metavar="RUN",
+        help="start from the weights of a finished run folder instead of random ones "
+             "(fine-tuning, or a curriculum over datasets): same model config, vocabulary "
+             "and answers; the optimizer and the epoch count start afresh")
     add("--seed", type=int, default=0, help="seeds weights and shuffling")
     add("--output_dir", default=None,
         help="run folder. Default: runs/DATASET-PRESET-VARIANT-seedSEED")
@@ -156,7 +160,7 @@ def parse_args(argv=None):
         parser.error(f"--seed must be in [0, 2**32), received {args.seed}")
     if args.overwrite and args.resume:
         parser.error("--overwrite and --resume exclude each other: pick one")
-    for name in ("output_dir", "data_dir"):
+    for name in ("output_dir", "data_dir", "init_from"):
         path = getattr(args, name)
         if path is not None:
             if not path.strip():
@@ -165,6 +169,8 @@ def parse_args(argv=None):
             if os.path.exists(path) and not os.path.isdir(path):
                 parser.error(f"--{name} {path!r} is a file, not a folder")
             setattr(args, name, path)
+    if args.init_from is not None and not os.path.isdir(args.init_from):
+        parser.error(f"--init_from {args.init_from!r} is not a run folder (no such folder)")
     if args.output_dir is None:
         dataset = args.dataset
         if dataset.startswith(registry.FOLDER_PREFIX):  # folder:/a/b/farm -> folder-farm
@@ -252,6 +258,8 @@ def main(argv=None):
         with strategy.scope(), dtype_policy(args.dtype):
             model = build_model(config)
             train_model = compiled_training_model(args, model, train_ds, steps)
+        if args.init_from and backup.epoch == 0:  # A resumed run has its own weights.
+            init_from_run(args.init_from, model, config, vocabulary, dataset.answer_names)
         write_run_files(args, run_dir, config, vocabulary, dataset.answer_names)
         print(f"Training {args.variant} ({args.preset} preset, {model.count_params():,} "
               f"parameters) on {dataset.spec.title}: {dataset.num_examples('train')} images x "
@@ -321,13 +329,7 @@ def write_run_files(args, run_dir, config, vocabulary, answers):
     run_config = {"model": dataclasses.asdict(config), "train": vars(args)}
     config_path = os.path.join(run_dir, run_files.CONFIG)
     if args.resume and os.path.exists(config_path):
-        # Through JSON both ways: the saved config holds lists where the fresh one has tuples.
-        saved = run_files.read_json(config_path)["model"]
-        fresh = json.loads(json.dumps(run_config["model"]))
-        # A field newer than the run was built with its default (the behaviour before it).
-        defaults = json.loads(json.dumps(dataclasses.asdict(ModelConfig())))
-        differ = [f"{key} {saved.get(key, defaults[key])!r} (now {fresh[key]!r})"
-                  for key in fresh if saved.get(key, defaults[key]) != fresh[key]]
+        differ = config_differences(run_files.read_json(config_path)["model"], config)
         if differ:
             raise cli.UserError(f"--resume: {run_dir!r} was trained with another model "
                                 f"config: {', '.join(differ)}; resume with the command that "
@@ -338,6 +340,38 @@ def write_run_files(args, run_dir, config, vocabulary, answers):
     run_config["checksums"] = {name: run_files.sha256(os.path.join(run_dir, name))
                                for name in (run_files.VOCABULARY, run_files.ANSWERS)}
     run_files.write_json(config_path, run_config)
+
+
+def config_differences(saved, config):
+    """`"field saved (now fresh)"` for each field where a saved model config (a dict from
+    config.json) and the `ModelConfig` `config` differ."""
+    # Through JSON both ways: the saved config holds lists where the fresh one has tuples.
+    fresh = json.loads(json.dumps(dataclasses.asdict(config)))
+    # A field newer than the run was built with its default (the behaviour before it).
+    defaults = json.loads(json.dumps(dataclasses.asdict(ModelConfig())))
+    return [f"{key} {saved.get(key, defaults[key])!r} (now {fresh[key]!r})"
+            for key in fresh if saved.get(key, defaults[key]) != fresh[key]]
+
+
+def init_from_run(source, model, config, vocabulary, answers):
+    """Copies the weights of the run folder `source` into `model`, which must be the same
+    model over the same words and answers: a token id or an answer index means the same."""
+    try:
+        run = run_files.load_run(source)
+    except (OSError, ValueError) as error:
+        raise cli.UserError(f"--init_from: {error}") from None
+    differ = config_differences(run.config["model"], config)
+    if differ:
+        raise cli.UserError(f"--init_from: {source!r} has another model config: "
+                            f"{', '.join(differ)}; build this run with the same flags")
+    if run.vocabulary.words != vocabulary.words:
+        raise cli.UserError(f"--init_from: {source!r} was trained on another question "
+                            "vocabulary than this dataset's; its word ids would mean other words")
+    if run.answers != list(answers):
+        raise cli.UserError(f"--init_from: {source!r} answers {run.answers}; this dataset "
+                            f"answers {list(answers)}")
+    model.set_weights(run.model.get_weights())
+    print(f"Initialized from the weights of {source!r}")
 
 
 def fit(args, train_model, train_ds, val_ds, steps_per_epoch, backup, strategy, chief):

@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from keras_adahan import data, evaluate, run_files, train
+from keras_adahan import data, evaluate, folders, run_files, train
 from keras_adahan.datasets import registry
 from keras_adahan.model import build_model
 from keras_adahan.presets import get_preset
@@ -149,6 +149,7 @@ def test_evaluate_cli(tiny_run):
     (["--warmup_types", "shape"], "--warmup_types and --warmup_epochs go together"),
     (["--epochs", "2", "--warmup_types", "shape", "--warmup_epochs", "2"],
      "--warmup_epochs must be in [0, --epochs) = [0, 2), received 2"),
+    (["--init_from", "/nonexistent/run"], "--init_from '/nonexistent/run' is not a run folder"),
 ])
 def test_bad_flags_give_clear_errors(tmp_path, argv, message):
     with pytest.raises(SystemExit) as stop:
@@ -157,6 +158,33 @@ def test_bad_flags_give_clear_errors(tmp_path, argv, message):
     assert stop.value.code == 2 and message in str(stop.value), str(stop.value)
     # Refused before anything was written: no dataset, no run folder.
     assert not os.path.exists(tmp_path / "run") and not os.path.exists(tmp_path / "tfds")
+
+
+def test_init_from_starts_from_the_runs_weights(tiny_run, tmp_path):
+    source_dir, data_dir, _ = tiny_run
+    source = run_files.load_run(source_dir).model
+    out = str(tmp_path / "finetuned")
+    # A rate too small to move a weight: what the run ends with is what it started from.
+    train.main(["--dataset", "tiny", "--epochs", "1", "--learning_rate", "1e-12", "--seed", "5",
+                "--data_dir", data_dir, "--output_dir", out, "--init_from", source_dir])
+    tuned = run_files.load_run(out)
+    assert tuned.config["train"]["init_from"] == source_dir
+    pairs = [(a.path, a.numpy(), b.numpy())
+             for a, b in zip(source.trainable_weights, tuned.model.trainable_weights)]
+    assert len(pairs) > 10
+    for path, before, after in pairs:
+        np.testing.assert_allclose(after, before, atol=1e-6, err_msg=path)
+
+
+def test_init_from_refuses_another_model(tiny_run, tmp_path):
+    source_dir, data_dir, _ = tiny_run
+    out = str(tmp_path / "other")
+    with pytest.raises(SystemExit) as stop:
+        train.main(["--dataset", "tiny", "--variant", "adahan", "--epochs", "1",
+                    "--data_dir", data_dir, "--output_dir", out, "--init_from", source_dir])
+    assert stop.value.code == 2
+    assert "--init_from" in str(stop.value) and "variant 'han' (now 'adahan')" in str(stop.value)
+    assert folders.is_empty(out)  # Nothing written: the same command may use the folder.
 
 
 def test_set_overrides_model_config_fields():
