@@ -9,7 +9,8 @@
 
 Each setup is a `python -m keras_adahan.train --dataset sort_of_clevr --preset sort_of_clevr`
 run with the flags below, one run folder per setup and seed under --runs_dir (finished runs
-are reused, so an interrupted table picks up where it stopped). Prints, as Markdown, mean
+are reused, so an interrupted table picks up where it stopped); a curriculum (CURRICULA)
+is a second run that starts from another setup's (`--init_from`), with its own epochs. Prints, as Markdown, mean
 and spread over seeds of: accuracy on non-relational and relational questions and per
 subtype, cells kept, pairs the relational module computes per question, grounding (the
 kept cell of highest presence on the object the question names), target kept (some kept
@@ -78,26 +79,67 @@ SETUPS = {
         "HAN+RN, g reads the image's cells and the question, shape warm-up",
         ["--variant", "han", *WARMUP, "--learning_rate", "1e-4",
          "--set", "relational_image_cells=true", "--set", "relational_question=true"]),
+    # A curriculum (CURRICULA below): han_rn_image_warmup's model, its rate, its last epoch.
+    "han_rn_image_more_scenes": (
+        "HAN+RN, g reads the image's cells; then closest and furthest on ten times the scenes",
+        ["--variant", "han", "--learning_rate", "1e-4", "--lr_schedule", "constant",
+         "--set", "relational_image_cells=true", "--no-restore_best_weights"]),
+}
+
+
+# Setups that start from another setup's run (--init_from): name -> (that setup, its
+# epochs, the dataset of this stage, this stage's flags beside its SETUPS flags).
+CURRICULA = {
+    # The README's best run: han_rn_image_warmup for 30 epochs on the 9,800 scenes, then on
+    # ten times the scenes six epochs of closest and furthest alone and six of every type.
+    "han_rn_image_more_scenes": ("han_rn_image_warmup", 30, "sort_of_clevr_more_scenes",
+                                 ["--warmup_types", "closest", "furthest",
+                                  "--warmup_epochs", "6", "--epochs", "12"]),
 }
 
 
 def run(setup, seed, args):
-    out = os.path.join(args.runs_dir, f"{args.dataset}-{setup}-seed{seed}")
-    if not os.path.exists(os.path.join(out, "metrics.json")):
-        command = [sys.executable, "-m", "keras_adahan.train", "--dataset", args.dataset,
-                   "--preset", "sort_of_clevr", "--seed", str(seed), "--output_dir", out,
-                   "--overwrite", *SETUPS[setup][1], *args.trainer_flags]
-        if args.data_dir:
-            command += ["--data_dir", args.data_dir]
-        if args.epochs:
-            command += ["--epochs", str(args.epochs)]
-        print("$", " ".join(command[1:]), flush=True)
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL if args.quiet else None)
+    """Trains `setup` for `seed` unless its run folder is finished; its results."""
+    if setup not in CURRICULA:
+        return load_result(train_once(setup, seed, args, args.dataset, args.epochs))
+    first, first_epochs, dataset, flags = CURRICULA[setup]
+    start = train_once(first, seed, args, args.dataset, first_epochs)
+    result = load_result(train_once(setup, seed, args, dataset, None,
+                                    ["--init_from", start, *flags]))
+    result["training"]["seconds_all_epochs"] = sum(  # Both stages.
+        r["training"].get("seconds_all_epochs") or r["training"]["seconds"]
+        for r in (result, load_result(start)))
+    return result
+
+
+def load_result(run_dir):
     result = {}
     for name in ("metrics", "training", "config"):
-        with open(os.path.join(out, f"{name}.json")) as f:
+        with open(os.path.join(run_dir, f"{name}.json")) as f:
             result[name] = json.load(f)
     return result
+
+
+def train_once(setup, seed, args, dataset, epochs, flags=()):
+    """The run folder of `setup` on `dataset` for `seed`, trained unless finished."""
+    out = os.path.join(args.runs_dir, f"{dataset}-{setup}-seed{seed}")
+    if os.path.exists(os.path.join(out, "metrics.json")):
+        with open(os.path.join(out, "config.json")) as f:
+            trained = json.load(f)["train"]["epochs"]
+        if epochs and trained != epochs:
+            sys.exit(f"{out} holds a finished {trained}-epoch run where {epochs} epochs are "
+                     "asked for: pass another --runs_dir")
+        return out
+    command = [sys.executable, "-m", "keras_adahan.train", "--dataset", dataset,
+               "--preset", "sort_of_clevr", "--seed", str(seed), "--output_dir", out,
+               "--overwrite", *SETUPS[setup][1], *flags, *args.trainer_flags]
+    if args.data_dir:
+        command += ["--data_dir", args.data_dir]
+    if epochs:
+        command += ["--epochs", str(epochs)]
+    print("$", " ".join(command[1:]), flush=True)
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL if args.quiet else None)
+    return out
 
 
 def summarize(result):

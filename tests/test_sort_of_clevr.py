@@ -190,6 +190,40 @@ def test_every_table_setup_is_a_valid_trainer_configuration():
         assert ("--warmup_types" in flags) == name.endswith("_warmup"), name
     assert {"rn", "han_rn", "adahan_rn", "soft_rn", "han_rn_warmup"} <= relational
     assert not {"cnn_sum", "han_sum", "han_sum_warmup"} & relational
+    # A curriculum's second run has its first run's model: --init_from takes its weights.
+    for name, (first, _, dataset, flags) in table.CURRICULA.items():
+        assert dataset in registry.DATASETS
+        configs = [train.model_config(train.parse_args(
+            ["--dataset", dataset, "--preset", "sort_of_clevr", "--epochs", "30", *more]),
+            vocabulary_size=30, num_answers=10) for more in (table.SETUPS[first][1],
+                                                               table.SETUPS[name][1] + flags)]
+        assert configs[0] == configs[1], name
+
+
+def test_curriculum_starts_its_second_run_from_the_first(tmp_path, monkeypatch, capsys):
+    table = load_table_script()
+    # The best-run curriculum, shortened and on the tiny config for both stages.
+    monkeypatch.setattr(table, "CURRICULA", {"han_rn_image_more_scenes": (
+        "han_rn_image_warmup", 13, "sort_of_clevr_tiny",
+        ["--warmup_types", "closest", "furthest", "--warmup_epochs", "1", "--epochs", "2"])})
+    runs = tmp_path / "runs"
+    table.main(["--dataset", "sort_of_clevr_tiny", "--setups", "han_rn_image_more_scenes",
+                "--seeds", "0", "--data_dir", str(tmp_path / "tfds"), "--runs_dir", str(runs),
+                "--quiet"])
+    first = runs / "sort_of_clevr_tiny-han_rn_image_warmup-seed0"
+    second = runs / "sort_of_clevr_tiny-han_rn_image_more_scenes-seed0"
+    config = json.loads((second / "config.json").read_text())["train"]
+    assert config["init_from"] == str(first) and config["epochs"] == 2
+    assert json.loads((first / "config.json").read_text())["train"]["epochs"] == 13
+    assert len((second / "history.csv").read_text().splitlines()) == 1 + 2
+    assert "| HAN+RN, g reads the image's cells; then closest and furthest" in capsys.readouterr().out
+    # A finished first run of another length is not taken for this one.
+    monkeypatch.setattr(table, "CURRICULA", {"han_rn_image_more_scenes": (
+        "han_rn_image_warmup", 14, "sort_of_clevr_tiny", ["--epochs", "2"])})
+    (second / "metrics.json").unlink()
+    with pytest.raises(SystemExit, match="holds a finished 13-epoch run where 14 epochs"):
+        table.main(["--dataset", "sort_of_clevr_tiny", "--setups", "han_rn_image_more_scenes",
+                    "--seeds", "0", "--runs_dir", str(runs), "--quiet"])
 
 
 def test_coverage_needs_the_objects_the_generator_answered_from():
