@@ -9,7 +9,7 @@
 
 Each setup is a `python -m keras_adahan.train --dataset sort_of_clevr --preset sort_of_clevr`
 run with the flags below, one run folder per setup and seed under --runs_dir (finished runs
-are reused, so an interrupted table picks up where it stopped); a curriculum (CURRICULA)
+are reused and an interrupted one is resumed, so a table picks up where it stopped); a curriculum (CURRICULA)
 is a second run that starts from another setup's (`--init_from`), with its own epochs. Prints, as Markdown, mean
 and spread over seeds of: accuracy on non-relational and relational questions and per
 subtype, cells kept, pairs the relational module computes per question, grounding (the
@@ -132,13 +132,16 @@ def train_once(setup, seed, args, dataset, epochs, flags=()):
         return out
     command = [sys.executable, "-m", "keras_adahan.train", "--dataset", dataset,
                "--preset", "sort_of_clevr", "--seed", str(seed), "--output_dir", out,
-               "--overwrite", *SETUPS[setup][1], *flags, *args.trainer_flags]
+               "--resume", *SETUPS[setup][1], *flags, *args.trainer_flags]
     if args.data_dir:
         command += ["--data_dir", args.data_dir]
     if epochs:
         command += ["--epochs", str(epochs)]
     print("$", " ".join(command[1:]), flush=True)
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL if args.quiet else None)
+    code = subprocess.run(command, stdout=subprocess.DEVNULL if args.quiet else None).returncode
+    if code:
+        sys.exit(f"the trainer stopped with exit status {code} (its message is above); {out} "
+                 "is kept, and the same command resumes it")
     return out
 
 

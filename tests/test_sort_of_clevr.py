@@ -200,7 +200,7 @@ def test_every_table_setup_is_a_valid_trainer_configuration():
         assert configs[0] == configs[1], name
 
 
-def test_curriculum_starts_its_second_run_from_the_first(tmp_path, monkeypatch, capsys):
+def test_curriculum_starts_its_second_run_from_the_first(tmp_path, monkeypatch, capfd):
     table = load_table_script()
     # The best-run curriculum, shortened and on the tiny config for both stages.
     monkeypatch.setattr(table, "CURRICULA", {"han_rn_image_more_scenes": (
@@ -216,14 +216,23 @@ def test_curriculum_starts_its_second_run_from_the_first(tmp_path, monkeypatch, 
     assert config["init_from"] == str(first) and config["epochs"] == 2
     assert json.loads((first / "config.json").read_text())["train"]["epochs"] == 13
     assert len((second / "history.csv").read_text().splitlines()) == 1 + 2
-    assert "| HAN+RN, g reads the image's cells; then closest and furthest" in capsys.readouterr().out
+    assert "| HAN+RN, g reads the image's cells; then closest and furthest" in capfd.readouterr().out
     # A finished first run of another length is not taken for this one.
     monkeypatch.setattr(table, "CURRICULA", {"han_rn_image_more_scenes": (
         "han_rn_image_warmup", 14, "sort_of_clevr_tiny", ["--epochs", "2"])})
     (second / "metrics.json").unlink()
+    argv = ["--dataset", "sort_of_clevr_tiny", "--setups", "han_rn_image_more_scenes",
+            "--seeds", "0", "--data_dir", str(tmp_path / "tfds"), "--runs_dir", str(runs),
+            "--quiet"]
     with pytest.raises(SystemExit, match="holds a finished 13-epoch run where 14 epochs"):
-        table.main(["--dataset", "sort_of_clevr_tiny", "--setups", "han_rn_image_more_scenes",
-                    "--seeds", "0", "--runs_dir", str(runs), "--quiet"])
+        table.main(argv)
+    # A run stopped before its evaluation is resumed, not trained again.
+    monkeypatch.setattr(table, "CURRICULA", {"han_rn_image_more_scenes": (
+        "han_rn_image_warmup", 13, "sort_of_clevr_tiny", ["--epochs", "2"])})
+    capfd.readouterr()
+    table.main(argv[:-1])  # Not --quiet: the trainer's lines are read below.
+    assert (second / "metrics.json").exists()
+    assert re.search(r"Restored \S+epoch-0002.weights.h5: 2 epochs done", capfd.readouterr().out)
 
 
 def test_coverage_needs_the_objects_the_generator_answered_from():
