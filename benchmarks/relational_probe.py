@@ -1,9 +1,10 @@
 """Can the relational module learn "closest" and "furthest" from ideal object features?
 
 Sort-of-CLEVR's closest and furthest questions stay at the commonest-shape shortcut (~69%)
-in every HAN+RN run (README, "Closest and furthest"). This isolates the module the model
-answers with, `keras_adahan.layers.RelationalAggregation` (g 4 x 256 over every pair, the
-question beside each pair) then LayerNorm and f (256, 256) as the `sort_of_clevr` preset,
+in every HAN+RN run on the 9,800 training scenes (docs/sort_of_clevr.md, "Closest and
+furthest"). This isolates the module the model answers with,
+`keras_adahan.layers.RelationalAggregation` (g 4 x 256 over every pair, the question
+beside each pair) then LayerNorm and f (256, 256) as the `sort_of_clevr` preset,
 from the image encoder, the fusion and hard attention: each scene is six objects given as
 ideal features (colour one-hot, shape one-hot, centre in [-1, 1]^2), each question a
 colour one-hot and closest/furthest, the answer the shape of that object. Adam at 1e-4,

@@ -55,7 +55,7 @@ TRAIN_DEFAULTS = {
     "clevr": dict(batch_size=32, learning_rate=1e-3, lr_schedule="constant"),
     # 16 images of 20 questions: 320 questions a step. Cosine: at a constant rate the batch
     # norms' moving statistics trail the weights, and the model answers worse in inference
-    # mode than in training mode (README, Sort-of-CLEVR).
+    # mode than in training mode (docs/sort_of_clevr.md).
     "sort_of_clevr": dict(batch_size=16, learning_rate=1e-3, lr_schedule="cosine"),
 }
 
