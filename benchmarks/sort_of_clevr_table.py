@@ -1,6 +1,7 @@
 """Sort-of-CLEVR: HAN+RN against relation networks over all cells, and AdaHAN's budget.
 
     python benchmarks/sort_of_clevr_table.py                       # all setups, seeds 0 1 2
+    python benchmarks/sort_of_clevr_table.py --setups han_rn_image_more_scenes  # a curriculum
     python benchmarks/sort_of_clevr_table.py --setups han_rn rn --seeds 0 --epochs 4
     python benchmarks/sort_of_clevr_table.py --dataset sort_of_clevr_large --setups han_rn
     python benchmarks/sort_of_clevr_table.py --threshold_study RUN   # any run, e.g. barn_vqa
@@ -9,9 +10,10 @@
 
 Each setup is a `python -m keras_adahan.train --dataset sort_of_clevr --preset sort_of_clevr`
 run with the flags below, one run folder per setup and seed under --runs_dir (finished runs
-are reused and an interrupted one is resumed, so a table picks up where it stopped); a curriculum (CURRICULA)
-is a second run that starts from another setup's (`--init_from`), with its own epochs. Prints, as Markdown, mean
-and spread over seeds of: accuracy on non-relational and relational questions and per
+are reused and an interrupted one is resumed, so a table picks up where it stopped). A
+curriculum (CURRICULA; not among the default setups, hours a seed) is a second run, on its
+own dataset and epochs, that starts from another setup's run (`--init_from`). Prints, as
+Markdown, mean and spread over seeds of: accuracy on non-relational and relational questions and per
 subtype, cells kept, pairs the relational module computes per question, grounding (the
 kept cell of highest presence on the object the question names), target kept (some kept
 cell on that object) and training time; then,
@@ -61,7 +63,7 @@ SETUPS = {
                              "--set", "soft_head_weight=1"]),
     "han_sum": ("HAN + sum (k = 7 cells)", ["--variant", "han", "--aggregation", "sum"]),
     "soft_rn": ("soft attention + RN", ["--variant", "soft"]),
-    # A shape-only warm-up (12 epochs, so --epochs 13 or more; README: 18, HAN+RN 30): the
+    # A shape-only warm-up (12 epochs, so --epochs 13 or more; docs: 18, HAN+RN 30): the
     # model learns to find the object the question names before the other questions count.
     "cnn_sum_warmup": ("CNN + sum, shape warm-up", ["--variant", "none", "--aggregation", "sum",
                                                      *WARMUP]),
@@ -79,7 +81,8 @@ SETUPS = {
         "HAN+RN, g reads the image's cells and the question, shape warm-up",
         ["--variant", "han", *WARMUP, "--learning_rate", "1e-4",
          "--set", "relational_image_cells=true", "--set", "relational_question=true"]),
-    # A curriculum (CURRICULA below): han_rn_image_warmup's model, its rate, its last epoch.
+    # A curriculum (CURRICULA below): han_rn_image_warmup's model and rate; it keeps the
+    # last epoch's weights.
     "han_rn_image_more_scenes": (
         "HAN+RN, g reads the image's cells; then closest and furthest on ten times the scenes",
         ["--variant", "han", "--learning_rate", "1e-4", "--lr_schedule", "constant",
@@ -88,13 +91,15 @@ SETUPS = {
 
 
 # Setups that start from another setup's run (--init_from): name -> (that setup, its
-# epochs, the dataset of this stage, this stage's flags beside its SETUPS flags).
+# dataset and epochs; this stage's dataset and epochs, its flags beside its SETUPS flags).
 CURRICULA = {
-    # The README's best run: han_rn_image_warmup for 30 epochs on the 9,800 scenes, then on
-    # ten times the scenes six epochs of closest and furthest alone and six of every type.
-    "han_rn_image_more_scenes": ("han_rn_image_warmup", 30, "sort_of_clevr_more_scenes",
+    # The path of the best run (docs/sort_of_clevr.md): han_rn_image_warmup for 30 epochs on
+    # the 9,800 scenes (its weights of lowest validation loss), then on ten times the scenes
+    # six epochs of closest and furthest alone and six of every type.
+    "han_rn_image_more_scenes": ("han_rn_image_warmup", "sort_of_clevr", 30,
+                                 "sort_of_clevr_more_scenes", 12,
                                  ["--warmup_types", "closest", "furthest",
-                                  "--warmup_epochs", "6", "--epochs", "12"]),
+                                  "--warmup_epochs", "6"]),
 }
 
 
@@ -102,9 +107,9 @@ def run(setup, seed, args):
     """Trains `setup` for `seed` unless its run folder is finished; its results."""
     if setup not in CURRICULA:
         return load_result(train_once(setup, seed, args, args.dataset, args.epochs))
-    first, first_epochs, dataset, flags = CURRICULA[setup]
-    start = train_once(first, seed, args, args.dataset, first_epochs)
-    result = load_result(train_once(setup, seed, args, dataset, None,
+    first, first_dataset, first_epochs, dataset, epochs, flags = CURRICULA[setup]
+    start = train_once(first, seed, args, first_dataset, first_epochs)
+    result = load_result(train_once(setup, seed, args, dataset, epochs,
                                     ["--init_from", start, *flags]))
     result["training"]["seconds_all_epochs"] = sum(  # Both stages.
         r["training"].get("seconds_all_epochs") or r["training"]["seconds"]
@@ -123,25 +128,25 @@ def load_result(run_dir):
 def train_once(setup, seed, args, dataset, epochs, flags=()):
     """The run folder of `setup` on `dataset` for `seed`, trained unless finished."""
     out = os.path.join(args.runs_dir, f"{dataset}-{setup}-seed{seed}")
+    epochs = epochs or registry.get_dataset(dataset).default_epochs  # As the trainer's.
     if os.path.exists(os.path.join(out, "metrics.json")):
         with open(os.path.join(out, "config.json")) as f:
             trained = json.load(f)["train"]["epochs"]
-        if epochs and trained != epochs:
+        if trained != epochs:
             sys.exit(f"{out} holds a finished {trained}-epoch run where {epochs} epochs are "
                      "asked for: pass another --runs_dir")
         return out
     command = [sys.executable, "-m", "keras_adahan.train", "--dataset", dataset,
                "--preset", "sort_of_clevr", "--seed", str(seed), "--output_dir", out,
-               "--resume", *SETUPS[setup][1], *flags, *args.trainer_flags]
+               "--epochs", str(epochs), "--resume", *SETUPS[setup][1], *flags,
+               *args.trainer_flags]
     if args.data_dir:
         command += ["--data_dir", args.data_dir]
-    if epochs:
-        command += ["--epochs", str(epochs)]
     print("$", " ".join(command[1:]), flush=True)
     code = subprocess.run(command, stdout=subprocess.DEVNULL if args.quiet else None).returncode
     if code:
         sys.exit(f"the trainer stopped with exit status {code} (its message is above); {out} "
-                 "is kept, and the same command resumes it")
+                 "is kept: the same command resumes it, unless the trainer refused that folder")
     return out
 
 
@@ -325,10 +330,12 @@ COLUMNS = (("non-relational", 100, 1), ("relational", 100, 1), ("shape", 100, 1)
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", default="sort_of_clevr",
+    parser.add_argument("--dataset", default=None,
                         choices=[name for name in registry.DATASETS
-                                 if name.startswith("sort_of_clevr")])
-    parser.add_argument("--setups", nargs="+", default=list(SETUPS), choices=list(SETUPS))
+                                 if name.startswith("sort_of_clevr")],
+                        help="default: sort_of_clevr (curricula name their own)")
+    parser.add_argument("--setups", nargs="+", choices=list(SETUPS),
+                        default=[name for name in SETUPS if name not in CURRICULA])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=None, help="default: the trainer's (20)")
     parser.add_argument("--data_dir", default=None)
@@ -345,6 +352,11 @@ def main(argv=None):
     parser.add_argument("trainer_flags", nargs="*",
                         help="after --: more flags for every run, e.g. -- --learning_rate 3e-4")
     args = parser.parse_args(argv)
+    curricula = [name for name in args.setups if name in CURRICULA]
+    if curricula and (args.dataset or args.epochs):
+        parser.error(f"{', '.join(curricula)} set their own datasets and epochs: run them "
+                     "without --dataset and --epochs")
+    args.dataset = args.dataset or "sort_of_clevr"
     if args.threshold_study:
         print(f"{args.threshold_study}: mean cells whose softmax(presence / T) reaches the "
               "threshold, no floor or ceiling, per question type")

@@ -195,7 +195,8 @@ def load_run(run_dir_or_model):
 
 # Settings a resumed run must share with the run it continues (the model config is
 # compared too); --epochs may grow, --data_dir may move.
-RESUME_MUST_MATCH = ("dataset", "seed", "preset", "batch_size", "learning_rate", "lr_schedule")
+RESUME_MUST_MATCH = ("dataset", "seed", "preset", "batch_size", "learning_rate", "lr_schedule",
+                     "init_from")
 class RunFolder:
     """The run folder a trainer writes: locked for the whole run; with --overwrite, a new
     folder beside the old one, swapped in by `commit()` once the run has succeeded."""

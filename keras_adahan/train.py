@@ -36,6 +36,7 @@ from keras_adahan.model import build_model
 from keras_adahan.model import build_training_model
 from keras_adahan.presets import PRESETS
 from keras_adahan.presets import get_preset
+from keras_adahan.text import Vocabulary
 
 # --dtype: the Keras dtype policy the model trains under. float32 by default: measured
 # with benchmarks/train_throughput.py (README, "Backends, GPUs and mixed precision"),
@@ -124,8 +125,9 @@ def parse_args(argv=None):
              "GPUs). model.keras is float32 either way")
     add("--init_from", default=None, metavar="RUN",
         help="start from the weights of a finished run folder instead of random ones "
-             "(fine-tuning, or a curriculum over datasets): same model config, vocabulary "
-             "and answers; the optimizer and the epoch count start afresh")
+             "(fine-tuning, or a curriculum over datasets): the same model config and "
+             "answers; its vocabulary, which must hold every word of --dataset's questions; "
+             "the optimizer and the epoch count start afresh")
     add("--seed", type=int, default=0, help="seeds weights and shuffling")
     add("--output_dir", default=None,
         help="run folder. Default: runs/DATASET-PRESET-VARIANT-seedSEED")
@@ -169,8 +171,10 @@ def parse_args(argv=None):
             if os.path.exists(path) and not os.path.isdir(path):
                 parser.error(f"--{name} {path!r} is a file, not a folder")
             setattr(args, name, path)
-    if args.init_from is not None and not os.path.isdir(args.init_from):
-        parser.error(f"--init_from {args.init_from!r} is not a run folder (no such folder)")
+    if args.init_from is not None:
+        if not os.path.isdir(args.init_from):
+            parser.error(f"--init_from {args.init_from!r} is not a run folder (no such folder)")
+        args.init_from = os.path.abspath(args.init_from)  # As config.json records it.
     if args.output_dir is None:
         dataset = args.dataset
         if dataset.startswith(registry.FOLDER_PREFIX):  # folder:/a/b/farm -> folder-farm
@@ -244,9 +248,10 @@ def main(argv=None):
     chief, chief_backup = distribute.become_worker_unless_chief(args, strategy)
     with run_files.prepare_run_dir(args) as folder:  # Refusals come before the dataset is built.
         run_dir = folder.path
+        source = load_init_run(args) if args.init_from else None
         dataset = data.prepare_dataset(args.dataset, args.data_dir)
         keras.utils.set_random_seed(args.seed)
-        vocabulary = data.build_vocabulary(dataset)
+        vocabulary = training_vocabulary(args, run_dir, dataset, source)
         config = model_config(args, vocabulary.size, len(dataset.answer_names))
         backup = AtomicBackupAndRestore(
             chief_backup or os.path.join(run_dir, "backup"),
@@ -258,8 +263,8 @@ def main(argv=None):
         with strategy.scope(), dtype_policy(args.dtype):
             model = build_model(config)
             train_model = compiled_training_model(args, model, train_ds, steps)
-        if args.init_from and backup.epoch == 0:  # A resumed run has its own weights.
-            init_from_run(args.init_from, model, config, vocabulary, dataset.answer_names)
+        if source and backup.epoch == 0:  # A resumed run has its own weights.
+            copy_weights(args.init_from, source, model, dataset.answer_names)
         write_run_files(args, run_dir, config, vocabulary, dataset.answer_names)
         print(f"Training {args.variant} ({args.preset} preset, {model.count_params():,} "
               f"parameters) on {dataset.spec.title}: {dataset.num_examples('train')} images x "
@@ -353,25 +358,54 @@ def config_differences(saved, config):
             for key in fresh if saved.get(key, defaults[key]) != fresh[key]]
 
 
-def init_from_run(source, model, config, vocabulary, answers):
-    """Copies the weights of the run folder `source` into `model`, which must be the same
-    model over the same words and answers: a token id or an answer index means the same."""
+def load_init_run(args):
+    """The run of --init_from, refused (before any dataset is built) unless it is the model
+    these flags build."""
     try:
-        run = run_files.load_run(source)
+        source = run_files.load_run(args.init_from)
     except (OSError, ValueError) as error:
         raise cli.UserError(f"--init_from: {error}") from None
-    differ = config_differences(run.config["model"], config)
+    config = model_config(args, source.vocabulary.size, source.model.config.num_answers)
+    differ = config_differences(source.config["model"], config)
     if differ:
-        raise cli.UserError(f"--init_from: {source!r} has another model config: "
+        raise cli.UserError(f"--init_from: {args.init_from!r} has another model config: "
                             f"{', '.join(differ)}; build this run with the same flags")
-    if run.vocabulary.words != vocabulary.words:
-        raise cli.UserError(f"--init_from: {source!r} was trained on another question "
-                            "vocabulary than this dataset's; its word ids would mean other words")
-    if run.answers != list(answers):
-        raise cli.UserError(f"--init_from: {source!r} answers {run.answers}; this dataset "
+    return source
+
+
+def training_vocabulary(args, run_dir, dataset, source):
+    """The word ids the run trains with: a resumed run's own, else --init_from's (its
+    embedding rows are by id), else the dataset's words in order of first appearance, an
+    order that differs between datasets with the same words."""
+    saved = os.path.join(run_dir, run_files.VOCABULARY)
+    if args.resume and os.path.exists(saved):
+        try:
+            vocabulary, whose = Vocabulary.load(saved), f"{run_dir!r}'s"
+        except (ValueError, TypeError, KeyError) as error:
+            raise cli.UserError(f"--resume: {saved!r} is not a vocabulary ({error})") from None
+    elif source:
+        vocabulary, whose = source.vocabulary, f"--init_from {args.init_from!r}'s"
+    else:
+        return data.build_vocabulary(dataset)
+    missing = set(data.build_vocabulary(dataset).words) - set(vocabulary.words)
+    if missing:
+        raise cli.UserError(f"{dataset.spec.title}'s questions hold words that {whose} "
+                            f"vocabulary lacks: {', '.join(sorted(missing))}")
+    return vocabulary
+
+
+def copy_weights(path, source, model, answers):
+    """Copies the weights of the run `source` (loaded from `path`) into `model`, which
+    answers with the same labels in the same order."""
+    if source.answers != list(answers):
+        raise cli.UserError(f"--init_from: {path!r} answers {source.answers}; this dataset "
                             f"answers {list(answers)}")
-    model.set_weights(run.model.get_weights())
-    print(f"Initialized from the weights of {source!r}")
+    try:
+        model.set_weights(source.model.get_weights())
+    except ValueError as error:  # Saved by other code with the same config.
+        raise cli.UserError(f"--init_from: {path!r}'s weights do not fit this model "
+                            f"({error})") from None
+    print(f"Initialized from the weights of {path!r}")
 
 
 def fit(args, train_model, train_ds, val_ds, steps_per_epoch, backup, strategy, chief):

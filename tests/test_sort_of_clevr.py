@@ -191,8 +191,8 @@ def test_every_table_setup_is_a_valid_trainer_configuration():
     assert {"rn", "han_rn", "adahan_rn", "soft_rn", "han_rn_warmup"} <= relational
     assert not {"cnn_sum", "han_sum", "han_sum_warmup"} & relational
     # A curriculum's second run has its first run's model: --init_from takes its weights.
-    for name, (first, _, dataset, flags) in table.CURRICULA.items():
-        assert dataset in registry.DATASETS
+    for name, (first, first_dataset, _, dataset, _, flags) in table.CURRICULA.items():
+        assert {first_dataset, dataset} <= set(registry.DATASETS)
         configs = [train.model_config(train.parse_args(
             ["--dataset", dataset, "--preset", "sort_of_clevr", "--epochs", "30", *more]),
             vocabulary_size=30, num_answers=10) for more in (table.SETUPS[first][1],
@@ -202,37 +202,39 @@ def test_every_table_setup_is_a_valid_trainer_configuration():
 
 def test_curriculum_starts_its_second_run_from_the_first(tmp_path, monkeypatch, capfd):
     table = load_table_script()
-    # The best-run curriculum, shortened and on the tiny config for both stages.
+    # The best run's curriculum, shortened and on the tiny config for both stages.
     monkeypatch.setattr(table, "CURRICULA", {"han_rn_image_more_scenes": (
-        "han_rn_image_warmup", 13, "sort_of_clevr_tiny",
-        ["--warmup_types", "closest", "furthest", "--warmup_epochs", "1", "--epochs", "2"])})
+        "han_rn_image_warmup", "sort_of_clevr_tiny", 13, "sort_of_clevr_tiny", 2,
+        ["--warmup_types", "closest", "furthest", "--warmup_epochs", "1"])})
     runs = tmp_path / "runs"
-    table.main(["--dataset", "sort_of_clevr_tiny", "--setups", "han_rn_image_more_scenes",
-                "--seeds", "0", "--data_dir", str(tmp_path / "tfds"), "--runs_dir", str(runs),
-                "--quiet"])
+    argv = ["--setups", "han_rn_image_more_scenes", "--seeds", "0",
+            "--data_dir", str(tmp_path / "tfds"), "--runs_dir", str(runs), "--quiet"]
+    table.main(argv)
     first = runs / "sort_of_clevr_tiny-han_rn_image_warmup-seed0"
     second = runs / "sort_of_clevr_tiny-han_rn_image_more_scenes-seed0"
     config = json.loads((second / "config.json").read_text())["train"]
     assert config["init_from"] == str(first) and config["epochs"] == 2
     assert json.loads((first / "config.json").read_text())["train"]["epochs"] == 13
     assert len((second / "history.csv").read_text().splitlines()) == 1 + 2
-    assert "| HAN+RN, g reads the image's cells; then closest and furthest" in capfd.readouterr().out
+    assert ("| HAN+RN, g reads the image's cells; then closest and furthest"
+            in capfd.readouterr().out)
     # A finished first run of another length is not taken for this one.
     monkeypatch.setattr(table, "CURRICULA", {"han_rn_image_more_scenes": (
-        "han_rn_image_warmup", 14, "sort_of_clevr_tiny", ["--epochs", "2"])})
+        "han_rn_image_warmup", "sort_of_clevr_tiny", 14, "sort_of_clevr_tiny", 2, [])})
     (second / "metrics.json").unlink()
-    argv = ["--dataset", "sort_of_clevr_tiny", "--setups", "han_rn_image_more_scenes",
-            "--seeds", "0", "--data_dir", str(tmp_path / "tfds"), "--runs_dir", str(runs),
-            "--quiet"]
     with pytest.raises(SystemExit, match="holds a finished 13-epoch run where 14 epochs"):
         table.main(argv)
     # A run stopped before its evaluation is resumed, not trained again.
     monkeypatch.setattr(table, "CURRICULA", {"han_rn_image_more_scenes": (
-        "han_rn_image_warmup", 13, "sort_of_clevr_tiny", ["--epochs", "2"])})
+        "han_rn_image_warmup", "sort_of_clevr_tiny", 13, "sort_of_clevr_tiny", 2, [])})
     capfd.readouterr()
     table.main(argv[:-1])  # Not --quiet: the trainer's lines are read below.
     assert (second / "metrics.json").exists()
     assert re.search(r"Restored \S+epoch-0002.weights.h5: 2 epochs done", capfd.readouterr().out)
+    # A curriculum names its datasets and epochs.
+    with pytest.raises(SystemExit):
+        table.main(argv + ["--epochs", "3"])
+    assert "han_rn_image_more_scenes set their own datasets and epochs" in capfd.readouterr().err
 
 
 def test_coverage_needs_the_objects_the_generator_answered_from():

@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import types
 
 import keras
 import numpy as np
@@ -17,6 +18,7 @@ from keras_adahan import data, evaluate, folders, run_files, train
 from keras_adahan.datasets import registry
 from keras_adahan.model import build_model
 from keras_adahan.presets import get_preset
+from keras_adahan.text import Vocabulary
 
 
 @pytest.fixture(scope="module")
@@ -174,6 +176,27 @@ def test_init_from_starts_from_the_runs_weights(tiny_run, tmp_path):
     assert len(pairs) > 10
     for path, before, after in pairs:
         np.testing.assert_allclose(after, before, atol=1e-6, err_msg=path)
+
+
+def test_vocabulary_of_a_resumed_or_initialized_run_keeps_its_word_ids(tiny_run, tmp_path):
+    _, data_dir, _ = tiny_run
+    dataset = data.prepare_dataset("tiny", data_dir, build=False)
+    words = data.build_vocabulary(dataset).words
+    # Another dataset may list the same words in another order (TFDS writes examples in
+    # its own order): the ids must stay the ones the weights were trained with.
+    reordered = Vocabulary(["extra"] + words[::-1])
+    source = types.SimpleNamespace(vocabulary=reordered)
+    args = train.parse_args(["--dataset", "tiny", "--init_from", str(tmp_path)])
+    assert train.training_vocabulary(args, str(tmp_path / "new"), dataset, source) is reordered
+    args = train.parse_args(["--dataset", "tiny", "--resume"])
+    reordered.save(str(tmp_path / "vocabulary.json"))
+    resumed = train.training_vocabulary(args, str(tmp_path), dataset, None)
+    assert resumed.words == reordered.words
+    source.vocabulary = Vocabulary(words[1:])
+    args = train.parse_args(["--dataset", "tiny", "--init_from", str(tmp_path)])
+    with pytest.raises(SystemExit, match=f"barn_vqa/tiny's questions hold words that "
+                                         f"--init_from .* vocabulary lacks: {words[0]}$"):
+        train.training_vocabulary(args, str(tmp_path / "new"), dataset, source)
 
 
 def test_init_from_refuses_another_model(tiny_run, tmp_path):
