@@ -95,9 +95,9 @@ SETUPS = {
 CURRICULA = {
     # The path of the best run (docs/sort_of_clevr.md): han_rn_image_warmup for 30 epochs on
     # the 9,800 scenes (its weights of lowest validation loss), then on ten times the scenes
-    # six epochs of closest and furthest alone and six of every type.
+    # six epochs of closest and furthest alone and twelve of every type.
     "han_rn_image_more_scenes": ("han_rn_image_warmup", "sort_of_clevr", 30,
-                                 "sort_of_clevr_more_scenes", 12,
+                                 "sort_of_clevr_more_scenes", 18,
                                  ["--warmup_types", "closest", "furthest",
                                   "--warmup_epochs", "6"]),
 }
