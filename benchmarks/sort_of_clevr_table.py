@@ -13,8 +13,8 @@ run with the flags below, one run folder per setup and seed under --runs_dir (fi
 are reused and an interrupted one is resumed, so a table picks up where it stopped). A
 curriculum (CURRICULA; not among the default setups, hours a seed) is a second run, on its
 own dataset and epochs, that starts from another setup's run (`--init_from`). Prints, as
-Markdown, mean and spread over seeds of: accuracy on non-relational and relational questions and per
-subtype, cells kept, pairs the relational module computes per question, grounding (the
+Markdown, mean and spread over seeds of: accuracy on non-relational and relational
+questions and per subtype, cells kept, pairs the relational module computes per question, grounding (the
 kept cell of highest presence on the object the question names), target kept (some kept
 cell on that object) and training time; then,
 for AdaHAN, the cells it keeps per question type, and what its softmax threshold alone
