@@ -51,10 +51,32 @@ def versions():
     return found
 
 
+def gpu():
+    """The name of the GPU the Keras backend computes on, or `None` where it uses the CPU."""
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    try:
+        if backend == "jax":
+            import jax
+
+            gpus = [d for d in jax.devices() if d.platform == "gpu"]
+            return gpus[0].device_kind if gpus else None
+        if backend == "torch":
+            import torch
+
+            return torch.cuda.get_device_name() if torch.cuda.is_available() else None
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        return (tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
+                if gpus else None)
+    except ImportError:
+        return None
+
+
 def describe(threads=None):
-    """The machine as a dict: cpu(), versions(), the Keras backend and `threads` (what the
-    benchmark set, e.g. `{"tensorflow": 2, "torch": 2}`)."""
-    return {"cpu": cpu(), "versions": versions(),
+    """The machine as a dict: cpu(), gpu(), versions(), the Keras backend and `threads`
+    (what the benchmark set, e.g. `{"tensorflow": 2, "torch": 2}`)."""
+    return {"cpu": cpu(), "gpu": gpu(), "versions": versions(),
             "keras_backend": os.environ.get("KERAS_BACKEND", "tensorflow"),
             "threads": threads or {}}
 
@@ -65,7 +87,8 @@ def format_machine(description):
     libraries = ", ".join(f"{k} {v}" for k, v in description["versions"].items())
     threads = ", ".join(f"{k} {v}" for k, v in description["threads"].items())
     return (f"machine: {c['model']}, {c['usable_cpus']} usable of {c['logical_cpus']} logical "
-            f"CPUs, flags {' '.join(c['flags']) or 'none of ' + '/'.join(FLAGS)}\n"
+            f"CPUs, flags {' '.join(c['flags']) or 'none of ' + '/'.join(FLAGS)}"
+            + (f"; GPU {description['gpu']}" if description.get("gpu") else "") + "\n"
             f"  {libraries}; Keras backend {description['keras_backend']}"
             + (f"; threads: {threads}" if threads else ""))
 

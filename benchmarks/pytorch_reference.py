@@ -24,6 +24,7 @@ also returns the presences it computes.
 API (for side-by-side measurements, e.g. benchmarks/train_throughput.py):
 
     model = build_reference(num_words=12, num_answers=4, variant="han")  # or "adahan"
+    model.to("cuda")            # optional: the loops below then run on the GPU
     log_probs, presence, mask = model(image, question)  # (1, A), (1024,), (1024,)
     train_steps(model, 100)     # the reference's loop: Adam 5e-4, NLL, one example a step
     infer(model, 100)           # forward passes under torch.no_grad()
@@ -70,7 +71,7 @@ class EncoderRNN(nn.Module):
         self.gru = nn.GRU(HIDDEN, HIDDEN)
 
     def forward(self, question):
-        hidden = torch.zeros(1, 1, HIDDEN)
+        hidden = torch.zeros(1, 1, HIDDEN, device=question.device)
         for word in question:
             _, hidden = self.gru(self.embedding(word).view(1, 1, -1), hidden)
         return hidden  # (1, 1, 8)
@@ -133,10 +134,12 @@ def example(num_words, num_answers, length=10, generator=None):
 
 
 def _cached_example(model):
-    # One example per model, made once: the timed loops measure the model, not torch.rand.
+    # One example per model, made once on the model's device: the timed loops measure the
+    # model, not torch.rand or copies to a GPU.
     if not hasattr(model, "example"):
-        model.example = example(model.encoder_rnn.embedding.num_embeddings,
-                                model.fc1.out_features)
+        device = model.fc1.weight.device
+        model.example = tuple(t.to(device) for t in example(
+            model.encoder_rnn.embedding.num_embeddings, model.fc1.out_features))
     return model.example
 
 

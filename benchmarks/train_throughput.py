@@ -3,13 +3,17 @@
     python benchmarks/train_throughput.py                     # reference and default presets
     python benchmarks/train_throughput.py --dtype float32 mixed_bfloat16 --rounds 3
     KERAS_BACKEND=jax python benchmarks/train_throughput.py  # another Keras backend
+    KERAS_BACKEND=jax python benchmarks/train_throughput.py --preset default clevr \
+        --batch_size 32 256 --no-peak                          # on a GPU (JAX, no TF)
 
 Questions per second of the trainer's own training model (each image encoded once for its
 3 questions, as in barn_vqa/classic) under `model.fit`, fed from a cached in-memory tf.data
-pipeline, so the figure is the model's and Keras' speed, not the disk's. Each round times
-every preset x dtype, then the PyTorch reference's own loop (benchmarks/pytorch_reference.py:
-one example a step, Adam, as published) for about as long; the ratios divide each round's
-figures by the reference's of the same round, so other load on the machine hits both sides.
+pipeline (other backends: batches already on their device, a GPU's memory on a GPU), so
+the figure is the model's and Keras' speed, not the disk's. Each round times every preset
+x dtype x batch size, then the PyTorch reference's own loop (benchmarks/pytorch_reference.py:
+one example a step, Adam, as published; on the GPU where the backend computes on one) for
+about as long; the ratios divide each round's figures by the reference's of the same
+round, so other load on the machine hits both sides.
 Prints the machine, the median over rounds, and the achieved FLOP/s (training = 3 x the
 forward FLOPs counted by `keras_adahan.compute`) against a matmul peak measured here.
 Without torch (`pip install -e ".[benchmarks]"`), the reference columns are left out.
@@ -18,6 +22,7 @@ profiler and the op time is summed per layer, forward and backward apart: where 
 """
 
 import argparse
+import itertools
 import os
 import statistics
 import subprocess
@@ -37,7 +42,7 @@ from keras_adahan.presets import get_preset  # noqa: E402
 
 QUESTIONS_PER_IMAGE = 3  # barn_vqa/classic
 # Off the TensorFlow backend nothing here imports TensorFlow (a GPU machine with JAX or
-# PyTorch only can run it): the batches are numpy arrays instead of a tf.data pipeline.
+# PyTorch only can run it): the batches are the backend's tensors, not a tf.data pipeline.
 ON_TENSORFLOW = keras.backend.backend() == "tensorflow"
 
 
@@ -64,8 +69,12 @@ def build(preset, dtype, batch_size, variant, questions_per_image, aggregation=N
     questions = rng.integers(2, 24, (num_images, questions_per_image, config.max_question_length))
     answers = rng.integers(0, 4, (num_images, questions_per_image))
     if not ON_TENSORFLOW:
-        ds = ({"image": images.astype(np.float32), "questions": questions.astype(np.int32)},
-              answers)
+        # Eight batches, already on the backend's device (a GPU's memory): the steps time
+        # the model, not copies from the host.
+        ds = [({"image": keras.ops.convert_to_tensor(images[rows], "float32"),
+                "questions": keras.ops.convert_to_tensor(questions[rows], "int32")},
+               keras.ops.convert_to_tensor(answers[rows], "int32"))
+              for rows in (slice(i * batch_size, (i + 1) * batch_size) for i in range(8))]
         time_fit(train_model, ds, 10)  # Warm up.
         return model, train_model, ds
     import tensorflow as tf
@@ -88,17 +97,12 @@ def build(preset, dtype, batch_size, variant, questions_per_image, aggregation=N
 def time_fit(train_model, ds, steps):
     """Seconds of `steps` training steps: inside one `fit` over the cached pipeline, from
     the end of its first step to the end of its last (`fit`'s set-up and teardown, up to a
-    second on this machine, are not training speed), or over the numpy batches again and
-    again. The step-end callback makes `fit` run step after step as the trainer's does
-    (its `TerminateOnNaN` reads every step's loss)."""
-    start = time.perf_counter()
-    if isinstance(ds, tuple):
-        inputs, answers = ds
-        batch = len(answers) // 8
-        for step in range(steps):
-            rows = slice((step % 8) * batch, (step % 8 + 1) * batch)
-            train_model.train_on_batch({k: v[rows] for k, v in inputs.items()}, answers[rows])
-        return time.perf_counter() - start
+    second on this machine, are not training speed), or over a list of batches on the
+    backend's device, again and again. The step-end callback makes `fit` run step after
+    step as the trainer's does (its `TerminateOnNaN` reads every step's loss)."""
+    if isinstance(ds, list):
+        batches = ds
+        ds = (batch for _ in itertools.count() for batch in batches)
     ends = []
     step_ends = keras.callbacks.LambdaCallback(
         on_train_batch_end=lambda batch, logs: ends.append(time.perf_counter()))
@@ -168,13 +172,14 @@ def training_flops(model, questions_per_image):
     return 3 * (counts["image"] / questions_per_image + counts["question"])
 
 
-def reference_steps_per_second(seconds):
-    """Steps/s of the PyTorch reference's training loop over about `seconds`, or `None`
-    without torch. In a process of its own: the Keras backend's thread pools (JAX's
-    especially) would otherwise compete with PyTorch's threads in this one."""
+def reference_steps_per_second(seconds, device="cpu"):
+    """Steps/s of the PyTorch reference's training loop on `device` ("cpu", "cuda") over
+    about `seconds`, or `None` without torch. In a process of its own: the Keras backend's
+    thread pools (JAX's especially) would otherwise compete with PyTorch's threads in this
+    one. Each 20 steps end by reading the loss, so a GPU's queue is drained in the time."""
     code = textwrap.dedent(f"""
         import time, pytorch_reference
-        model = pytorch_reference.build_reference(num_words=24, num_answers=4)
+        model = pytorch_reference.build_reference(num_words=24, num_answers=4).to("{device}")
         pytorch_reference.train_steps(model, 10)  # Warm up.
         steps, start = 0, time.perf_counter()
         while time.perf_counter() - start < {seconds}:
@@ -197,10 +202,11 @@ def main(argv=None):
     parser.add_argument("--dtype", nargs="+", default=["float32", "mixed_bfloat16"],
                         choices=["float32", "mixed_bfloat16"])
     parser.add_argument("--variant", default="han")
-    parser.add_argument("--batch_size", type=int, default=32, help="images per step")
+    parser.add_argument("--batch_size", type=int, nargs="+", default=[32],
+                        help="images per step (several: each is timed)")
     parser.add_argument("--steps", type=int, default=40, help="training steps timed per round")
     parser.add_argument("--rounds", type=int, default=2,
-                        help="rounds of (every preset x dtype, then the reference)")
+                        help="rounds of (every preset x dtype x batch size, then the reference)")
     parser.add_argument("--questions", type=int, default=QUESTIONS_PER_IMAGE,
                         help="questions per image (barn_vqa 3; CLEVR about 10)")
     parser.add_argument("--aggregation", default=None,
@@ -218,21 +224,25 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.per_question:
         args.questions = 1
-    threads = {keras.backend.backend(): "default (all cores)",
-               "torch (reference, own process)": "default (all cores)"}
-    print(machine.format_machine(machine.describe(threads)))
+    description = machine.describe()
+    # The reference runs where the project does: on the GPU if the backend computes on one.
+    reference_device = "cuda" if description["gpu"] else "cpu"
+    description["threads"] = {keras.backend.backend(): "default (all cores)",
+                              f"torch (reference, own process, {reference_device})":
+                              "default (all cores)"}
+    print(machine.format_machine(description))
     peaks = {}
     if args.peak and ON_TENSORFLOW:
         peaks = {"float32": machine.matmul_peak("float32"),
                  "mixed_bfloat16": machine.matmul_peak("bfloat16")}
         print("  matmul peak: " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s"
                                             for k, v in peaks.items()))
-    print(f"batch {args.batch_size} images x {args.questions} questions, {args.steps} steps, "
+    print(f"batch {' or '.join(map(str, args.batch_size))} images x {args.questions} "
+          f"questions, {args.steps} steps, "
           f"{args.rounds} rounds\n", flush=True)
 
-    built = {(p, d): build(p, d, args.batch_size, args.variant, args.questions,
-                           args.aggregation)
-             for p in args.preset for d in args.dtype}
+    built = {(p, d, b): build(p, d, b, args.variant, args.questions, args.aggregation)
+             for p in args.preset for d in args.dtype for b in args.batch_size}
     rates = {key: [] for key in built}
     reference = []
     for round_index in range(args.rounds):
@@ -240,25 +250,26 @@ def main(argv=None):
         for key, (_, train_model, ds) in built.items():
             elapsed = time_fit(train_model, ds, args.steps)
             seconds += elapsed
-            rates[key].append(args.steps * args.batch_size * args.questions / elapsed)
+            rates[key].append(args.steps * key[2] * args.questions / elapsed)
         if not args.no_reference:
             # About as long as the project's share of the round, at least 3 s.
-            rate = reference_steps_per_second(max(3.0, seconds / len(built)))
+            rate = reference_steps_per_second(max(3.0, seconds / len(built)),
+                                              reference_device)
             if rate is not None:
                 reference.append(rate)
         print(f"round {round_index + 1}: " + ", ".join(
-            f"{p}/{d} {rates[(p, d)][-1]:.0f} q/s" for p, d in built)
+            f"{p}/{d}/{b} {rates[(p, d, b)][-1]:.0f} q/s" for p, d, b in built)
             + (f", reference {reference[-1]:.0f} steps/s" if reference else ""), flush=True)
 
-    width = max(len("preset"), *(len(preset) for preset, _ in rates)) + 2
-    print(f"\n{'preset':<{width}}{'dtype':<16}{'questions/s':>12}{'vs reference':>14}"
-          f"{'GFLOP/s':>9}{'of peak':>9}")
-    for (preset, dtype), values in rates.items():
+    width = max(len("preset"), *(len(preset) for preset, _, _ in rates)) + 2
+    print(f"\n{'preset':<{width}}{'dtype':<16}{'batch':>6}{'questions/s':>12}"
+          f"{'vs reference':>14}{'GFLOP/s':>9}{'of peak':>9}")
+    for (preset, dtype, batch), values in rates.items():
         median = statistics.median(values)
         ratio = (statistics.median(v / r for v, r in zip(values, reference))
                  if len(reference) == len(values) else None)
-        flops = training_flops(built[(preset, dtype)][0], args.questions)
-        line = f"{preset:<{width}}{dtype:<16}{median:>12.0f}"
+        flops = training_flops(built[(preset, dtype, batch)][0], args.questions)
+        line = f"{preset:<{width}}{dtype:<16}{batch:>6}{median:>12.0f}"
         line += f"{ratio:>13.1f}x" if ratio else f"{'':>14}"
         if flops:
             achieved = flops * median
@@ -266,11 +277,13 @@ def main(argv=None):
             line += f"{achieved / peaks[dtype]:>9.1%}" if dtype in peaks else ""
         print(line)
     if reference:
-        print(f"{'PyTorch reference (1 example/step)':<38}{statistics.median(reference):>12.0f}"
+        print(f"{'PyTorch reference (1 example/step)':<{width + 22}}"
+              f"{statistics.median(reference):>12.0f}"
               "   (steps/s = questions/s)")
     if args.profile and ON_TENSORFLOW:
-        for (preset, dtype), (_, train_model, ds) in built.items():
-            print(f"\n{preset}/{dtype}: share of op time by layer over {args.steps} steps")
+        for (preset, dtype, batch), (_, train_model, ds) in built.items():
+            print(f"\n{preset}/{dtype}/batch {batch}: share of op time by layer over "
+                  f"{args.steps} steps")
             print("\n".join(profile(train_model, ds, args.steps)))
     return rates, reference
 
