@@ -7,7 +7,9 @@ beside the PyTorch reference's inference measured in the same run.
 
 For each preset: exports the run (or, without `--run`, a freshly built model with the
 classic vocabulary sizes; latency does not depend on training), then times with one
-thread, median (and 10th percentile) over `--repeats` calls after a warm-up:
+thread, median (and 10th percentile) over `--repeats` calls after a warm-up, every row of
+the preset side by side (ten turns, each making every row's share of its calls), so that
+a slow minute of the machine hits all rows alike and their ratios hold:
 - Keras (a `tf.function` of the model) and the SavedModel's serving_default, batch 1;
 - each .tflite: the one-call `vqa` signature, `encode` alone, and `answer` alone (the cost
   of a further question on an already-encoded image), as interpreter invokes (what a C++,
@@ -18,12 +20,13 @@ thread, median (and 10th percentile) over `--repeats` calls after a warm-up:
   differences between rows are the per-layer costs, the evidence for the layers the int8
   export keeps float (marked; `export.tflite.float_layers_in_int8`);
 - the PyTorch reference (benchmarks/pytorch_reference.py, 1 thread, `torch.no_grad()`, one
-  example a call), timed between the presets; each row's ratio is the reference's time
+  example a call), timed side by side with each preset's rows; each row's ratio is the reference's time
   over the row's (above 1: faster than the reference). Left out without torch.
 Also the file sizes, how much of each .tflite is weights, and the machine.
 """
 
 import argparse
+import functools
 import os
 import statistics
 import sys
@@ -59,9 +62,33 @@ def timed(function, repeats, warmup=20):
         start = time.perf_counter()
         function()
         times.append(time.perf_counter() - start)
-    times.sort()
+    return summary(times)
+
+
+def summary(times):
+    times = sorted(times)
     return {"median_ms": 1000 * statistics.median(times),
             "p10_ms": 1000 * times[len(times) // 10]}
+
+
+def timed_side_by_side(functions, rounds=10, warmup=3):
+    """`{label: summary}` of `functions` (`{label: (callable, calls)}`), timed in `rounds`
+    turns: each turn makes every callable's share of its calls in a row (after `warmup`
+    untimed ones), so a slow minute of the machine hits every row alike instead of the one
+    timed then. Rows are compared within one run, as the issue asks of ratios."""
+    for function, _ in functions.values():
+        for _ in range(20):  # First calls: allocation, XNNPACK's packing, tracing.
+            function()
+    times = {label: [] for label in functions}
+    for _ in range(rounds):
+        for label, (function, calls) in functions.items():
+            for _ in range(warmup):
+                function()
+            for _ in range(max(1, calls // rounds)):
+                start = time.perf_counter()
+                function()
+                times[label].append(time.perf_counter() - start)
+    return {label: summary(values) for label, values in times.items()}
 
 
 def invoke_only(vqa, signature, **inputs):
@@ -98,7 +125,7 @@ def weight_bytes(flatbuffer):
     return sum(model.Buffers(i).DataLength() for i in range(model.BuffersLength()))
 
 
-def benchmark_preset(preset, run_dir, repeats, work):
+def benchmark_preset(preset, run_dir, repeats, work, no_reference=False):
     export_dir = os.path.join(work, f"export_{preset}")
     exporter.export(run_dir, export_dir, parity=False, log=lambda m: print(f"  {m}", flush=True))
     run = run_files.load_run(run_dir)
@@ -112,39 +139,59 @@ def benchmark_preset(preset, run_dir, repeats, work):
 
     keras_call = tf.function(lambda i, q: model({"image": i, "question": q}, training=False))
     image_t, question_t = tf.constant(image), tf.constant(question)
-    results["rows"]["keras"] = timed(lambda: keras_call(image_t, question_t), repeats // 3)
     serve = tf.saved_model.load(os.path.join(export_dir, exporter.SAVED_MODEL)).signatures[
         "serving_default"]
-    results["rows"]["saved_model"] = timed(
-        lambda: serve(image=image_t, question=question_t), repeats // 3)
-    results["rows"]["saved_model"]["bytes"] = exporter._folder_bytes(
-        os.path.join(export_dir, exporter.SAVED_MODEL))
-
+    # Every row's calls, timed side by side (the PyTorch reference among them).
+    functions = {("keras", "vqa"): (lambda: keras_call(image_t, question_t), repeats // 3),
+                 ("saved_model", "vqa"): (lambda: serve(image=image_t, question=question_t),
+                                          repeats // 3)}
+    reference = None if no_reference else reference_inference()
+    if reference:
+        functions[("pytorch_reference", "vqa")] = (reference, repeats)
+    results["rows"]["keras"] = {}
+    results["rows"]["saved_model"] = {"bytes": exporter._folder_bytes(
+        os.path.join(export_dir, exporter.SAVED_MODEL))}
     for quantization in tflite.QUANTIZATIONS:
-        path = os.path.join(export_dir, exporter.tflite_name(quantization))
+        name = exporter.tflite_name(quantization)
+        path = os.path.join(export_dir, name)
         with open(path, "rb") as f:
             flatbuffer = f.read()
-        row = {"bytes": len(flatbuffer), "weight_bytes": weight_bytes(flatbuffer)}
+        results["rows"][name] = {"bytes": len(flatbuffer),
+                                 "weight_bytes": weight_bytes(flatbuffer)}
+        # An interpreter per timed call: calls of one interpreter's other signatures in
+        # between would leave its tensors unallocated ("model that is not ready").
         for xnnpack in (True, False):
-            vqa = LiteRTVQA(path, num_threads=1, xnnpack=xnnpack)
+            def vqa():
+                return LiteRTVQA(path, num_threads=1, xnnpack=xnnpack)
+
             suffix = "" if xnnpack else "_no_xnnpack"
-            row["vqa" + suffix] = timed(invoke_only(vqa, "vqa", image=image, question=question),
-                                        repeats)
-            row["encode" + suffix] = timed(invoke_only(vqa, "encode", image=image), repeats)
-            cells = vqa.encode(image)
-            row["answer" + suffix] = timed(
-                invoke_only(vqa, "answer", cells=cells, question=question), repeats * 3)
+            cells = vqa().encode(image)
+            functions[(name, "vqa" + suffix)] = (
+                invoke_only(vqa(), "vqa", image=image, question=question), repeats)
+            functions[(name, "encode" + suffix)] = (
+                invoke_only(vqa(), "encode", image=image), repeats)
+            functions[(name, "answer" + suffix)] = (
+                invoke_only(vqa(), "answer", cells=cells, question=question), repeats * 3)
             if xnnpack:
-                row["python_predict"] = timed(lambda: vqa.predict(image, question), repeats)
-                row["python_answer"] = timed(lambda: vqa.answer(cells, question), repeats * 3)
-        results["rows"][exporter.tflite_name(quantization)] = row
+                functions[(name, "python_predict")] = (
+                    functools.partial(vqa().predict, image, question), repeats)
+                functions[(name, "python_answer")] = (
+                    functools.partial(vqa().answer, cells, question), repeats * 3)
+    for (row, call), figures in timed_side_by_side(functions).items():
+        if row == "pytorch_reference":
+            results["pytorch_reference"] = figures
+        else:
+            results["rows"].setdefault(row, {})[call] = figures
+    for quantization in tflite.QUANTIZATIONS:
+        row = results["rows"][exporter.tflite_name(quantization)]
         print(f"  {quantization}: vqa {row['vqa']['median_ms']:.3f} ms, answer "
               f"{row['answer']['median_ms']:.4f} ms", flush=True)
     return results, export_dir, model
 
 
-def reference_latency(repeats):
-    """Median ms of one PyTorch reference inference (1 thread, no_grad), or `None`."""
+def reference_inference():
+    """A callable making one PyTorch reference inference (1 thread, no_grad), or `None`
+    without torch."""
     try:
         import pytorch_reference
         import torch
@@ -152,7 +199,7 @@ def reference_latency(repeats):
         return None
     torch.set_num_threads(1)
     model = pytorch_reference.build_reference(num_words=24, num_answers=4)
-    return timed(lambda: pytorch_reference.infer(model, 1), repeats)
+    return functools.partial(pytorch_reference.infer, model, 1)
 
 
 def profile_encoder(model, export_dir, repeats, calibration_images):
@@ -242,10 +289,9 @@ def main(argv=None):
         print(f"{preset}:", flush=True)
         run_dir = runs.get(preset) or fresh_run(preset, os.path.join(work, f"run_{preset}"),
                                                 args.data_dir)
-        results, export_dir, model = benchmark_preset(preset, run_dir, args.repeats, work)
-        # The reference between the presets: the same minutes of the machine as them.
-        reference = None if args.no_reference else reference_latency(args.repeats)
-        results["pytorch_reference"] = reference
+        results, export_dir, model = benchmark_preset(preset, run_dir, args.repeats, work,
+                                                      args.no_reference)
+        reference = results.get("pytorch_reference")
         if args.profile:
             from keras_adahan.export.exporter import calibration_samples
             from keras_adahan import data
