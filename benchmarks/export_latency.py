@@ -161,9 +161,7 @@ def benchmark_preset(preset, run_dir, repeats, work, no_reference=False):
         # An interpreter per timed call: calls of one interpreter's other signatures in
         # between would leave its tensors unallocated ("model that is not ready").
         for xnnpack in (True, False):
-            def vqa():
-                return LiteRTVQA(path, num_threads=1, xnnpack=xnnpack)
-
+            vqa = functools.partial(LiteRTVQA, path, num_threads=1, xnnpack=xnnpack)
             suffix = "" if xnnpack else "_no_xnnpack"
             cells = vqa().encode(image)
             functions[(name, "vqa" + suffix)] = (
