@@ -52,9 +52,12 @@ def versions():
 
 
 def gpu():
-    """The name of the GPU the Keras backend computes on, or `None` where it uses the CPU."""
-    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    """The name of the GPU the Keras backend computes on, or `None` where it uses the CPU
+    (or its GPU library fails to start: describing the machine must not stop a benchmark)."""
     try:
+        import keras
+
+        backend = keras.backend.backend()  # KERAS_BACKEND, else keras.json.
         if backend == "jax":
             import jax
 
@@ -69,7 +72,7 @@ def gpu():
         gpus = tf.config.list_physical_devices("GPU")
         return (tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
                 if gpus else None)
-    except ImportError:
+    except Exception:  # noqa: BLE001
         return None
 
 

@@ -136,8 +136,8 @@ def example(num_words, num_answers, length=10, generator=None):
 def _cached_example(model):
     # One example per model, made once on the model's device: the timed loops measure the
     # model, not torch.rand or copies to a GPU.
-    if not hasattr(model, "example"):
-        device = model.fc1.weight.device
+    device = model.fc1.weight.device
+    if getattr(model, "example", (None,))[0] is None or model.example[0].device != device:
         model.example = tuple(t.to(device) for t in example(
             model.encoder_rnn.embedding.num_embeddings, model.fc1.out_features))
     return model.example

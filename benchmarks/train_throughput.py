@@ -176,9 +176,13 @@ def reference_steps_per_second(seconds, device="cpu"):
     """Steps/s of the PyTorch reference's training loop on `device` ("cpu", "cuda") over
     about `seconds`, or `None` without torch. In a process of its own: the Keras backend's
     thread pools (JAX's especially) would otherwise compete with PyTorch's threads in this
-    one. Each 20 steps end by reading the loss, so a GPU's queue is drained in the time."""
+    one. Each 20 steps end by reading the loss, so a GPU's queue is drained in the time.
+    A torch without CUDA beside a GPU backend stops the benchmark with one line."""
     code = textwrap.dedent(f"""
-        import time, pytorch_reference
+        import sys, time, torch, pytorch_reference
+        if "{device}" == "cuda" and not torch.cuda.is_available():
+            sys.exit("torch here has no CUDA, so the PyTorch reference cannot run on the "
+                     "GPU beside the project; install a CUDA build or pass --no_reference")
         model = pytorch_reference.build_reference(num_words=24, num_answers=4).to("{device}")
         pytorch_reference.train_steps(model, 10)  # Warm up.
         steps, start = 0, time.perf_counter()
@@ -192,6 +196,8 @@ def reference_steps_per_second(seconds, device="cpu"):
     if result.returncode != 0:
         if "No module named 'torch'" in result.stderr:
             return None
+        if "has no CUDA" in result.stderr:
+            raise SystemExit(f"error: {result.stderr.strip()}")
         raise RuntimeError(result.stderr[-2000:])
     return float(result.stdout.split()[-1])
 
