@@ -381,7 +381,7 @@ def training_vocabulary(args, run_dir, dataset, source):
     if args.resume and os.path.exists(saved):
         try:
             vocabulary, whose = Vocabulary.load(saved), f"{run_dir!r}'s"
-        except (ValueError, TypeError, KeyError) as error:
+        except (OSError, ValueError, TypeError, KeyError) as error:
             raise cli.UserError(f"--resume: {saved!r} is not a vocabulary ({error})") from None
     elif source:
         vocabulary, whose = source.vocabulary, f"--init_from {args.init_from!r}'s"

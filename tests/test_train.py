@@ -192,6 +192,15 @@ def test_vocabulary_of_a_resumed_or_initialized_run_keeps_its_word_ids(tiny_run,
     reordered.save(str(tmp_path / "vocabulary.json"))
     resumed = train.training_vocabulary(args, str(tmp_path), dataset, None)
     assert resumed.words == reordered.words
+    for bad, content in (("empty", ""), ("truncated", '{"words": ['), ("folder", None)):
+        saved = tmp_path / bad / "vocabulary.json"
+        if content is None:
+            saved.mkdir(parents=True)
+        else:
+            saved.parent.mkdir()
+            saved.write_text(content)
+        with pytest.raises(SystemExit, match="--resume: .* is not a vocabulary"):
+            train.training_vocabulary(args, str(saved.parent), dataset, None)
     source.vocabulary = Vocabulary(words[1:])
     args = train.parse_args(["--dataset", "tiny", "--init_from", str(tmp_path)])
     with pytest.raises(SystemExit, match=f"barn_vqa/tiny's questions hold words that "
