@@ -1,6 +1,6 @@
 """Trains HAN / AdaHAN with `model.fit`: `python -m keras_adahan.train`.
 
-With no arguments it builds the `classic` barn_vqa dataset if needed, trains the
+With no arguments it builds the `classic_open` barn_vqa dataset if needed, trains the
 `default` preset's HAN model, evaluates it on the test split and writes a run folder
 (see `keras_adahan.run_files`). `main` reads top to bottom: arguments, distribution,
 data, run folder, model, fit, save and evaluate; each phase is a function below it.
@@ -75,10 +75,10 @@ def parse_args(argv=None):
         help="attention: han (top-k cells), adahan (adaptive, softmax threshold), soft "
              "(soft attention baseline), none (sum over all cells)")
     add("--dataset", default="classic_open", type=dataset_name, metavar="DATASET",
-        help="a barn_vqa config (" + ", ".join(sorted(registry.DATASETS)) + "; see "
-             "datasets/barn_vqa/README.md), clevr (datasets/clevr/README.md), or "
-             "folder:PATH, a folder of your own images and questions "
-             "(datasets/vqa_folder/README.md)")
+        help="one of " + ", ".join(sorted(registry.DATASETS)) + " (barn_vqa: "
+             "datasets/barn_vqa/README.md; clevr: datasets/clevr/README.md; sort_of_clevr: "
+             "datasets/sort_of_clevr/README.md), or folder:PATH, a folder of your own "
+             "images and questions (datasets/vqa_folder/README.md)")
     add("--k", type=cli.finite_float, default=None,
         help="HAN cells kept: a count (>= 1) or a share of the cells (< 1). "
              "Default: the preset's")
@@ -99,7 +99,8 @@ def parse_args(argv=None):
              "else as a string; repeatable")
     add("--epochs", type=int, default=None,
         help="passes over the training images. Default: the dataset's (4 on "
-             "classic(_open), 15 on randomized(_open), 2 otherwise)")
+             "classic(_open) and folder:PATH, 15 on randomized(_open), 20 on clevr and "
+             "sort_of_clevr(_large), 2 otherwise)")
     add("--batch_size", type=int, default=None,
         help="images per step; each brings all its questions. Global: with --distribute "
              "it is split across the replicas. Default: the preset's")
