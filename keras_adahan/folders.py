@@ -22,13 +22,19 @@ from keras_adahan.cli import UserError
 MARKER = ".keras_adahan"
 LOCK = ".lock"
 KINDS = ("run", "export")
-# What each kind of folder holds when the project made it; anything else is a user's, and
-# the folder is then not replaced.
-_OWN_FILES = {
-    "run": re.compile(r"(model\.keras|vocabulary\.json|answers\.json|config\.json|"
-                      r"history\.csv|training\.json|metrics(_[^/]*)?\.json|plots|backup)$"),
-    "export": re.compile(r"(model\.keras|vocabulary\.json|answers\.json|config\.json|"
-                         r"saved_model|labels\.json|export_report\.json|vqa_\w+\.tflite)$"),
+# What each kind of folder holds when the project made it, as paths inside it (folders
+# too, so that one of the user's is seen even when empty); anything else is a user's, and
+# the folder is then not replaced. `.tmp-*` names are this project's files being written.
+_OWN_PATHS = {
+    "run": re.compile(r"model\.keras|vocabulary\.json|answers\.json|config\.json|"
+                      r"history\.csv|training\.json|metrics(_[^/]*)?\.json|"
+                      r"plots|plots/(history|attention(_[^/]*)?|kept_cells(_[^/]*)?)\.png|"
+                      r"backup|backup/state\.json|backup/epoch-\d+\.weights\.h5"),
+    "export": re.compile(r"model\.keras|vocabulary\.json|answers\.json|config\.json|"
+                         r"labels\.json|export_report\.json|vqa_\w+\.tflite|"
+                         r"saved_model|saved_model/(saved_model|fingerprint)\.pb|"
+                         r"saved_model/assets|saved_model/variables|"
+                         r"saved_model/variables/variables\.(index|data-\d+-of-\d+)"),
 }
 
 
@@ -101,14 +107,29 @@ def check_replaceable(folder, kind, flag, protect=()):
             f"{flag} {folder!r} holds {what} ({_some_names(folder)}); --overwrite replaces "
             f"only a {kind} folder of keras-adahan. Choose another {flag}"
         )
-    foreign = sorted(name for name in os.listdir(folder)
-                     if name not in (MARKER, LOCK) and not name.startswith(".tmp-")
-                     and not _OWN_FILES[kind].match(name))
+    foreign = _foreign_paths(folder, kind)
     if foreign:
         raise UserError(
             f"{flag} {folder!r} is a {kind} folder that also holds files of yours "
             f"({', '.join(foreign[:4])}); --overwrite would delete them. Move them out first, "
             f"or choose another {flag}")
+
+
+def _foreign_paths(folder, kind):
+    """The paths inside `folder` (its subfolders too) that a `kind` folder of this project
+    does not hold: a user's files, which replacing the folder would delete."""
+    foreign = []
+    for parent, subfolders, files in os.walk(folder):
+        inside = os.path.relpath(parent, folder)
+        for name in sorted(subfolders + files):
+            path = name if inside == "." else f"{inside}/{name}".replace(os.sep, "/")
+            ours = (name.startswith(".tmp-") or (inside == "." and name in (MARKER, LOCK))
+                    or _OWN_PATHS[kind].fullmatch(path))
+            if not ours:
+                foreign.append(path)
+            if name in subfolders and (not ours or name.startswith(".tmp-")):
+                subfolders.remove(name)  # Named already, or ours in the making.
+    return foreign
 
 
 def _some_names(folder):

@@ -81,6 +81,35 @@ def test_overwrite_refuses_folders_the_project_did_not_write(exported_tiny_run, 
     assert snapshot(mine) == before
 
 
+def test_overwrite_refuses_a_folder_of_ours_with_a_users_file_inside_its_subfolders(
+        copied_run, exported_tiny_run, tmp_path):
+    from keras_adahan.export.__main__ import main
+
+    export_dir = tmp_path / "export"
+    shutil.copytree(exported_tiny_run["export_dir"], export_dir)
+    # As the project wrote them, both are replaceable.
+    folders.check_replaceable(str(copied_run), "run", "--output_dir")
+    folders.check_replaceable(str(export_dir), "export", "--output_dir")
+    for folder, inside in ((copied_run, "plots/mine.png"), (copied_run, "backup/mine.txt"),
+                           (export_dir, "saved_model/mine.txt"),
+                           (export_dir, "saved_model/variables/mine.txt"),
+                           (copied_run, "backup/photos/")):
+        path = folder / inside
+        if inside.endswith("/"):
+            path.mkdir()  # An empty folder of the user's counts too.
+        else:
+            path.write_text("mine")
+        before = snapshot(folder)
+        with pytest.raises(cli.UserError, match=f"holds files of yours \\({inside.rstrip('/')}\\)"):
+            if folder == copied_run:
+                train.main(tiny_flags(exported_tiny_run["data_dir"], folder, "--overwrite"))
+            else:
+                main([str(copied_run), "--output_dir", str(folder), "--overwrite",
+                      "--skip_parity"])
+        assert snapshot(folder) == before and (not path.is_file() or path.read_text() == "mine")
+        (path.rmdir if inside.endswith("/") else path.unlink)()
+
+
 def test_overwrite_refuses_a_parent_of_runs(copied_run, exported_tiny_run):
     parent = copied_run.parent
     before = snapshot(parent)
