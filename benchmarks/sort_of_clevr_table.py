@@ -145,8 +145,9 @@ def train_once(setup, seed, args, dataset, epochs, flags=()):
     print("$", " ".join(command[1:]), flush=True)
     code = subprocess.run(command, stdout=subprocess.DEVNULL if args.quiet else None).returncode
     if code:
-        sys.exit(f"the trainer stopped with exit status {code} (its message is above); {out} "
-                 "is kept: the same command resumes it, unless the trainer refused that folder")
+        kept = (f"{out} is kept: the same command resumes it, unless the trainer refused that "
+                "folder" if os.path.isdir(out) else "it wrote no run folder")
+        sys.exit(f"the trainer stopped with exit status {code} (its message is above); {kept}")
     return out
 
 
@@ -357,6 +358,14 @@ def main(argv=None):
         parser.error(f"{', '.join(curricula)} set their own datasets and epochs: run them "
                      "without --dataset and --epochs")
     args.dataset = args.dataset or "sort_of_clevr"
+    epochs = args.epochs or registry.get_dataset(args.dataset).default_epochs
+    for setup in args.setups:
+        flags = SETUPS[setup][1]
+        if setup not in CURRICULA and "--warmup_epochs" in flags:
+            warmup = int(flags[flags.index("--warmup_epochs") + 1])
+            if epochs <= warmup:
+                parser.error(f"{setup} warms up for {warmup} epochs: pass --epochs above "
+                             f"{warmup} (docs/sort_of_clevr.md: 18 or 30), received {epochs}")
     if args.threshold_study:
         print(f"{args.threshold_study}: mean cells whose softmax(presence / T) reaches the "
               "threshold, no floor or ceiling, per question type")

@@ -91,6 +91,10 @@ def export(
     if isinstance(calibration_steps, bool) or int(calibration_steps) < 1:
         raise ExportError(f"--calibration_steps must be >= 1, received {calibration_steps}")
     output_dir = os.path.abspath(output_dir)
+    try:
+        folders.check_creatable(output_dir, "--output_dir")
+    except SystemExit as error:
+        raise ExportError(str(error)) from None
     run_dir = (os.path.dirname(run_dir_or_model) if run_dir_or_model.endswith(".keras")
                else run_dir_or_model)
     if not folders.is_empty(output_dir) and not overwrite:

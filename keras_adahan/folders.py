@@ -79,6 +79,15 @@ def is_empty(folder):
     return os.path.isdir(folder) and not set(os.listdir(folder)) - {MARKER, LOCK}
 
 
+def check_creatable(folder, flag):
+    """Raises `UserError` if a file stands where `folder` or one of its parents would be."""
+    path = os.path.abspath(folder)
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    if not os.path.isdir(path):
+        raise UserError(f"{flag} {folder!r} cannot be made: {path!r} is a file, not a folder")
+
+
 def check_replaceable(folder, kind, flag, protect=()):
     """Raises `UserError` unless `folder` may be replaced by a new `kind` folder.
 
@@ -102,10 +111,12 @@ def check_replaceable(folder, kind, flag, protect=()):
         return
     found = folder_kind(folder)
     if found != kind:
-        what = f"a {found} folder" if found else "files this project did not write"
+        what = (f"{'an' if found == 'export' else 'a'} {found} folder" if found
+                else "files this project did not write")
         raise UserError(
             f"{flag} {folder!r} holds {what} ({_some_names(folder)}); --overwrite replaces "
-            f"only a {kind} folder of keras-adahan. Choose another {flag}"
+            f"only {'an' if kind == 'export' else 'a'} {kind} folder of keras-adahan. "
+            f"Choose another {flag}"
         )
     foreign = _foreign_paths(folder, kind)
     if foreign:

@@ -101,6 +101,9 @@ def load_model(model_path, num_threads=1):
     if not os.path.isfile(model_path):
         raise ValueError(f"model file {model_path!r} is not a regular file (a .tflite file "
                          "written by python -m keras_adahan.export)")
+    if os.path.getsize(model_path) == 0:
+        raise ValueError(f"model file {model_path!r} is empty (expected a .tflite file "
+                         "written by python -m keras_adahan.export)")
     try:
         return LiteRTVQA(model_path, num_threads=num_threads)
     except ValueError as error:
@@ -193,9 +196,9 @@ def predict(model_path, image_path, questions, top=3, labels_path=None, num_thre
 
     if not questions:
         raise ValueError("give at least one --question")
+    vqa = load_model(model_path, num_threads)
     labels = load_labels(model_path, labels_path)
     vocabulary = Vocabulary(labels["words"])
-    vqa = load_model(model_path, num_threads)
     check_labels(labels, vqa, labels_path_of(model_path, labels_path))
     # Every question is checked before the image is encoded.
     ids = [vocabulary.encode(q, vqa.max_question_length, require_known=True) for q in questions]

@@ -141,6 +141,8 @@ def load_run(run_dir_or_model):
 
     path = run_dir_or_model
     run_dir = os.path.dirname(path) if path.endswith(".keras") else path
+    if os.path.isfile(run_dir):
+        raise FileNotFoundError(f"{run_dir!r} is a file, not a run folder")
     if not os.path.isdir(run_dir):
         raise FileNotFoundError(f"run folder {run_dir!r} does not exist")
     missing = [n for n in (MODEL, VOCABULARY, ANSWERS, CONFIG)

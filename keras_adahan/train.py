@@ -23,6 +23,7 @@ from keras_adahan import compute
 from keras_adahan import data
 from keras_adahan import distribute
 from keras_adahan import evaluate
+from keras_adahan import folders
 from keras_adahan import multiworker
 from keras_adahan import plots
 from keras_adahan import run_files
@@ -171,6 +172,8 @@ def parse_args(argv=None):
             path = os.path.expanduser(path)  # --output_dir=~/runs: the shell leaves the ~.
             if os.path.exists(path) and not os.path.isdir(path):
                 parser.error(f"--{name} {path!r} is a file, not a folder")
+            if name != "init_from":
+                folders.check_creatable(path, f"--{name}")
             setattr(args, name, path)
     if args.init_from is not None:
         if not os.path.isdir(args.init_from):

@@ -244,6 +244,9 @@ def run_tools(*argvs):
 
 def test_command_line_tools_fail_with_one_line(exported_tiny_run, tmp_path):
     data_dir, export_dir = exported_tiny_run["data_dir"], exported_tiny_run["export_dir"]
+    a_file, empty_model = tmp_path / "notes.txt", tmp_path / "empty.tflite"
+    a_file.write_text("mine")
+    empty_model.write_bytes(b"")
     cases = [
         (["keras_adahan.train", *tiny_flags(data_dir, tmp_path / "r", "--k", "inf")],
          "argument --k: expected a finite number, received 'inf'"),
@@ -253,6 +256,17 @@ def test_command_line_tools_fail_with_one_line(exported_tiny_run, tmp_path):
         (["keras_adahan.predict", "--model", os.path.join(export_dir, "vqa_float32.tflite"),
           "--image", str(tmp_path / "none.png"), "--question", "What animal is on the roof?"],
          "image file"),
+        # A file where a folder is expected, or where an output folder's parent would be.
+        (["keras_adahan.evaluate", str(a_file)], f"{str(a_file)!r} is a file, not a run folder"),
+        (["keras_adahan.train", *tiny_flags(data_dir, a_file / "run")],
+         f"cannot be made: {str(a_file)!r} is a file, not a folder"),
+        (["keras_adahan.export", exported_tiny_run["run_dir"], "--output_dir",
+          str(a_file / "export")], f"cannot be made: {str(a_file)!r} is a file, not a folder"),
+        # The model is checked before the labels.json beside it; an empty one says so.
+        (["keras_adahan.predict", "--model", str(tmp_path / "none.tflite"), "--image",
+          str(a_file), "--question", "hi"], "model file"),
+        (["keras_adahan.predict", "--model", str(empty_model), "--image", str(a_file),
+          "--question", "hi"], "is empty"),
     ]
     # --debug shows the traceback (and TensorFlow's own lines).
     debug_argv = ["keras_adahan.evaluate", str(tmp_path / "nowhere"), "--debug"]

@@ -275,3 +275,13 @@ def test_coverage_of_a_run_that_keeps_every_cell_is_complete(tmp_path):
     assert per_type == {name: 1.0 for name in scenes.QUESTION_TYPES}
     assert sum(fewest.values()) == 4 and set(fewest) <= {1, 2, 3, 4, 5, 6}
     assert set(commonest) == {"closest", "furthest"}
+
+
+def test_table_refuses_a_warm_up_longer_than_the_run_before_training(tmp_path, capfd):
+    table = load_table_script()
+    runs = tmp_path / "runs"
+    with pytest.raises(SystemExit):
+        table.main(["--setups", "han_rn_warmup", "--epochs", "12", "--runs_dir", str(runs)])
+    assert ("han_rn_warmup warms up for 12 epochs: pass --epochs above 12"
+            in capfd.readouterr().err)
+    assert not runs.exists()

@@ -42,6 +42,8 @@ def read_folder(path):
     Raises:
         FolderError: naming the file and line.
     """
+    if os.path.isfile(path):
+        raise FolderError(f"{path!r} is a file, not a dataset folder")
     if not os.path.isdir(path):
         raise FolderError(f"dataset folder {path!r} does not exist")
     splits = {}
