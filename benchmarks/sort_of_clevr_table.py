@@ -367,9 +367,10 @@ def main(argv=None):
                 parser.error(f"{setup} warms up for {warmup} epochs: pass --epochs above "
                              f"{warmup} (docs/sort_of_clevr.md: 18 or 30), received {epochs}")
     if args.threshold_study:
+        study = threshold_study(args.threshold_study, args.data_dir)
         print(f"{args.threshold_study}: mean cells whose softmax(presence / T) reaches the "
               "threshold, no floor or ceiling, per question type")
-        for label, per_type in threshold_study(args.threshold_study, args.data_dir).items():
+        for label, per_type in study.items():
             print(f"  {label:<22} " + ", ".join(f"{n} {v:.2f}" for n, v in per_type.items()))
         return
     if args.colour_probe:

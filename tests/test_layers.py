@@ -113,7 +113,7 @@ class HANMaskTest(LayerTestCase):
         self.run_layer_test(layers.HANMask, {"k": 0.5}, [uniform(2, 6)], (2, 6))
 
     def test_errors(self):
-        with self.assertRaisesRegex(ValueError, r"`k` must be in \[1, num_cells\], received 0"):
+        with self.assertRaisesRegex(ValueError, r"`k` must be a count in \[1, num_cells\] or a share of the cells in \(0, 1\], received 0"):
             layers.HANMask(k=0)
         with self.assertRaisesRegex(ValueError, r"`k` given as a share .* \(0, 1\], received 1.5"):
             layers.HANMask(k=1.5)

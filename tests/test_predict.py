@@ -147,3 +147,12 @@ def test_bad_files(exported_tiny_run, photos, tmp_path):
     with pytest.raises(SystemExit, match=".*not a readable .tflite model"):
         main(["--model", str(lonely / "vqa.tflite"), "--image", photos["RGB"],
               "--question", QUESTION])
+
+
+def test_overlay_must_be_named_as_the_png_it_is(tmp_path):
+    from keras_adahan.predict import check_overlay
+
+    with pytest.raises(ValueError, match=r"--overlay '.*attention.jpg' must end in .png"):
+        check_overlay(str(tmp_path / "attention.jpg"), inputs=[])
+    check_overlay(str(tmp_path / "attention.PNG"), inputs=[])  # A new .png: fine.
+    assert os.listdir(tmp_path) == []

@@ -13,7 +13,8 @@ def check_k(k):
         )
     if isinstance(k, numbers.Integral):
         if k < 1:
-            raise ValueError(f"`k` must be in [1, num_cells], received {k}")
+            raise ValueError(f"`k` must be a count in [1, num_cells] or a share of the cells "
+                             f"in (0, 1], received {k}")
     elif not 0.0 < k <= 1.0:
         raise ValueError(
             f"`k` given as a share of the cells must be in (0, 1], received {k}"
