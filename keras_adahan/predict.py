@@ -165,11 +165,11 @@ def check_overlay(path, inputs):
     and, if it exists, an overlay this command wrote before (never a user's file)."""
     from PIL import Image
 
-    if not path.lower().endswith(".png"):
-        raise ValueError(f"--overlay {path!r} must end in .png: the overlay is a PNG file")
     for given in inputs:
         if given and os.path.exists(given) and os.path.realpath(given) == os.path.realpath(path):
             raise ValueError(f"--overlay {path!r} is an input of this command; choose another file")
+    if not path.lower().endswith(".png"):
+        raise ValueError(f"--overlay {path!r} must end in .png: the overlay is a PNG file")
     if os.path.lexists(path):
         try:
             with Image.open(path) as image:

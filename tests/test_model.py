@@ -96,7 +96,7 @@ class ConfigTest(unittest.TestCase):
             (dict(fusion="mul"), r"`fusion` must be one of \('concat', 'add'.*\), received 'mul'"),
             (dict(rnn="rnn"), r"`rnn` must be one of \('gru', 'lstm'\), received 'rnn'"),
             (dict(pooling="min"), r"`pooling` must be one of .* received 'min'"),
-            (dict(k=0), r"`k` must be in \[1, num_cells\], received 0"),
+            (dict(k=0), r"`k` must be a count in \[1, num_cells\] or a share of the cells in \(0, 1\], received 0"),
             (dict(k=17), r"`k` must be in \[1, num_cells\] = \[1, 16\], received 17"),
             (dict(k=1.5), r"`k` given as a share of the cells must be in \(0, 1\], received 1.5"),
             (dict(threshold=0.0), r"`threshold` must be in \(0, 1\], received 0.0"),

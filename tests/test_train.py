@@ -142,7 +142,7 @@ def test_evaluate_cli(tiny_run):
 @pytest.mark.parametrize("argv, message", [
     (["--variant", "hard"], "argument --variant: invalid choice: 'hard'"),
     (["--epochs", "0"], "--epochs must be a positive integer, received 0"),
-    (["--k", "0"], "`k` must be in"),
+    (["--k", "0"], "`k` must be a count in [1, num_cells] or a share of the cells in (0, 1]"),
     (["--threshold", "1.5"], "`threshold` must be in (0, 1], received 1.5"),
     (["--dataset", "farm"], "argument --dataset: unknown dataset 'farm'; known: classic"),
     (["--set", "bogus=1"], "Unknown ModelConfig field(s) ['bogus']; allowed: ['aggregate_norm'"),
