@@ -24,7 +24,7 @@ LOCK = ".lock"
 KINDS = ("run", "export")
 # What each kind of folder holds when the project made it, as paths inside it (folders
 # too, so that one of the user's is seen even when empty); anything else is a user's, and
-# the folder is then not replaced. `.tmp-*` names are this project's files being written.
+# the folder is then not replaced.
 _OWN_PATHS = {
     "run": re.compile(r"model\.keras|vocabulary\.json|answers\.json|config\.json|"
                       r"history\.csv|training\.json|metrics(_[^/]*)?\.json|"
@@ -36,6 +36,10 @@ _OWN_PATHS = {
                          r"saved_model/assets|saved_model/variables|"
                          r"saved_model/variables/variables\.(index|data-\d+-of-\d+)"),
 }
+
+
+# A file or folder this project is writing (`run_files.atomic_path`, `staging_path`).
+_WRITING = re.compile(r"\.tmp-\d+-")
 
 
 def write_marker(folder, kind):
@@ -134,11 +138,12 @@ def _foreign_paths(folder, kind):
         inside = os.path.relpath(parent, folder)
         for name in sorted(subfolders + files):
             path = name if inside == "." else f"{inside}/{name}".replace(os.sep, "/")
-            ours = (name.startswith(".tmp-") or (inside == "." and name in (MARKER, LOCK))
+            writing = _WRITING.match(name)
+            ours = (writing or (inside == "." and name in (MARKER, LOCK))
                     or _OWN_PATHS[kind].fullmatch(path))
             if not ours:
                 foreign.append(path)
-            if name in subfolders and (not ours or name.startswith(".tmp-")):
+            if name in subfolders and (not ours or writing):
                 subfolders.remove(name)  # Named already, or ours in the making.
     return foreign
 

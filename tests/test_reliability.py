@@ -93,7 +93,7 @@ def test_overwrite_refuses_a_folder_of_ours_with_a_users_file_inside_its_subfold
     for folder, inside in ((copied_run, "plots/mine.png"), (copied_run, "backup/mine.txt"),
                            (export_dir, "saved_model/mine.txt"),
                            (export_dir, "saved_model/variables/mine.txt"),
-                           (copied_run, "backup/photos/")):
+                           (copied_run, "backup/photos/"), (copied_run, ".tmp-notes.txt")):
         path = folder / inside
         if inside.endswith("/"):
             path.mkdir()  # An empty folder of the user's counts too.
