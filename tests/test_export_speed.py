@@ -1,6 +1,7 @@
 """The export's choices for speed: convs over few channels (the 3 RGB channels, the
 reference's 8) stay float in the int8 file and keep float weights in the dynamic-range
-file, and both compute what they should."""
+file; convs with few filters compute neighbouring outputs together; all compute what they
+should."""
 
 import os
 
@@ -50,6 +51,39 @@ def test_int8_keeps_every_block_of_the_reference_encoder_float():
     default = VQAModel(get_preset("default"))
     assert set(tflite.float_layers_in_int8(default)) == {
         "aggregate_norm", "rescale", "conv_1", "batch_norm_1", "relu_1"}
+
+
+def test_folded_reference_encoder_computes_two_outputs_per_conv_in_tflite():
+    # Its 8-filter convs run as 16-channel convs (two neighbouring outputs each) once folded
+    # for export: the same cells as the Keras encoder before folding.
+    from ai_edge_litert.interpreter import Interpreter
+
+    from keras_adahan.layers import ConvAveragePool2D
+    from keras_adahan.model import build_image_encoder
+
+    encoder = build_image_encoder(get_preset("reference", image_size=64))
+    image = np.random.default_rng(0).uniform(0, 255, (1, 64, 64, 3)).astype(np.float32)
+    expected = np.asarray(encoder(image))
+    for layer in encoder.layers:
+        if isinstance(layer, ConvAveragePool2D):
+            layer.fold()
+    serve = tf.function(lambda image: encoder(image),
+                        input_signature=[tf.TensorSpec((1, 64, 64, 3), tf.float32)])
+    flatbuffer = tf.lite.TFLiteConverter.from_concrete_functions(
+        [serve.get_concrete_function()], encoder).convert()
+    model = tflite_edits.read(flatbuffer)
+    names = tflite_edits.opcode_names(model)
+    subgraph = model.subgraphs[0]
+    filters = [int(subgraph.tensors[op.inputs[1]].shape[0]) for op in subgraph.operators
+               if names[op.opcodeIndex] == "CONV_2D"]
+    assert filters == [16, 16, 16]
+    interpreter = Interpreter(model_content=flatbuffer)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], image)
+    interpreter.invoke()
+    cells = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    assert cells.shape == expected.shape == (1, 8, 8, 8)
+    np.testing.assert_allclose(cells, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
 
 
 def _rgb_conv_saved_model(path):

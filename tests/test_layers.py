@@ -456,11 +456,24 @@ class ConvAveragePoolTest(LayerTestCase):
         self.assertFalse(np.allclose(out[:, 0], expected[:, 0], atol=1e-4))
 
     def test_fold_keeps_the_function(self):
-        x = np.random.default_rng(1).normal(size=(1, 8, 8, 3)).astype("float32")
-        layer = layers.ConvAveragePool2D(2, kernel_size=5, pool_size=3)
-        before = as_numpy(layer(x))
-        layer.fold()
-        np.testing.assert_allclose(as_numpy(layer(x)), before, rtol=1e-6, atol=1e-6)
+        rng = np.random.default_rng(1)
+        # (filters, input width, outputs computed as one): 8 filters -> 2 neighbours as 16
+        # channels; 4 -> 4; an output width of 5 is no multiple of 2; 3 filters do not
+        # divide 16.
+        for filters, width, merged in ((2, 64, 8), (8, 16, 2), (4, 16, 4), (8, 10, 1),
+                                       (3, 16, 1)):
+            x = rng.normal(size=(2, 12, width, 3)).astype("float32")
+            layer = layers.ConvAveragePool2D(filters, kernel_size=5, pool_size=3)
+            layer(x)
+            layer.bias.assign(rng.normal(size=filters).astype("float32"))
+            before = as_numpy(layer(x))
+            layer.fold()
+            after = as_numpy(layer(x))
+            self.assertEqual(after.shape, (2, 6, width // 2, filters))
+            np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-5)
+            if merged > 1:
+                self.assertEqual(layer._merged_kernel.shape,
+                                 (7, 7 + 2 * (merged - 1), 3, merged * filters))
 
     def test_layer_behaviours(self):
         self.run_layer_test(

@@ -1,5 +1,10 @@
 import keras
+import numpy as np
 from keras import ops
+
+# Output channels that XNNPACK's float conv kernels compute at once on x86 CPUs (AVX2 and
+# AVX-512): a conv with fewer filters leaves lanes idle. See `ConvAveragePool2D.fold`.
+CONV_LANES = 16
 
 
 @keras.saving.register_keras_serializable(package="keras_adahan")
@@ -58,6 +63,7 @@ class ConvAveragePool2D(keras.layers.Layer):
         self.pool_size = pool_size
         self.pool_strides = pool_strides
         self._folded_kernel = None
+        self._outputs_merged = 1  # Set by `fold`, with `_merged_kernel` and `_merged_bias`.
 
     def build(self, input_shape):
         self.kernel = self.add_weight(
@@ -82,14 +88,40 @@ class ConvAveragePool2D(keras.layers.Layer):
 
         A TFLite int8 converter sees a computed kernel as an activation and cannot
         quantize the conv; a constant kernel quantizes like any conv weight.
+
+        With fewer filters than `CONV_LANES` (the reference preset's 8), the folded conv
+        computes `m = CONV_LANES // filters` horizontally adjacent outputs as the channels
+        of one output (a kernel `pool_strides * (m - 1)` columns wider, zero where an output
+        does not see the input, at `m` times the horizontal stride), then reshapes them
+        back: the same function, with every lane of XNNPACK's kernels busy on x86 (measured
+        in docs/export.md). Where the output's width is not a multiple of `m`, it does not.
         """
-        self._folded_kernel = ops.convert_to_numpy(self.composite_kernel())
+        kernel = ops.convert_to_numpy(self.composite_kernel())
+        bias = ops.convert_to_numpy(self.bias)
+        merged = CONV_LANES // self.filters if CONV_LANES % self.filters == 0 else 1
+        if merged > 1:
+            size, _, channels, filters = kernel.shape
+            step = self.pool_strides
+            wide = np.zeros((size, size + step * (merged - 1), channels, merged, filters),
+                            kernel.dtype)
+            for offset in range(merged):
+                wide[:, step * offset:step * offset + size, :, offset] = kernel
+            self._merged_kernel = wide.reshape(size, -1, channels, merged * filters)
+            self._merged_bias = np.tile(bias, merged)
+        self._folded_kernel = kernel
+        self._outputs_merged = merged
 
     def call(self, inputs):
         kernel = self.composite_kernel() if self._folded_kernel is None else self._folded_kernel
         # The conv's k//2 padding plus the pool's p//2, on each side.
         pad = (kernel.shape[0] - 1) // 2
         x = ops.pad(inputs, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+        merged = self._outputs_merged
+        height, width = self.compute_output_shape(inputs.shape)[1:3]
+        if merged > 1 and height is not None and width is not None and width % merged == 0:
+            y = ops.conv(x, self._merged_kernel, strides=(self.pool_strides,
+                         self.pool_strides * merged), padding="valid") + self._merged_bias
+            return ops.reshape(y, (-1, height, width, self.filters))
         return ops.conv(x, kernel, strides=self.pool_strides, padding="valid") + self.bias
 
     def compute_output_shape(self, input_shape):
