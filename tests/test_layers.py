@@ -424,6 +424,28 @@ class BatchNormalizationTest(LayerTestCase):
         restored = layers.BatchNormalization.from_config(fused_bn.get_config())
         self.assertEqual(restored.momentum, 0.9)
 
+    def test_trains_in_bfloat16_through_the_fused_kernel(self):
+        # --dtype mixed_bfloat16: bfloat16 in and out, float32 weights and statistics.
+        shape = (4, 6, 6, 5)
+        x = tf.constant(RNG.normal(2.0, 3.0, shape).astype("float32"), tf.bfloat16)
+        weights = tf.constant(uniform(*shape), tf.bfloat16)
+        keras_bn = keras.layers.BatchNormalization(momentum=0.9, dtype="mixed_bfloat16")
+        fused_bn = layers.BatchNormalization(momentum=0.9, dtype="mixed_bfloat16")
+        for layer in (keras_bn, fused_bn):
+            layer.build(shape)
+            layer.gamma.assign(np.linspace(0.5, 2.0, shape[-1]))
+        expected = self.train_step(keras_bn, x, weights)
+        actual = self.train_step(fused_bn, x, weights)
+        self.assertEqual(actual[0].dtype, tf.bfloat16.as_numpy_dtype)
+        for name, e, a in zip(["output", "d input", "d gamma", "d beta", "moving mean",
+                               "moving variance"], expected, actual):
+            e, a = np.asarray(e, np.float32), np.asarray(a, np.float32)
+            np.testing.assert_allclose(a, e, rtol=2e-2, atol=2e-2 * np.abs(e).max(),
+                                       err_msg=name)
+        graph = tf.function(lambda x: fused_bn(x, training=True)).get_concrete_function(
+            x).graph
+        self.assertIn("FusedBatchNormV3", {op.type for op in graph.get_operations()})
+
 
 class ConvAveragePoolTest(LayerTestCase):
     def pytorch_conv_then_pool(self, x, kernel, bias, pool, stride):
