@@ -4,6 +4,7 @@ The training pipeline, evaluation and on-device prediction all call these, so a 
 given to `keras_adahan.predict` is converted exactly as the training images were.
 """
 
+import contextlib
 import os
 import warnings
 
@@ -58,6 +59,22 @@ def read_rgb(path, min_side):
     Raises `ValueError` naming the file when it is missing, not an image, damaged or too
     large.
     """
+    with _opened(path) as image:
+        return _to_rgb(image, min_side, path)
+
+
+def check_image(path):
+    """Reads an image file's header only (format and size, not the pixels), by the rules of
+    `read_rgb`: raises its `ValueError` for a file that is missing, not an image or too
+    large. A damaged image whose header reads passes; `read_rgb` finds it."""
+    with _opened(path):  # Pillow reads the header when it opens the file.
+        pass
+
+
+@contextlib.contextmanager
+def _opened(path):
+    """The opened image; every error while it is open becomes one `ValueError` naming the
+    file."""
     if os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path):
         # A FIFO or device would block or never end.
         raise ValueError(f"{str(path)!r} is not a regular file")
@@ -66,7 +83,7 @@ def read_rgb(path, min_side):
             # Pillow only warns between its limit and twice it; both are refused here.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
-                return _to_rgb(image, min_side, path)
+                yield image
     except FileNotFoundError:
         raise ValueError(f"image file {str(path)!r} does not exist") from None
     except IsADirectoryError:

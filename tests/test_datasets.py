@@ -221,12 +221,15 @@ def test_a_changed_folder_is_prepared_again(folder_run, tmp_path):
     (lambda p: (p / "img/06.png").write_bytes(b"not a png"),
      r"train.jsonl:\d+: .*img/06.png' is not a readable image file"),
 ])
-def test_a_bad_folder_is_refused_naming_file_and_line(tmp_path, edit, message):
+def test_a_bad_folder_is_refused_naming_file_and_line(tmp_path, capfd, edit, message):
     folder = make_folder(tmp_path / "cards")
     edit(folder)
     data_dir = tmp_path / "tfds"
+    capfd.readouterr()
     with pytest.raises(ValueError, match=message):
         data.prepare_dataset(f"folder:{folder}", str(data_dir))
+    # Refused before TFDS starts: none of its progress bars above the one line.
+    assert "Generating" not in capfd.readouterr().err
     # Nothing half-written: no prepared dataset, at most an incomplete build TFDS never
     # reads as built (and the next build removes).
     built = [p for p in data_dir.glob("vqa_folder/*/1.0.0")] if data_dir.exists() else []

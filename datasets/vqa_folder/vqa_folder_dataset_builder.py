@@ -75,6 +75,23 @@ class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             description=self.builder_config.description,
         )
 
+    def download_and_prepare(self, *args, **kwargs):
+        # Every image's header is read first, so a file that is no image is named before
+        # TFDS starts (and prints its progress bars); a damaged one is found when decoded.
+        from keras_adahan.preprocessing import check_image
+
+        folder = self.builder_config.folder
+        first_lines = {}
+        for lines in self._lines().values():
+            for line in lines:
+                first_lines.setdefault(line.image, line)
+        for image, line in sorted(first_lines.items()):
+            try:
+                check_image(os.path.join(folder, image))
+            except ValueError as error:
+                raise folder_format.FolderError(f"{line.where}: {error}") from None
+        super().download_and_prepare(*args, **kwargs)
+
     def _split_generators(self, dl_manager):
         del dl_manager  # Nothing is downloaded.
         return {split: self._generate_examples(split) for split in self._lines()}
