@@ -53,35 +53,43 @@ def test_int8_keeps_every_block_of_the_reference_encoder_float():
         "aggregate_norm", "rescale", "conv_1", "batch_norm_1", "relu_1"}
 
 
-def test_folded_reference_encoder_computes_two_outputs_per_conv_in_tflite():
+def test_folded_reference_encoder_computes_two_outputs_per_conv_in_tflite(tmp_path):
     # Its 8-filter convs run as 16-channel convs (two neighbouring outputs each) once folded
-    # for export: the same cells as the Keras encoder before folding.
+    # for export: the same cells as the Keras encoder before folding, and still float in
+    # the int8 and dynamic-range files (they read 3 and 8 channels).
+    from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.interpreter import Interpreter
 
-    from keras_adahan.layers import ConvAveragePool2D
-    from keras_adahan.model import build_image_encoder
+    model = VQAModel(get_preset("reference", image_size=64, vocab_size=10, num_answers=3))
+    encoder = model.get_layer("image_encoder")
+    images = np.random.default_rng(0).uniform(0, 255, (4, 1, 64, 64, 3)).astype(np.float32)
+    expected = np.asarray(encoder(images[0]))
+    exporter.fold_for_export(model)
 
-    encoder = build_image_encoder(get_preset("reference", image_size=64))
-    image = np.random.default_rng(0).uniform(0, 255, (1, 64, 64, 3)).astype(np.float32)
-    expected = np.asarray(encoder(image))
-    for layer in encoder.layers:
-        if isinstance(layer, ConvAveragePool2D):
-            layer.fold()
-    serve = tf.function(lambda image: encoder(image),
-                        input_signature=[tf.TensorSpec((1, 64, 64, 3), tf.float32)])
-    flatbuffer = tf.lite.TFLiteConverter.from_concrete_functions(
-        [serve.get_concrete_function()], encoder).convert()
-    model = tflite_edits.read(flatbuffer)
-    names = tflite_edits.opcode_names(model)
-    subgraph = model.subgraphs[0]
-    filters = [int(subgraph.tensors[op.inputs[1]].shape[0]) for op in subgraph.operators
-               if names[op.opcodeIndex] == "CONV_2D"]
-    assert filters == [16, 16, 16]
-    interpreter = Interpreter(model_content=flatbuffer)
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], image)
-    interpreter.invoke()
-    cells = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    class Encoder(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec((1, 64, 64, 3), tf.float32, name="image")])
+        def serve(self, image):
+            return {"cells": encoder(image)}
+
+    module = Encoder()
+    path = str(tmp_path / "encoder")
+    tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
+    float_layers = tflite.float_layers_in_int8(model)
+    files = {q: tflite.convert(path, ["serving_default"], q, float_layers=float_layers,
+                               representative_dataset=lambda: (("serving_default", {"image": image})
+                                                               for image in images))
+             for q in ("float32", "dynamic_range", "int8")}
+    float32 = schema.TensorType.FLOAT32
+    for name, flatbuffer in files.items():
+        tflite_model = tflite_edits.read(flatbuffer)
+        ops = tflite_edits.opcode_names(tflite_model)
+        subgraph = tflite_model.subgraphs[0]
+        convs = [[subgraph.tensors[i] for i in op.inputs[:2]] for op in subgraph.operators
+                 if ops[op.opcodeIndex] == "CONV_2D"]
+        assert [(data.type, weights.type, int(weights.shape[0])) for data, weights in convs] \
+            == [(float32, float32, 16)] * 3, name
+    runner = Interpreter(model_content=files["float32"]).get_signature_runner("serving_default")
+    cells = runner(image=images[0])["cells"]
     assert cells.shape == expected.shape == (1, 8, 8, 8)
     np.testing.assert_allclose(cells, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
 

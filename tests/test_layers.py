@@ -445,6 +445,10 @@ class BatchNormalizationTest(LayerTestCase):
         graph = tf.function(lambda x: fused_bn(x, training=True)).get_concrete_function(
             x).graph
         self.assertIn("FusedBatchNormV3", {op.type for op in graph.get_operations()})
+        # A plain bfloat16 policy (bfloat16 weights, which the kernel does not take) trains
+        # through Keras' ops.
+        plain = layers.BatchNormalization(dtype="bfloat16")
+        self.assertEqual(plain(x, training=True).dtype, tf.bfloat16)
 
 
 class ConvAveragePoolTest(LayerTestCase):
@@ -479,23 +483,25 @@ class ConvAveragePoolTest(LayerTestCase):
 
     def test_fold_keeps_the_function(self):
         rng = np.random.default_rng(1)
-        # (filters, input width, outputs computed as one): 8 filters -> 2 neighbours as 16
-        # channels; 4 -> 4; an output width of 5 is no multiple of 2; 3 filters do not
-        # divide 16.
-        for filters, width, merged in ((2, 64, 8), (8, 16, 2), (4, 16, 4), (8, 10, 1),
-                                       (3, 16, 1)):
+        # (filters, input width, pool stride, outputs computed as one): 8 filters -> two
+        # neighbours as 16 channels, at strides 2, 1 and 3 and an odd input width (an odd
+        # output width, 5, falls back when called); other filter counts are not merged.
+        for filters, width, stride, merged in ((8, 16, 2, 2), (8, 15, 2, 2), (8, 12, 1, 2),
+                                               (8, 18, 3, 2), (8, 10, 2, 2), (4, 16, 2, 1),
+                                               (2, 64, 2, 1)):
             x = rng.normal(size=(2, 12, width, 3)).astype("float32")
-            layer = layers.ConvAveragePool2D(filters, kernel_size=5, pool_size=3)
+            layer = layers.ConvAveragePool2D(filters, kernel_size=5, pool_size=3,
+                                             pool_strides=stride)
             layer(x)
             layer.bias.assign(rng.normal(size=filters).astype("float32"))
             before = as_numpy(layer(x))
             layer.fold()
             after = as_numpy(layer(x))
-            self.assertEqual(after.shape, (2, 6, width // 2, filters))
+            self.assertEqual(after.shape, (2, -(-12 // stride), -(-width // stride), filters))
             np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-5)
+            self.assertEqual(layer._outputs_merged, merged)
             if merged > 1:
-                self.assertEqual(layer._merged_kernel.shape,
-                                 (7, 7 + 2 * (merged - 1), 3, merged * filters))
+                self.assertEqual(layer._merged_kernel.shape, (7, 7 + stride, 3, 16))
 
     def test_layer_behaviours(self):
         self.run_layer_test(

@@ -10,8 +10,8 @@ class BatchNormalization(keras.layers.BatchNormalization):
     what makes the default preset's batch norms cheap to train on a CPU (README,
     "Training throughput"). This layer computes the same function and updates the
     moving statistics the same way, through the fused kernel, where it applies: the
-    TensorFlow backend, training, float32 or bfloat16 inputs of rank 4 normalized over their last
-    axis, no mask, no renorm, not synchronized. Everywhere else (inference, export, other
+    TensorFlow backend, training, a float32 or mixed_bfloat16 policy, inputs of rank 4
+    normalized over their last axis, no mask, no renorm, not synchronized. Everywhere else (inference, export, other
     backends) it is `keras.layers.BatchNormalization`. Its weights are the same, and so is
     its class name, which Keras' weights files name a layer by: a model saved with Keras'
     batch norm loads into this one and back.
@@ -57,7 +57,8 @@ class BatchNormalization(keras.layers.BatchNormalization):
             and len(inputs.shape) == 4
             and self.axis in (-1, 3)
             # bfloat16 (`--dtype mixed_bfloat16`): the kernel normalizes in float32 and
-            # returns bfloat16, as Keras' layer does; its weights stay float32.
+            # returns bfloat16, as Keras' layer does. Its weights must be float32.
             and keras.backend.standardize_dtype(inputs.dtype) == self.compute_dtype
             and self.compute_dtype in ("float32", "bfloat16")
+            and self.variable_dtype == "float32"
         )

@@ -89,16 +89,16 @@ class ConvAveragePool2D(keras.layers.Layer):
         A TFLite int8 converter sees a computed kernel as an activation and cannot
         quantize the conv; a constant kernel quantizes like any conv weight.
 
-        With fewer filters than `CONV_LANES` (the reference preset's 8), the folded conv
-        computes `m = CONV_LANES // filters` horizontally adjacent outputs as the channels
-        of one output (a kernel `pool_strides * (m - 1)` columns wider, zero where an output
-        does not see the input, at `m` times the horizontal stride), then reshapes them
-        back: the same function, with every lane of XNNPACK's kernels busy on x86 (measured
-        in docs/export.md). Where the output's width is not a multiple of `m`, it does not.
+        With half `CONV_LANES` filters (the reference preset's 8), the folded conv computes
+        two horizontally adjacent outputs as the channels of one output (a kernel
+        `pool_strides` columns wider, zero where an output does not see the input, at twice
+        the horizontal stride), then reshapes them back: the same function, with every lane
+        of XNNPACK's kernels busy on x86 (measured in docs/export.md; fewer filters, more
+        outputs merged, were not). Where the output's width is odd, it does not.
         """
         kernel = ops.convert_to_numpy(self.composite_kernel())
         bias = ops.convert_to_numpy(self.bias)
-        merged = CONV_LANES // self.filters if CONV_LANES % self.filters == 0 else 1
+        merged = 2 if 2 * self.filters == CONV_LANES else 1
         if merged > 1:
             size, _, channels, filters = kernel.shape
             step = self.pool_strides
