@@ -2,8 +2,8 @@ import keras
 import numpy as np
 from keras import ops
 
-# Output channels that XNNPACK's float conv kernels compute at once on x86 CPUs (AVX2 and
-# AVX-512): a conv with fewer filters leaves lanes idle. See `ConvAveragePool2D.fold`.
+# Output channels that XNNPACK's float conv kernels compute at once with AVX-512 (its f32
+# igemm kernels there take a multiple of 16): fewer filters leave lanes idle. See `fold`.
 CONV_LANES = 16
 
 
@@ -93,7 +93,7 @@ class ConvAveragePool2D(keras.layers.Layer):
         two horizontally adjacent outputs as the channels of one output (a kernel
         `pool_strides` columns wider, zero where an output does not see the input, at twice
         the horizontal stride), then reshapes them back: the same function, with every lane
-        of XNNPACK's kernels busy on x86 (measured in docs/export.md; fewer filters, more
+        of XNNPACK's kernels busy with AVX-512 (measured in docs/export.md; fewer filters, more
         outputs merged, were not). Where the output's width is odd, it does not.
         """
         kernel = ops.convert_to_numpy(self.composite_kernel())
