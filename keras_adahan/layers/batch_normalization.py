@@ -7,8 +7,8 @@ class BatchNormalization(keras.layers.BatchNormalization):
 
     Keras 3 normalizes a training batch with separate ops (moments, then the affine
     transform); TensorFlow's fused kernel does both passes in one op each, which is
-    what makes the default preset's batch norms cheap to train on a CPU (README,
-    "Training throughput"). This layer computes the same function and updates the
+    what makes the default preset's batch norms cheap to train on a CPU
+    (docs/speed.md). This layer computes the same function and updates the
     moving statistics the same way, through the fused kernel, where it applies: the
     TensorFlow backend, training, a float32 or mixed_bfloat16 policy, inputs of rank 4
     normalized over their last axis, no mask, no renorm, not synchronized. Everywhere else (inference, export, other

@@ -42,7 +42,7 @@ class SplitChannels(keras.layers.Layer):
 
     def call(self, inputs):
         # A split, not two slices: TensorFlow's gradient of a slice (StridedSliceGrad) is
-        # slow on CPUs; a split's is a concat (README, "Training throughput").
+        # slow on CPUs; a split's is a concat (docs/speed.md).
         local, context = ops.split(inputs, [self.channels], axis=-1)
         return local, context
 
