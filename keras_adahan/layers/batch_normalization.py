@@ -11,10 +11,10 @@ class BatchNormalization(keras.layers.BatchNormalization):
     (docs/speed.md). This layer computes the same function and updates the
     moving statistics the same way, through the fused kernel, where it applies: the
     TensorFlow backend, training, a float32 or mixed_bfloat16 policy, inputs of rank 4
-    normalized over their last axis, no mask, no renorm, not synchronized. Everywhere else (inference, export, other
-    backends) it is `keras.layers.BatchNormalization`. Its weights are the same, and so is
-    its class name, which Keras' weights files name a layer by: a model saved with Keras'
-    batch norm loads into this one and back.
+    normalized over their last axis, no mask, no renorm, not synchronized. Everywhere
+    else (inference, export, other backends) it is `keras.layers.BatchNormalization`.
+    Its weights are the same, and so is its class name, which Keras' weights files name a
+    layer by: a model saved with Keras' batch norm loads into this one and back.
 
     Args:
         **kwargs: the arguments of `keras.layers.BatchNormalization`.
