@@ -1,11 +1,12 @@
 """What a benchmark ran on: CPU model and flags, cores and threads, library versions.
 
     python benchmarks/machine.py            # prints the description
-    python benchmarks/machine.py --peak     # and the measured matmul peak (float32, bf16)
+    python benchmarks/machine.py --peak     # and the measured matmul peak (float32, bf16),
+                                            # and what the trainer's --dtype auto picks
 
 Every speed benchmark prints `describe()` first, so a figure always comes with its machine:
 absolute times belong to that machine only; ratios measured in one run travel better.
-`matmul_peak` measures the FLOP/s a large TensorFlow matmul reaches on this machine, the
+`matmul_peak` measures the FLOP/s a large matmul reaches on this machine, the
 yardstick the training benchmark compares its achieved FLOP/s with.
 """
 
@@ -13,7 +14,6 @@ import argparse
 import importlib.metadata
 import os
 import platform
-import time
 
 # The CPU flags that decide which kernels run fast here (oneDNN, XNNPACK, PyTorch).
 FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile",
@@ -96,25 +96,12 @@ def format_machine(description):
             + (f"; threads: {threads}" if threads else ""))
 
 
-def matmul_peak(dtype="float32", size=2048, seconds=2.0):
-    """FLOP/s of a `size` x `size` TensorFlow matmul in `dtype`, best of repeated calls.
+def matmul_peak(dtype="float32"):
+    """FLOP/s of a 2048 x 2048 matmul in `dtype`, best of the calls in 2 s
+    (`keras_adahan.compute.matmul_flops`; set the threads before calling)."""
+    from keras_adahan import compute
 
-    Uses the threads TensorFlow is configured with (set them before calling). One matmul
-    is 2 * size**3 FLOPs; the best of the calls within `seconds` after a warm-up.
-    """
-    import tensorflow as tf
-
-    a = tf.random.normal((size, size), dtype=tf.float32)
-    b = tf.random.normal((size, size), dtype=tf.float32)
-    a, b = tf.cast(a, dtype), tf.cast(b, dtype)
-    matmul = tf.function(lambda x, y: tf.reduce_sum(tf.matmul(x, y)[:1, :1]))
-    matmul(a, b).numpy()  # Warm-up: traces and primes oneDNN.
-    best, deadline = float("inf"), time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        start = time.perf_counter()
-        matmul(a, b).numpy()
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best
+    return compute.matmul_flops(dtype, size=2048, seconds=2.0)
 
 
 def main():
@@ -126,6 +113,11 @@ def main():
     if args.peak:
         for dtype in ("float32", "bfloat16"):
             print(f"  matmul peak {dtype}: {matmul_peak(dtype) / 1e9:.0f} GFLOP/s")
+        from keras_adahan import train
+
+        chosen, speedup = train.measured_dtype()
+        print(f"  --dtype auto: {chosen} (bfloat16 matmul {speedup:.2f}x float32's, "
+              "as the trainer times it)")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,16 @@
-"""The compute a model spends: floating-point operations per image and per question.
+"""The compute a model spends, and what this machine's matmuls reach.
 
-Counted by TensorFlow's graph profiler on the model's own graph at batch 1 (multiply and
-add count as two operations), so what it reports is what runs, layers of any kind included.
+`flops` counts floating-point operations per image and per question with TensorFlow's graph
+profiler on the model's own graph at batch 1 (multiply and add count as two operations), so
+what it reports is what runs, layers of any kind included. `matmul_flops` times a matmul
+on the Keras backend in use: the training benchmark's yardstick, and what `--dtype auto`
+decides by.
 """
 
+import functools
+import time
+
+import keras
 import tensorflow as tf
 
 
@@ -43,3 +50,43 @@ def describe(model, questions_per_image):
             f"{counts['question'] / 1e6:.2f} MFLOPs per question (question, attention, "
             f"aggregation, classifier): {shared / 1e6:.1f} MFLOPs per question with the image "
             f"encoded once for its {questions_per_image}")
+
+
+def matmul_timer(dtype="float32", size=2048):
+    """A function that runs one `size` x `size` matmul in `dtype` on the Keras backend and
+    its default device and returns its seconds; warmed up (kernels primed, XLA compiled)."""
+    a = keras.ops.cast(keras.random.normal((size, size), seed=0), dtype)
+    b = keras.ops.cast(keras.random.normal((size, size), seed=1), dtype)
+
+    def timed():
+        start = time.perf_counter()
+        # Reading one element back waits for the whole product (GPUs too).
+        keras.ops.convert_to_numpy(keras.ops.cast(keras.ops.matmul(a, b)[:1, :1], "float32"))
+        return time.perf_counter() - start
+
+    timed()
+    return timed
+
+
+def matmul_flops(dtype="float32", size=2048, seconds=2.0):
+    """FLOP/s of a `size` x `size` matmul in `dtype` (2 * size**3 FLOPs), the best of the
+    calls within `seconds` (at least three), with the threads the backend is set to use."""
+    timed = matmul_timer(dtype, size)
+    best, calls, deadline = float("inf"), 0, time.perf_counter() + seconds
+    while calls < 3 or time.perf_counter() < deadline:
+        best, calls = min(best, timed()), calls + 1
+    return 2 * size**3 / best
+
+
+@functools.cache
+def bfloat16_speedup(size=2048, calls=3):
+    """How many times float32's FLOP/s a bfloat16 matmul reaches here, best call against
+    best call, the two alternating so that other work on the machine slows both alike;
+    measured once per process. Above 1 where the hardware has bfloat16 units (AMX, some
+    AVX512-BF16 CPUs, GPUs), below 1 where bfloat16 is emulated."""
+    timers = {dtype: matmul_timer(dtype, size) for dtype in ("float32", "bfloat16")}
+    best = {dtype: float("inf") for dtype in timers}
+    for _ in range(calls):
+        for dtype, timed in timers.items():
+            best[dtype] = min(best[dtype], timed())
+    return best["float32"] / best["bfloat16"]

@@ -39,12 +39,12 @@ from keras_adahan.presets import PRESETS
 from keras_adahan.presets import get_preset
 from keras_adahan.text import Vocabulary
 
-# --dtype: the Keras dtype policy the model trains under. float32 by default: measured
-# with benchmarks/train_throughput.py (README, "Backends, GPUs and mixed precision"),
-# mixed_bfloat16 trains the default preset 1.3x faster on a CPU with AMX and the reference
-# preset no faster, and it pays only on hardware with bfloat16 units.
-DTYPES = ("float32", "mixed_bfloat16")
-DEFAULT_DTYPE = "float32"
+# --dtype: the Keras dtype policy the model trains under. Whether bfloat16 pays depends on
+# the hardware and follows its matmul speed (docs/speed.md, "Mixed precision"), so "auto"
+# (the default) measures that and takes mixed_bfloat16 from BFLOAT16_SPEEDUP.
+DTYPES = ("auto", "float32", "mixed_bfloat16")
+DEFAULT_DTYPE = "auto"
+BFLOAT16_SPEEDUP = 1.5
 
 # Trainer settings per preset; every flag left unset takes its preset's value.
 TRAIN_DEFAULTS = {
@@ -123,8 +123,10 @@ def parse_args(argv=None):
              "--no-restore_best_weights keeps the last epoch's")
     add("--dtype", default=DEFAULT_DTYPE, choices=DTYPES,
         help="training compute: float32, or mixed_bfloat16 (bfloat16 activations and "
-             "matmuls, float32 weights; fast on CPUs with AVX512-BF16/AMX and on recent "
-             "GPUs). model.keras is float32 either way")
+             "matmuls, float32 weights; fast on CPUs with AMX, some with AVX512-BF16, and "
+             "recent GPUs); auto (the default) measures a matmul in both at the start and "
+             f"takes mixed_bfloat16 if it runs {BFLOAT16_SPEEDUP}x float32's FLOP/s or more. "
+             "model.keras is float32 either way")
     add("--init_from", default=None, metavar="RUN",
         help="start from the weights of a finished run folder instead of random ones "
              "(fine-tuning, or a curriculum over datasets): the same model config and "
@@ -264,6 +266,7 @@ def main(argv=None):
         train_ds, val_ds, steps = input_pipelines(args, dataset, vocabulary, config, backup.epoch)
         if args.distribute != "none":
             distribute.check_batch_split(dataset, args.batch_size, strategy.num_replicas_in_sync)
+        args.dtype = training_dtype(args, run_dir)  # Before write_run_files records it.
         with strategy.scope(), dtype_policy(args.dtype):
             model = build_model(config)
             train_model = compiled_training_model(args, model, train_ds, steps)
@@ -442,6 +445,32 @@ def fit(args, train_model, train_ds, val_ds, steps_per_epoch, backup, strategy, 
         raise cli.UserError(f"the training loss became NaN in epoch {epoch} ({', '.join(bad)}); "
                             f"lower --learning_rate. No model.keras was written; {kept}.")
     return history, seconds
+
+
+def training_dtype(args, run_dir):
+    """--dtype, with "auto" resolved: a resumed run's own, else measured here (and said why)."""
+    if args.dtype != "auto":
+        return args.dtype
+    config_path = os.path.join(run_dir, run_files.CONFIG)
+    if args.resume and os.path.exists(config_path):  # Resumed, it trains as it began.
+        dtype = run_files.read_json(config_path)["train"].get("dtype", "float32")
+        print(f"--dtype auto: {dtype}, as the run being resumed")
+        return dtype
+    if args.distribute == "multiworker":  # Each worker would measure its own.
+        print("--dtype auto: float32 (workers do not measure apart; pass --dtype "
+              "mixed_bfloat16 to train in bfloat16)")
+        return "float32"
+    chosen, speedup = measured_dtype()
+    print(f"--dtype auto: {chosen} (a bfloat16 matmul runs at {speedup:.2f}x float32's "
+          f"FLOP/s here; mixed_bfloat16 from {BFLOAT16_SPEEDUP}x; pass --dtype to choose)")
+    return chosen
+
+
+def measured_dtype():
+    """The policy --dtype auto takes on this machine, and the bfloat16 matmul speedup
+    (`compute.bfloat16_speedup`) it goes by."""
+    speedup = compute.bfloat16_speedup()
+    return ("mixed_bfloat16" if speedup >= BFLOAT16_SPEEDUP else "float32"), speedup
 
 
 @contextlib.contextmanager

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+from keras_adahan import run_files
 from keras_adahan import train
 from keras_adahan.model import build_model, build_training_model
 from keras_adahan.presets import get_preset
@@ -15,6 +16,45 @@ def test_dtype_flag_default_and_choices():
         "mixed_bfloat16")
     with pytest.raises(SystemExit):
         train.parse_args(["--dataset", "tiny", "--dtype", "float16"])
+
+
+@pytest.mark.parametrize("speedup, chosen", [(0.7, "float32"), (1.4, "float32"),
+                                             (1.5, "mixed_bfloat16"), (3.9, "mixed_bfloat16")])
+def test_auto_dtype_follows_the_measured_bfloat16_speedup(monkeypatch, capsys, speedup, chosen):
+    monkeypatch.setattr(train.compute, "bfloat16_speedup", lambda: speedup)
+    args = train.parse_args(["--dataset", "tiny"])
+    assert train.training_dtype(args, args.output_dir) == chosen
+    assert f"--dtype auto: {chosen} (a bfloat16 matmul runs at {speedup:.2f}x" in (
+        capsys.readouterr().out)
+
+
+def test_explicit_dtype_and_multiworker_do_not_measure(monkeypatch):
+    def measure():
+        raise AssertionError("measured")
+
+    monkeypatch.setattr(train.compute, "bfloat16_speedup", measure)
+    for dtype in ("float32", "mixed_bfloat16"):
+        args = train.parse_args(["--dataset", "tiny", "--dtype", dtype])
+        assert train.training_dtype(args, args.output_dir) == dtype
+    # Workers measuring apart could pick different policies.
+    args = train.parse_args(["--dataset", "tiny", "--distribute", "multiworker"])
+    assert train.training_dtype(args, args.output_dir) == "float32"
+
+
+def test_auto_dtype_resumes_as_the_run_began(monkeypatch, tmp_path):
+    monkeypatch.setattr(train.compute, "bfloat16_speedup", lambda: 0.7)  # float32 here.
+    run_files.write_json(tmp_path / "config.json", {"train": {"dtype": "mixed_bfloat16"}})
+    args = train.parse_args(["--dataset", "tiny", "--output_dir", str(tmp_path), "--resume"])
+    assert train.training_dtype(args, str(tmp_path)) == "mixed_bfloat16"
+    args = train.parse_args(["--dataset", "tiny", "--output_dir", str(tmp_path)])
+    assert train.training_dtype(args, str(tmp_path)) == "float32"  # Not resumed: measured.
+
+
+def test_matmul_flops_counts_two_flops_per_multiply_add(monkeypatch):
+    # A clock that advances 1 s per reading makes every timed call take 1 s.
+    ticks = iter(range(1000))
+    monkeypatch.setattr(train.compute.time, "perf_counter", lambda: next(ticks))
+    assert train.compute.matmul_flops("float32", size=8, seconds=0) == 2 * 8**3
 
 
 def test_mixed_bfloat16_trains_and_gives_a_float32_model():

@@ -39,6 +39,8 @@ def test_run_folder_holds_a_usable_model(tiny_run):
     run = run_files.load_run(run_dir)
     assert run.answers == ["chicken", "sheep", "cow", "pig"]
     assert run.config["train"]["dataset"] == "tiny"
+    # --dtype auto is recorded as what it chose on this machine.
+    assert run.config["train"]["dtype"] in ("float32", "mixed_bfloat16")
     history = train.read_history(os.path.join(run_dir, "history.csv"))
     assert len(history["loss"]) == 2 and "val_accuracy" in history
     # Restoring the best weights is the default: the model saved (and evaluated below) is
