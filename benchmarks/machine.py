@@ -113,9 +113,9 @@ def main():
     if args.peak:
         for dtype in ("float32", "bfloat16"):
             print(f"  matmul peak {dtype}: {matmul_peak(dtype) / 1e9:.0f} GFLOP/s")
-        from keras_adahan import train
+        from keras_adahan import compute
 
-        chosen, speedup = train.measured_dtype()
+        chosen, speedup = compute.auto_dtype()
         print(f"  --dtype auto: {chosen} (bfloat16 matmul {speedup:.2f}x float32's, "
               "as the trainer times it)")
 

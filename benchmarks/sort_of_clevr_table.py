@@ -10,7 +10,8 @@
 
 Each setup is a `python -m keras_adahan.train --dataset sort_of_clevr --preset sort_of_clevr`
 run with the flags below, one run folder per setup and seed under --runs_dir (finished runs
-are reused and an interrupted one is resumed, so a table picks up where it stopped). A
+are reused and an interrupted one is resumed, so a table picks up where it stopped; runs
+train in float32, as the tables so far did, unless `-- --dtype mixed_bfloat16` says so). A
 curriculum (CURRICULA; not among the default setups, hours a seed) is a second run, on its
 own dataset and epochs, that starts from another setup's run (`--init_from`). Prints, as
 Markdown, mean and spread over seeds of: accuracy on non-relational and relational
@@ -139,6 +140,7 @@ def train_once(setup, seed, args, dataset, epochs, flags=()):
     command = [sys.executable, "-m", "keras_adahan.train", "--dataset", dataset,
                "--preset", "sort_of_clevr", "--seed", str(seed), "--output_dir", out,
                "--epochs", str(epochs), "--resume", *SETUPS[setup][1], *flags,
+               "--dtype", "float32",  # As the tables so far; `-- --dtype ...` overrides.
                *args.trainer_flags]
     if args.data_dir:
         command += ["--data_dir", args.data_dir]

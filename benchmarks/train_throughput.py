@@ -37,7 +37,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import machine  # noqa: E402
-from keras_adahan import train  # noqa: E402
+from keras_adahan import compute  # noqa: E402
 from keras_adahan.model import build_model, build_training_model  # noqa: E402
 from keras_adahan.presets import get_preset  # noqa: E402
 
@@ -167,8 +167,6 @@ def training_flops(model, questions_per_image):
     forward), or `None` off the TensorFlow backend (the counter reads a TF graph)."""
     if not ON_TENSORFLOW:
         return None
-    from keras_adahan import compute
-
     counts = compute.flops(model)
     return 3 * (counts["image"] / questions_per_image + counts["question"])
 
@@ -244,7 +242,7 @@ def main(argv=None):
                  "mixed_bfloat16": machine.matmul_peak("bfloat16")}
         print("  matmul peak: " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s"
                                             for k, v in peaks.items()))
-    chosen, speedup = train.measured_dtype()
+    chosen, speedup = compute.auto_dtype()
     print(f"  the trainer's --dtype auto: {chosen} here (bfloat16 matmul {speedup:.2f}x "
           "float32's)")
     print(f"batch {' or '.join(map(str, args.batch_size))} images x {args.questions} "

@@ -9,7 +9,8 @@
 
 Each run is a normal `python -m keras_adahan.train` run folder under --runs_dir (default
 runs/table); finished runs are reused (re-evaluated if their metrics predate a column), so
-an interrupted table picks up where it stopped.
+an interrupted table picks up where it stopped. Runs train in float32, as the README's tables
+did, whatever the trainer's `--dtype auto` would pick (`-- --dtype mixed_bfloat16` to change).
 Prints mean and spread (sample standard deviation) of test accuracy, share of cells kept
 and grounding, as a Markdown table; with --test_dataset, of the runs evaluated on that
 config's test split (`python -m keras_adahan.evaluate RUN --dataset CONFIG`).
@@ -39,7 +40,8 @@ def run(dataset, variant, seed, args):
     if not os.path.exists(metrics):
         command = [sys.executable, "-m", "keras_adahan.train", "--dataset", dataset,
                    "--preset", args.preset, "--variant", variant, "--seed", str(seed),
-                   "--output_dir", out, "--overwrite"]
+                   "--output_dir", out, "--overwrite",
+                   "--dtype", "float32"]  # As the tables so far; `-- --dtype ...` overrides.
         if args.epochs:
             command += ["--epochs", str(args.epochs)]
         command += args.trainer_flags

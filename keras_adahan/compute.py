@@ -3,20 +3,20 @@
 `flops` counts floating-point operations per image and per question with TensorFlow's graph
 profiler on the model's own graph at batch 1 (multiply and add count as two operations), so
 what it reports is what runs, layers of any kind included. `matmul_flops` times a matmul
-on the Keras backend in use: the training benchmark's yardstick, and what `--dtype auto`
-decides by.
+on the Keras backend in use (no TensorFlow needed): the training benchmark's yardstick, and
+what the trainer's `--dtype auto` decides by (`auto_dtype`).
 """
 
 import functools
 import time
 
 import keras
-import tensorflow as tf
 
 
 def flops(model):
     """`{"image": FLOPs of the image encoder (once per image), "question": FLOPs of the
     question branch, fusion, attention, aggregation and classifier (once per question)}`."""
+    import tensorflow as tf  # Here: the matmul timing below runs without TensorFlow.
     from tensorflow.python.framework.convert_to_constants import (
         convert_variables_to_constants_v2,
     )
@@ -50,6 +50,12 @@ def describe(model, questions_per_image):
             f"{counts['question'] / 1e6:.2f} MFLOPs per question (question, attention, "
             f"aggregation, classifier): {shared / 1e6:.1f} MFLOPs per question with the image "
             f"encoded once for its {questions_per_image}")
+
+
+# --dtype auto trains in mixed_bfloat16 where a bfloat16 matmul reaches this many times
+# float32's FLOP/s: whether bfloat16 pays follows its matmul speed (docs/speed.md, "Mixed
+# precision").
+BFLOAT16_SPEEDUP = 1.5
 
 
 def matmul_timer(dtype="float32", size=2048):
@@ -90,3 +96,14 @@ def bfloat16_speedup(size=2048, calls=3):
         for dtype, timed in timers.items():
             best[dtype] = min(best[dtype], timed())
     return best["float32"] / best["bfloat16"]
+
+
+def auto_dtype():
+    """`(policy, speedup)`: the dtype policy the trainer's `--dtype auto` takes on this
+    machine ("mixed_bfloat16" or "float32") and the bfloat16 matmul speedup it goes by
+    (`None` where a bfloat16 matmul could not run: float32)."""
+    try:
+        speedup = bfloat16_speedup()
+    except Exception:  # A backend or device without bfloat16 matmuls.
+        return "float32", None
+    return ("mixed_bfloat16" if speedup >= BFLOAT16_SPEEDUP else "float32"), speedup

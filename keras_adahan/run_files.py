@@ -252,13 +252,22 @@ def prepare_run_dir(args):
     return RunFolder(final, path, locks)
 
 
-def check_resume_settings(args, run_dir):
-    """--resume continues the same run: the saved settings of `RESUME_MUST_MATCH` agree."""
+def saved_train_settings(run_dir):
+    """The "train" settings in a run folder's config.json, for --resume; `cli.UserError`
+    naming the folder when they cannot be read."""
     try:
         saved = read_json(os.path.join(run_dir, CONFIG))["train"]
-    except (OSError, ValueError, KeyError) as error:
+        if not isinstance(saved, dict):
+            raise ValueError(f'"train" is a {type(saved).__name__}, not an object')
+    except (OSError, ValueError, KeyError, TypeError) as error:
         raise cli.UserError(f"--resume: cannot read {run_dir!r}'s config.json ({error}); "
                             "train into another --output_dir") from None
+    return saved
+
+
+def check_resume_settings(args, run_dir):
+    """--resume continues the same run: the saved settings of `RESUME_MUST_MATCH` agree."""
+    saved = saved_train_settings(run_dir)
     differ = [f"--{name} {saved.get(name)!r} (given {getattr(args, name)!r})"
               for name in RESUME_MUST_MATCH if saved.get(name) != getattr(args, name)]
     if differ:

@@ -39,12 +39,10 @@ from keras_adahan.presets import PRESETS
 from keras_adahan.presets import get_preset
 from keras_adahan.text import Vocabulary
 
-# --dtype: the Keras dtype policy the model trains under. Whether bfloat16 pays depends on
-# the hardware and follows its matmul speed (docs/speed.md, "Mixed precision"), so "auto"
-# (the default) measures that and takes mixed_bfloat16 from BFLOAT16_SPEEDUP.
+# --dtype: the Keras dtype policy the model trains under; "auto" measures this machine
+# (compute.auto_dtype).
 DTYPES = ("auto", "float32", "mixed_bfloat16")
 DEFAULT_DTYPE = "auto"
-BFLOAT16_SPEEDUP = 1.5
 
 # Trainer settings per preset; every flag left unset takes its preset's value.
 TRAIN_DEFAULTS = {
@@ -125,7 +123,8 @@ def parse_args(argv=None):
         help="training compute: float32, or mixed_bfloat16 (bfloat16 activations and "
              "matmuls, float32 weights; fast on CPUs with AMX, some with AVX512-BF16, and "
              "recent GPUs); auto (the default) measures a matmul in both at the start and "
-             f"takes mixed_bfloat16 if it runs {BFLOAT16_SPEEDUP}x float32's FLOP/s or more. "
+             f"takes mixed_bfloat16 if it runs {compute.BFLOAT16_SPEEDUP}x float32's FLOP/s "
+             "or more. "
              "model.keras is float32 either way")
     add("--init_from", default=None, metavar="RUN",
         help="start from the weights of a finished run folder instead of random ones "
@@ -448,29 +447,29 @@ def fit(args, train_model, train_ds, val_ds, steps_per_epoch, backup, strategy, 
 
 
 def training_dtype(args, run_dir):
-    """--dtype, with "auto" resolved: a resumed run's own, else measured here (and said why)."""
+    """--dtype, with "auto" resolved (and said why): float32 under multiworker, a resumed
+    run's own, else measured here."""
     if args.dtype != "auto":
         return args.dtype
-    config_path = os.path.join(run_dir, run_files.CONFIG)
-    if args.resume and os.path.exists(config_path):  # Resumed, it trains as it began.
-        dtype = run_files.read_json(config_path)["train"].get("dtype", "float32")
+    if args.distribute == "multiworker":  # Each worker would measure (or resume) its own.
+        print("--dtype auto: float32 (the workers of --distribute multiworker do not measure "
+              "apart; pass --dtype mixed_bfloat16 to train in bfloat16)")
+        return "float32"
+    if args.resume and os.path.exists(os.path.join(run_dir, run_files.CONFIG)):
+        dtype = run_files.saved_train_settings(run_dir).get("dtype", "float32")
+        if dtype not in DTYPES[1:]:
+            raise cli.UserError(f"--resume: {run_dir!r}'s config.json has dtype {dtype!r}, "
+                                f"not one of {', '.join(DTYPES[1:])}; pass --dtype")
         print(f"--dtype auto: {dtype}, as the run being resumed")
         return dtype
-    if args.distribute == "multiworker":  # Each worker would measure its own.
-        print("--dtype auto: float32 (workers do not measure apart; pass --dtype "
-              "mixed_bfloat16 to train in bfloat16)")
-        return "float32"
-    chosen, speedup = measured_dtype()
-    print(f"--dtype auto: {chosen} (a bfloat16 matmul runs at {speedup:.2f}x float32's "
-          f"FLOP/s here; mixed_bfloat16 from {BFLOAT16_SPEEDUP}x; pass --dtype to choose)")
+    chosen, speedup = compute.auto_dtype()
+    if speedup is None:
+        print("--dtype auto: float32 (a bfloat16 matmul could not run here)")
+    else:
+        print(f"--dtype auto: {chosen} (a bfloat16 matmul runs at {speedup:.2f}x float32's "
+              f"FLOP/s here; mixed_bfloat16 from {compute.BFLOAT16_SPEEDUP}x; pass --dtype "
+              "to choose)")
     return chosen
-
-
-def measured_dtype():
-    """The policy --dtype auto takes on this machine, and the bfloat16 matmul speedup
-    (`compute.bfloat16_speedup`) it goes by."""
-    speedup = compute.bfloat16_speedup()
-    return ("mixed_bfloat16" if speedup >= BFLOAT16_SPEEDUP else "float32"), speedup
 
 
 @contextlib.contextmanager

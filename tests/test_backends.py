@@ -75,3 +75,21 @@ def test_jax_trains_evaluates_and_answers_from_keras_file(tmp_path):
         "error: export needs the TensorFlow backend")
     assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
     assert not os.path.exists(tmp_path / "export")
+
+
+def test_matmul_timing_runs_on_jax_without_tensorflow():
+    # benchmarks/train_throughput.py and machine.py time matmuls on a machine that has
+    # only JAX or PyTorch (a GPU machine): keras_adahan.compute must not need TensorFlow.
+    script = textwrap.dedent("""
+        import sys
+        sys.modules["tensorflow"] = None  # import tensorflow now fails
+        import keras
+        from keras_adahan import compute
+        flops = compute.matmul_flops("float32", size=64, seconds=0)
+        policy, speedup = compute.auto_dtype()
+        print(keras.backend.backend(), flops > 0, policy in ("float32", "mixed_bfloat16"))
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "KERAS_BACKEND": "jax"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split()[-3:] == ["jax", "True", "True"]

@@ -1,9 +1,13 @@
 """`--dtype`: training under mixed_bfloat16, saving and evaluating in float32."""
 
+import os
+import types
+
 import keras
 import numpy as np
 import pytest
 
+from keras_adahan import cli
 from keras_adahan import run_files
 from keras_adahan import train
 from keras_adahan.model import build_model, build_training_model
@@ -28,7 +32,7 @@ def test_auto_dtype_follows_the_measured_bfloat16_speedup(monkeypatch, capsys, s
         capsys.readouterr().out)
 
 
-def test_explicit_dtype_and_multiworker_do_not_measure(monkeypatch):
+def test_explicit_dtype_and_multiworker_do_not_measure(monkeypatch, tmp_path):
     def measure():
         raise AssertionError("measured")
 
@@ -36,9 +40,24 @@ def test_explicit_dtype_and_multiworker_do_not_measure(monkeypatch):
     for dtype in ("float32", "mixed_bfloat16"):
         args = train.parse_args(["--dataset", "tiny", "--dtype", dtype])
         assert train.training_dtype(args, args.output_dir) == dtype
-    # Workers measuring apart could pick different policies.
-    args = train.parse_args(["--dataset", "tiny", "--distribute", "multiworker"])
+    # Workers measuring apart could pick different policies; and only the chief resumes
+    # (the others train into a folder of their own), so not the run's own either.
+    run_files.write_json(tmp_path / "config.json", {"train": {"dtype": "mixed_bfloat16"}})
+    for resume in ([], ["--resume"]):
+        args = train.parse_args(["--dataset", "tiny", "--distribute", "multiworker",
+                                 "--output_dir", str(tmp_path), *resume])
+        assert train.training_dtype(args, str(tmp_path)) == "float32"
+
+
+def test_auto_dtype_is_float32_where_bfloat16_cannot_run(monkeypatch, capsys):
+    def measure():
+        raise RuntimeError("no bfloat16 kernel")
+
+    monkeypatch.setattr(train.compute, "bfloat16_speedup", measure)
+    args = train.parse_args(["--dataset", "tiny"])
     assert train.training_dtype(args, args.output_dir) == "float32"
+    assert "--dtype auto: float32 (a bfloat16 matmul could not run here)" in (
+        capsys.readouterr().out)
 
 
 def test_auto_dtype_resumes_as_the_run_began(monkeypatch, tmp_path):
@@ -50,10 +69,39 @@ def test_auto_dtype_resumes_as_the_run_began(monkeypatch, tmp_path):
     assert train.training_dtype(args, str(tmp_path)) == "float32"  # Not resumed: measured.
 
 
+@pytest.mark.parametrize("config, message", [
+    ({"train": {"dtype": "float16"}}, "config.json has dtype 'float16', not one of float32, "
+                                      "mixed_bfloat16; pass --dtype"),
+    ({"train": {"dtype": None}}, "config.json has dtype None"),
+    ({"train": []}, "cannot read .*config.json \\(\"train\" is a list, not an object\\)"),
+    ([], "cannot read .*config.json"),
+])
+def test_resume_refuses_a_config_it_cannot_read_in_one_line(monkeypatch, tmp_path, config,
+                                                            message):
+    monkeypatch.setattr(train.compute, "bfloat16_speedup", lambda: 2.0)
+    run_files.write_json(tmp_path / "config.json", config)
+    args = train.parse_args(["--dataset", "tiny", "--output_dir", str(tmp_path), "--resume"])
+    with pytest.raises(cli.UserError, match=message):
+        train.training_dtype(args, str(tmp_path))
+
+
+def test_a_run_begun_in_bfloat16_resumes_in_bfloat16(monkeypatch, capsys, tmp_path):
+    data_dir, run_dir = str(tmp_path / "tfds"), str(tmp_path / "run")
+    common = ["--dataset", "tiny", "--data_dir", data_dir, "--output_dir", run_dir]
+    train.main([*common, "--epochs", "1", "--dtype", "mixed_bfloat16"])
+    monkeypatch.setattr(train.compute, "bfloat16_speedup", lambda: 0.7)  # float32 here.
+    capsys.readouterr()
+    train.main([*common, "--epochs", "2", "--resume"])
+    assert "--dtype auto: mixed_bfloat16, as the run being resumed" in capsys.readouterr().out
+    assert run_files.read_json(os.path.join(run_dir, "config.json"))["train"]["dtype"] == (
+        "mixed_bfloat16")
+
+
 def test_matmul_flops_counts_two_flops_per_multiply_add(monkeypatch):
     # A clock that advances 1 s per reading makes every timed call take 1 s.
     ticks = iter(range(1000))
-    monkeypatch.setattr(train.compute.time, "perf_counter", lambda: next(ticks))
+    monkeypatch.setattr(train.compute, "time", types.SimpleNamespace(
+        perf_counter=lambda: next(ticks)))
     assert train.compute.matmul_flops("float32", size=8, seconds=0) == 2 * 8**3
 
 
