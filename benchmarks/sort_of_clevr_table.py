@@ -2,6 +2,8 @@
 
     python benchmarks/sort_of_clevr_table.py                       # all setups, seeds 0 1 2
     python benchmarks/sort_of_clevr_table.py --setups han_rn_image_more_scenes  # a curriculum
+    python benchmarks/sort_of_clevr_table.py --setups adahan_rn_image_more_scenes \
+        rn_image_more_scenes --seeds 0 1 2 -- --dtype mixed_bfloat16  # hours each
     python benchmarks/sort_of_clevr_table.py --setups han_rn rn --seeds 0 --epochs 4
     python benchmarks/sort_of_clevr_table.py --dataset sort_of_clevr_large --setups han_rn
     python benchmarks/sort_of_clevr_table.py --threshold_study RUN   # any run, e.g. barn_vqa
@@ -48,20 +50,25 @@ from keras_adahan.datasets.sort_of_clevr import scenes
 from keras_adahan.layers.han_mask import num_kept_cells
 
 WARMUP = ["--warmup_types", "shape", "--warmup_epochs", "12", "--lr_schedule", "constant"]
+# The paper's AdaHAN: no floor; a ceiling of HAN's 7 cells bounds the pairs.
+ADAHAN = ["--variant", "adahan", "--min_cells", "1", "--set", "max_cells=7"]
+# g reads each kept cell's image features beside its fused ones, as the published RN; at the
+# preset's 1e-3 the RN loses what the warm-up taught, at 1e-4 it keeps it.
+IMAGE_CELLS = ["--learning_rate", "1e-4", "--set", "relational_image_cells=true"]
+# A curriculum's second stage (CURRICULA): the first stage's model and rate, the last
+# epoch's weights kept.
+MORE_SCENES = [*IMAGE_CELLS, "--lr_schedule", "constant", "--no-restore_best_weights"]
 # name -> (what it is, trainer flags on top of the sort_of_clevr preset).
 SETUPS = {
     "cnn_sum": ("CNN + sum (no attention)", ["--variant", "none", "--aggregation", "sum"]),
     "rn": ("RN over all cells", ["--variant", "none"]),
     "han_rn": ("HAN+RN (k = 7 cells)", ["--variant", "han"]),
-    # The paper's AdaHAN: no floor; a ceiling of HAN's 7 cells bounds the pairs.
-    "adahan_rn": ("AdaHAN+RN (1 to 7 cells)",
-                  ["--variant", "adahan", "--min_cells", "1", "--set", "max_cells=7"]),
+    "adahan_rn": ("AdaHAN+RN (1 to 7 cells)", ADAHAN),
     # Trained with the soft head (ModelConfig.soft_head_weight): every cell's presence learns.
     "han_rn_soft_head": ("HAN+RN, soft head in training (k = 7)",
                          ["--variant", "han", "--set", "soft_head_weight=1"]),
     "adahan_rn_soft_head": ("AdaHAN+RN, soft head in training (1 to 7)",
-                            ["--variant", "adahan", "--min_cells", "1", "--set", "max_cells=7",
-                             "--set", "soft_head_weight=1"]),
+                            [*ADAHAN, "--set", "soft_head_weight=1"]),
     "han_sum": ("HAN + sum (k = 7 cells)", ["--variant", "han", "--aggregation", "sum"]),
     "soft_rn": ("soft attention + RN", ["--variant", "soft"]),
     # A shape-only warm-up (12 epochs, so --epochs 13 or more; docs: 18, HAN+RN 30): the
@@ -73,34 +80,42 @@ SETUPS = {
     # At the preset's 1e-3 the RN loses what the warm-up taught; at 1e-4 it keeps it.
     "han_rn_warmup": ("HAN+RN, shape warm-up", ["--variant", "han", *WARMUP,
                                                  "--learning_rate", "1e-4"]),
-    # g reads each kept cell's image features beside its fused ones, as the published RN.
     "han_rn_image_warmup": ("HAN+RN, g reads the image's cells, shape warm-up",
-                            ["--variant", "han", *WARMUP, "--learning_rate", "1e-4",
-                             "--set", "relational_image_cells=true"]),
+                            ["--variant", "han", *WARMUP, *IMAGE_CELLS]),
+    "adahan_rn_image_warmup": ("AdaHAN+RN, g reads the image's cells, shape warm-up",
+                               [*ADAHAN, *WARMUP, *IMAGE_CELLS]),
+    "rn_image_warmup": ("RN over all cells, g reads the image's cells, shape warm-up",
+                        ["--variant", "none", *WARMUP, *IMAGE_CELLS]),
     # Both, as the published RN's g(o_i, o_j, q): the image's cells and the question.
     "han_rn_image_question_warmup": (
         "HAN+RN, g reads the image's cells and the question, shape warm-up",
         ["--variant", "han", *WARMUP, "--learning_rate", "1e-4",
          "--set", "relational_image_cells=true", "--set", "relational_question=true"]),
-    # A curriculum (CURRICULA below): han_rn_image_warmup's model and rate; it keeps the
-    # last epoch's weights.
+    # Curricula (CURRICULA below): the best run's path, for HAN+RN, AdaHAN+RN and the
+    # control, RN over all cells.
     "han_rn_image_more_scenes": (
         "HAN+RN, g reads the image's cells; then closest and furthest on ten times the scenes",
-        ["--variant", "han", "--learning_rate", "1e-4", "--lr_schedule", "constant",
-         "--set", "relational_image_cells=true", "--no-restore_best_weights"]),
+        ["--variant", "han", *MORE_SCENES]),
+    "adahan_rn_image_more_scenes": (
+        "AdaHAN+RN, g reads the image's cells; then closest and furthest on ten times the "
+        "scenes", [*ADAHAN, *MORE_SCENES]),
+    "rn_image_more_scenes": (
+        "RN over all cells, g reads the image's cells; then closest and furthest on ten "
+        "times the scenes", ["--variant", "none", *MORE_SCENES]),
 }
 
 
 # Setups that start from another setup's run (--init_from): name -> (that setup, its
 # dataset and epochs; this stage's dataset and epochs, its flags beside its SETUPS flags).
 CURRICULA = {
-    # The path of the best run (docs/sort_of_clevr.md): han_rn_image_warmup for 30 epochs on
+    # The path of the best run (docs/sort_of_clevr.md): MODEL_image_warmup for 30 epochs on
     # the 9,800 scenes (its weights of lowest validation loss), then on ten times the scenes
     # six epochs of closest and furthest alone and twelve of every type.
-    "han_rn_image_more_scenes": ("han_rn_image_warmup", "sort_of_clevr", 30,
-                                 "sort_of_clevr_more_scenes", 18,
-                                 ["--warmup_types", "closest", "furthest",
-                                  "--warmup_epochs", "6"]),
+    f"{model}_image_more_scenes": (f"{model}_image_warmup", "sort_of_clevr", 30,
+                                   "sort_of_clevr_more_scenes", 18,
+                                   ["--warmup_types", "closest", "furthest",
+                                    "--warmup_epochs", "6"])
+    for model in ("han_rn", "adahan_rn", "rn")
 }
 
 
