@@ -320,3 +320,33 @@ def test_rolled_rnns_compute_what_the_unrolled_model_does(rnn):
     np.testing.assert_allclose(rolled, unrolled, atol=1e-5)
     rnn_layer = model.get_layer("answer_head").get_layer("question_rnn")
     assert "call" not in vars(rnn_layer)  # Back to the layer's own, unrolled call.
+
+
+def test_report_warns_of_a_tflite_file_that_answers_below_keras():
+    def figures(change, agreement):
+        return {"answer_agreement": agreement, "accuracy": 0.5, "accuracy_change_points": change,
+                "max_probability_difference": 0.1, "mask_agreement": 0.9}
+
+    report = {
+        "artifacts": {"saved_model": {"bytes": 600_000}, "vqa_float32.tflite": {"bytes": 100_000},
+                      "vqa_float16.tflite": {"bytes": 60_000},
+                      "vqa_dynamic_range.tflite": {"bytes": 40_000},
+                      "vqa_int8.tflite": {"bytes": 30_000}},
+        "parity": {"questions": 100, "split": "test", "keras_accuracy": 0.5, "artifacts": {
+            "saved_model": figures(0.0, 1.0), "vqa_float32.tflite": figures(0.0, 1.0),
+            "vqa_float16.tflite": figures(-0.5, 0.99),
+            "vqa_dynamic_range.tflite": figures(-1.5, 0.97),
+            "vqa_int8.tflite": figures(-9.67, 0.5117)}},
+    }
+    warnings = [line for line in exporter.format_report(report).splitlines()
+                if line.startswith("Warning")]
+    # Beyond 1 point below Keras; the smallest file within it is named instead.
+    assert warnings == [
+        "Warning: vqa_dynamic_range.tflite answers 1.50 points below Keras (agrees on 97.00% "
+        "of the answers): ship vqa_float16.tflite instead",
+        "Warning: vqa_int8.tflite answers 9.67 points below Keras (agrees on 51.17% of the "
+        "answers): ship vqa_float16.tflite instead"]
+    report["parity"]["artifacts"]["vqa_int8.tflite"] = figures(-0.2, 0.99)
+    assert "ship vqa_int8.tflite instead" in exporter.format_report(report)
+    del report["parity"]  # --skip_parity: nothing to warn of.
+    assert "Warning" not in exporter.format_report(report)
