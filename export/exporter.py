@@ -364,26 +364,10 @@ def format_report(report):
             ops = sorted({op for names in artifact["ops"].values() for op in names})
             row += f"  {len(ops)} builtin: {', '.join(ops)}"
         lines.append(row)
-    return "\n".join(lines + parity_warnings(report))
+    from . import parity as parity_module  # Numpy and LiteRT only.
 
-
-# An artifact answering this many points below Keras on the parity split gets a warning.
-MAX_ACCURACY_DROP_POINTS = 1.0
-
-
-def parity_warnings(report):
-    """A line for each .tflite file whose accuracy falls more than MAX_ACCURACY_DROP_POINTS
-    below Keras' in the parity check, naming the smallest file that stays within them:
-    quantization can change a model's answers without an error."""
-    parity = report.get("parity", {}).get("artifacts", {})
-    drops = {name: -figures["accuracy_change_points"] for name, figures in parity.items()
-             if name.endswith(".tflite")}
-    good = sorted((report["artifacts"][name]["bytes"], name) for name, drop in drops.items()
-                  if drop <= MAX_ACCURACY_DROP_POINTS and name in report["artifacts"])
-    instead = f"ship {good[0][1]} instead" if good else "no .tflite file kept Keras' accuracy"
-    return [f"Warning: {name} answers {drop:.2f} points below Keras (agrees on "
-            f"{parity[name]['answer_agreement']:.2%} of the answers): {instead}"
-            for name, drop in drops.items() if drop > MAX_ACCURACY_DROP_POINTS]
+    return "\n".join(lines + [f"Warning: {message}"
+                              for message in parity_module.warnings_for(report).values()])
 
 
 def _size(num_bytes):

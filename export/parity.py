@@ -80,6 +80,26 @@ def tflite_outputs(path, arrays):
     return stack(one_call), stack(split)
 
 
+# A .tflite file answering this many points below Keras on the parity split gets a warning,
+# at export and wherever it is used (keras_adahan.predict).
+MAX_ACCURACY_DROP_POINTS = 1.0
+
+
+def warnings_for(report):
+    """`{file name: message}` for each .tflite file of an export report whose accuracy fell
+    more than MAX_ACCURACY_DROP_POINTS below Keras' in its parity check, naming the smallest
+    file that stays within them: quantization can change a model's answers without an error."""
+    parity = report.get("parity", {}).get("artifacts", {})
+    drops = {name: -figures["accuracy_change_points"] for name, figures in parity.items()
+             if name.endswith(".tflite")}
+    within = sorted((report["artifacts"][name]["bytes"], name) for name, drop in drops.items()
+                    if drop <= MAX_ACCURACY_DROP_POINTS and name in report["artifacts"])
+    instead = f"ship {within[0][1]} instead" if within else "no .tflite file kept Keras' accuracy"
+    return {name: f"{name} answers {drop:.2f} points below Keras (agrees on "
+                  f"{parity[name]['answer_agreement']:.2%} of the answers): {instead}"
+            for name, drop in drops.items() if drop > MAX_ACCURACY_DROP_POINTS}
+
+
 def check(model, export_dir, dataset, vocabulary, quantizations, max_questions=None, log=print):
     """Parity figures of every artifact in `export_dir`, as a JSON-ready dict."""
     from keras_adahan import data

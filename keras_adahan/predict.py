@@ -30,6 +30,26 @@ class UnknownWordsWarning(UserWarning):
     """A question was answered with some of its words unknown to the model."""
 
 
+class ParityWarning(UserWarning):
+    """The export measured this .tflite file answering below the Keras model."""
+
+
+def warn_if_below_keras(model_path):
+    """Warns when the export report beside `model_path` (if any) found this file answering
+    its test split more than a point below Keras (e.g. an int8 file of a fragile model)."""
+    from keras_adahan.export import parity
+
+    path = os.path.join(os.path.dirname(os.path.abspath(model_path)), "export_report.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            report = json.load(f)
+        message = parity.warnings_for(report).get(os.path.basename(model_path))
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return  # No report, or not one of ours: nothing measured to warn of.
+    if message:
+        warnings.warn(f"{message} (measured at export: {path})", ParityWarning, stacklevel=3)
+
+
 def labels_path_of(model_path, labels_path=None):
     return labels_path or os.path.join(os.path.dirname(os.path.abspath(model_path)), LABELS)
 
@@ -199,6 +219,7 @@ def predict(model_path, image_path, questions, top=3, labels_path=None, num_thre
     if not questions:
         raise ValueError("give at least one --question")
     vqa = load_model(model_path, num_threads)
+    warn_if_below_keras(model_path)
     labels = load_labels(model_path, labels_path)
     vocabulary = Vocabulary(labels["words"])
     check_labels(labels, vqa, labels_path_of(model_path, labels_path))

@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from PIL import Image
 
 from keras_adahan import data
 from keras_adahan import run_files
+from keras_adahan.predict import ParityWarning
 from keras_adahan.predict import main
 from keras_adahan.predict import predict
 
@@ -156,3 +158,33 @@ def test_overlay_must_be_named_as_the_png_it_is(tmp_path):
         check_overlay(str(tmp_path / "attention.jpg"), inputs=[])
     check_overlay(str(tmp_path / "attention.PNG"), inputs=[])  # A new .png: fine.
     assert os.listdir(tmp_path) == []
+
+
+def test_warns_when_the_export_measured_the_file_below_keras(exported_tiny_run, photos,
+                                                             tmp_path):
+    export_dir = exported_tiny_run["export_dir"]
+    copy = tmp_path / "export"
+    copy.mkdir()
+    for name in ("vqa_int8.tflite", "vqa_float32.tflite", "labels.json"):
+        shutil.copy(os.path.join(export_dir, name), copy / name)
+    report = run_files.read_json(os.path.join(export_dir, "export_report.json"))
+    int8 = report["parity"]["artifacts"]["vqa_int8.tflite"]
+    int8.update(accuracy_change_points=-0.3, answer_agreement=0.99)  # Within a point ...
+    run_files.write_json(copy / "export_report.json", report)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ParityWarning)
+        main(["--model", str(copy / "vqa_int8.tflite"), "--image", photos["RGB"],
+              "--question", QUESTION])
+    # ... one that fell 9.67 points below Keras at export is answered with a warning.
+    int8.update(accuracy_change_points=-9.67, answer_agreement=0.5117)
+    run_files.write_json(copy / "export_report.json", report)
+    with pytest.warns(ParityWarning, match=r"vqa_int8.tflite answers 9.67 points below Keras "
+                      r"\(agrees on 51.17% of the answers\): ship vqa_\w+.tflite instead "
+                      r"\(measured at export: .*export_report.json\)"):
+        main(["--model", str(copy / "vqa_int8.tflite"), "--image", photos["RGB"],
+              "--question", QUESTION])
+    (copy / "export_report.json").write_text("{not json")  # Unreadable: answered, no warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ParityWarning)
+        assert main(["--model", str(copy / "vqa_int8.tflite"), "--image", photos["RGB"],
+                     "--question", QUESTION])
