@@ -20,6 +20,7 @@ was, a killed one leaves a staging folder that the next export to OUTPUT_DIR rem
 --overwrite replaces only an export folder of this project, never the run it exports.
 """
 
+import hashlib
 import os
 import shutil
 import time
@@ -158,7 +159,8 @@ def export(
                 f.write(flatbuffer)
             ops, custom = tflite.op_names(flatbuffer)
             artifacts[tflite_name(quantization)] = {
-                "bytes": len(flatbuffer), "quantization": quantization,
+                "bytes": len(flatbuffer), "sha256": hashlib.sha256(flatbuffer).hexdigest(),
+                "quantization": quantization,
                 "ops": ops, "custom_ops": custom,
             }
             if quantization == "int8":

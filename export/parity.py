@@ -80,23 +80,36 @@ def tflite_outputs(path, arrays):
     return stack(one_call), stack(split)
 
 
-# A .tflite file answering this many points below Keras on the parity split gets a warning,
-# at export and wherever it is used (keras_adahan.predict).
+# A .tflite file answering more than this many points below Keras on the parity split gets
+# a warning, at export and wherever it answers (keras_adahan.predict).
 MAX_ACCURACY_DROP_POINTS = 1.0
 
 
 def warnings_for(report):
     """`{file name: message}` for each .tflite file of an export report whose accuracy fell
     more than MAX_ACCURACY_DROP_POINTS below Keras' in its parity check, naming the smallest
-    file that stays within them: quantization can change a model's answers without an error."""
-    parity = report.get("parity", {}).get("artifacts", {})
-    drops = {name: -figures["accuracy_change_points"] for name, figures in parity.items()
-             if name.endswith(".tflite")}
-    within = sorted((report["artifacts"][name]["bytes"], name) for name, drop in drops.items()
-                    if drop <= MAX_ACCURACY_DROP_POINTS and name in report["artifacts"])
-    instead = f"ship {within[0][1]} instead" if within else "no .tflite file kept Keras' accuracy"
-    return {name: f"{name} answers {drop:.2f} points below Keras (agrees on "
-                  f"{parity[name]['answer_agreement']:.2%} of the answers): {instead}"
+    file of the export that stays within them: quantization can change a model's answers
+    without an error. Entries it cannot read are passed over."""
+    parity = report.get("parity") or {}
+    sizes = report.get("artifacts") or {}
+    drops, agreements = {}, {}
+    for name, figures in (parity.get("artifacts") or {}).items():
+        try:
+            # Rounded: 100 * (a - b) of two accuracies carries float error at the boundary.
+            drops[name] = round(-float(figures["accuracy_change_points"]), 6)
+            agreements[name] = float(figures["answer_agreement"])
+        except (TypeError, KeyError, ValueError):
+            continue
+    drops = {name: drop for name, drop in drops.items() if name.endswith(".tflite")}
+    within = sorted((sizes[name]["bytes"], name) for name, drop in drops.items()
+                    if drop <= MAX_ACCURACY_DROP_POINTS
+                    and isinstance(sizes.get(name), dict) and "bytes" in sizes[name])
+    instead = (f"ship {within[0][1]} instead" if within else
+               "no other .tflite file of this export stays within a point of it")
+    sample = f" on {parity['questions']} {parity['split']} questions" if {
+        "questions", "split"} <= set(parity) else ""
+    return {name: f"{name} answers {drop:.2f} points below Keras{sample} (agrees on "
+                  f"{agreements[name]:.2%} of the answers): {instead}"
             for name, drop in drops.items() if drop > MAX_ACCURACY_DROP_POINTS}
 
 

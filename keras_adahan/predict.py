@@ -34,18 +34,25 @@ class ParityWarning(UserWarning):
     """The export measured this .tflite file answering below the Keras model."""
 
 
-def warn_if_below_keras(model_path):
-    """Warns when the export report beside `model_path` (if any) found this file answering
-    its test split more than a point below Keras (e.g. an int8 file of a fragile model)."""
+def warn_if_below_keras(model_path, vqa, labels, labels_path):
+    """Warns when the export report beside `labels_path` (the labels `check_labels` matched
+    to this file) measured this file answering more than a point below Keras, e.g. the int8
+    file of a fragile model. The file is found by its hash, whatever it is called now."""
     from keras_adahan.export import parity
 
-    path = os.path.join(os.path.dirname(os.path.abspath(model_path)), "export_report.json")
+    path = os.path.join(os.path.dirname(os.path.abspath(labels_path)), "export_report.json")
     try:
+        names = [name for name, digest in labels["model_sha256"].items() if digest == vqa.sha256]
         with open(path, encoding="utf-8") as f:
             report = json.load(f)
-        message = parity.warnings_for(report).get(os.path.basename(model_path))
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
-        return  # No report, or not one of ours: nothing measured to warn of.
+        artifact = report["artifacts"][names[0]]
+        if artifact.get("sha256", vqa.sha256) != vqa.sha256 or (  # Reports before 2026-12-05:
+                artifact["bytes"] != os.path.getsize(model_path)):  # no hashes, sizes only.
+            return  # The report of another export.
+        message = parity.warnings_for(report).get(names[0])
+    except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError,
+            RecursionError):
+        return  # No report, or not one of this file: nothing measured to warn of.
     if message:
         warnings.warn(f"{message} (measured at export: {path})", ParityWarning, stacklevel=3)
 
@@ -219,10 +226,10 @@ def predict(model_path, image_path, questions, top=3, labels_path=None, num_thre
     if not questions:
         raise ValueError("give at least one --question")
     vqa = load_model(model_path, num_threads)
-    warn_if_below_keras(model_path)
     labels = load_labels(model_path, labels_path)
     vocabulary = Vocabulary(labels["words"])
     check_labels(labels, vqa, labels_path_of(model_path, labels_path))
+    warn_if_below_keras(model_path, vqa, labels, labels_path_of(model_path, labels_path))
     # Every question is checked before the image is encoded.
     ids = [vocabulary.encode(q, vqa.max_question_length, require_known=True) for q in questions]
     for question in questions:

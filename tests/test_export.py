@@ -342,11 +342,18 @@ def test_report_warns_of_a_tflite_file_that_answers_below_keras():
                 if line.startswith("Warning")]
     # Beyond 1 point below Keras; the smallest file within it is named instead.
     assert warnings == [
-        "Warning: vqa_dynamic_range.tflite answers 1.50 points below Keras (agrees on 97.00% "
-        "of the answers): ship vqa_float16.tflite instead",
-        "Warning: vqa_int8.tflite answers 9.67 points below Keras (agrees on 51.17% of the "
-        "answers): ship vqa_float16.tflite instead"]
-    report["parity"]["artifacts"]["vqa_int8.tflite"] = figures(-0.2, 0.99)
+        "Warning: vqa_dynamic_range.tflite answers 1.50 points below Keras on 100 test "
+        "questions (agrees on 97.00% of the answers): ship vqa_float16.tflite instead",
+        "Warning: vqa_int8.tflite answers 9.67 points below Keras on 100 test questions "
+        "(agrees on 51.17% of the answers): ship vqa_float16.tflite instead"]
+    # One question in 100 is 1 point, whatever the float error of 100 * (0.49 - 0.5).
+    report["parity"]["artifacts"]["vqa_int8.tflite"] = figures(100 * (0.49 - 0.5), 0.99)
+    assert 100 * (0.49 - 0.5) < -1.0
     assert "ship vqa_int8.tflite instead" in exporter.format_report(report)
+    assert "Warning: vqa_int8" not in exporter.format_report(report)
+    for name in ("vqa_float32.tflite", "vqa_float16.tflite", "vqa_int8.tflite"):
+        report["parity"]["artifacts"][name] = figures(-5.0, 0.9)
+    assert "(agrees on 90.00% of the answers): no other .tflite file of this export stays " \
+           "within a point of it" in exporter.format_report(report)
     del report["parity"]  # --skip_parity: nothing to warn of.
     assert "Warning" not in exporter.format_report(report)

@@ -178,9 +178,22 @@ def test_warns_when_the_export_measured_the_file_below_keras(exported_tiny_run, 
     # ... one that fell 9.67 points below Keras at export is answered with a warning.
     int8.update(accuracy_change_points=-9.67, answer_agreement=0.5117)
     run_files.write_json(copy / "export_report.json", report)
-    with pytest.warns(ParityWarning, match=r"vqa_int8.tflite answers 9.67 points below Keras "
-                      r"\(agrees on 51.17% of the answers\): ship vqa_\w+.tflite instead "
-                      r"\(measured at export: .*export_report.json\)"):
+    with pytest.warns(ParityWarning, match=r"vqa_int8\.tflite answers 9\.67 points below "
+                      r"Keras on \d+ test questions \(agrees on 51\.17% of the answers\): "
+                      r"ship vqa_\w+\.tflite instead \(measured at export: "
+                      r".*export_report\.json\)"):
+        main(["--model", str(copy / "vqa_int8.tflite"), "--image", photos["RGB"],
+              "--question", QUESTION])
+    # Renamed, it is the same file (found by its hash) ...
+    shutil.copy(copy / "vqa_int8.tflite", tmp_path / "app_model.tflite")
+    with pytest.warns(ParityWarning, match="vqa_int8.tflite answers 9.67 points"):
+        main(["--model", str(tmp_path / "app_model.tflite"), "--labels",
+              str(copy / "labels.json"), "--image", photos["RGB"], "--question", QUESTION])
+    # ... and the report of another export does not speak for it.
+    report["artifacts"]["vqa_int8.tflite"]["sha256"] = "0" * 64
+    run_files.write_json(copy / "export_report.json", report)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ParityWarning)
         main(["--model", str(copy / "vqa_int8.tflite"), "--image", photos["RGB"],
               "--question", QUESTION])
     (copy / "export_report.json").write_text("{not json")  # Unreadable: answered, no warning.
