@@ -24,6 +24,7 @@ from keras_adahan import cli
 
 LABELS = "labels.json"
 OVERLAY_MARK = "keras_adahan_overlay"  # A PNG text key marking the overlays this tool writes.
+MAX_REPORT_BYTES = 10 * 2**20  # export_report.json is a few KB.
 
 
 class UnknownWordsWarning(UserWarning):
@@ -43,6 +44,8 @@ def warn_if_below_keras(model_path, vqa, labels, labels_path):
     path = os.path.join(os.path.dirname(os.path.abspath(labels_path)), "export_report.json")
     try:
         names = [name for name, digest in labels["model_sha256"].items() if digest == vqa.sha256]
+        if os.path.getsize(path) > MAX_REPORT_BYTES:
+            return  # Not a report of ours (a few KB): not read.
         with open(path, encoding="utf-8") as f:
             report = json.load(f)
         artifact = report["artifacts"][names[0]]
@@ -228,8 +231,9 @@ def predict(model_path, image_path, questions, top=3, labels_path=None, num_thre
     vqa = load_model(model_path, num_threads)
     labels = load_labels(model_path, labels_path)
     vocabulary = Vocabulary(labels["words"])
-    check_labels(labels, vqa, labels_path_of(model_path, labels_path))
-    warn_if_below_keras(model_path, vqa, labels, labels_path_of(model_path, labels_path))
+    labels_file = labels_path_of(model_path, labels_path)
+    check_labels(labels, vqa, labels_file)
+    warn_if_below_keras(model_path, vqa, labels, labels_file)
     # Every question is checked before the image is encoded.
     ids = [vocabulary.encode(q, vqa.max_question_length, require_known=True) for q in questions]
     for question in questions:

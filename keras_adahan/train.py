@@ -122,10 +122,9 @@ def parse_args(argv=None):
     add("--dtype", default=DEFAULT_DTYPE, choices=DTYPES,
         help="training compute: float32, or mixed_bfloat16 (bfloat16 activations and "
              "matmuls, float32 weights; fast on CPUs with AMX, some with AVX512-BF16, and "
-             "recent GPUs); auto (the default) measures a matmul in both at the start and "
+             "recent GPUs); auto (the default) times a matmul in both before training and "
              f"takes mixed_bfloat16 if it runs {compute.BFLOAT16_SPEEDUP}x float32's FLOP/s "
-             "or more. "
-             "model.keras is float32 either way")
+             "or more. model.keras is float32 either way")
     add("--init_from", default=None, metavar="RUN",
         help="start from the weights of a finished run folder instead of random ones "
              "(fine-tuning, or a curriculum over datasets): the same model config and "

@@ -1,5 +1,6 @@
 """Tests of keras_adahan.predict on the exported tiny run (see conftest)."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -196,7 +197,15 @@ def test_warns_when_the_export_measured_the_file_below_keras(exported_tiny_run, 
         warnings.simplefilter("error", ParityWarning)
         main(["--model", str(copy / "vqa_int8.tflite"), "--image", photos["RGB"],
               "--question", QUESTION])
-    (copy / "export_report.json").write_text("{not json")  # Unreadable: answered, no warning.
+    for bad in ("{not json", "", "[" * 100_000):  # Unreadable: answered, no warning.
+        (copy / "export_report.json").write_text(bad)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ParityWarning)
+            assert main(["--model", str(copy / "vqa_int8.tflite"), "--image", photos["RGB"],
+                         "--question", QUESTION])
+    # A report that would warn, padded past 10 MB: too large to be one of ours, not read.
+    report["artifacts"]["vqa_int8.tflite"]["sha256"] = run_files.sha256(copy / "vqa_int8.tflite")
+    (copy / "export_report.json").write_text(json.dumps(report) + " " * 11 * 2**20)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ParityWarning)
         assert main(["--model", str(copy / "vqa_int8.tflite"), "--image", photos["RGB"],
