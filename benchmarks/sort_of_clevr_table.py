@@ -134,7 +134,7 @@ def run(setup, seed, args):
 
 
 def load_result(run_dir):
-    result = {}
+    result = {"run_dir": run_dir}
     for name in ("metrics", "training", "config"):
         with open(os.path.join(run_dir, f"{name}.json")) as f:
             result[name] = json.load(f)
@@ -412,12 +412,12 @@ def main(argv=None):
                                       for n, (by_model, truth) in commonest.items()))
         return
 
-    rows, adahan = {}, []
+    rows, adahan = {}, {}
     for setup in args.setups:
         results = [run(setup, seed, args) for seed in args.seeds]
         rows[setup] = [summarize(r) for r in results]
         if SETUPS[setup][1][1] == "adahan":
-            adahan += [(setup, seed, r["metrics"]) for seed, r in zip(args.seeds, results)]
+            adahan[setup] = results
 
     print(f"\n{args.dataset}, test split, seeds {args.seeds} (mean ± sample std; %, but "
           "cells, pairs and minutes)\n")
@@ -429,19 +429,19 @@ def main(argv=None):
         ) + " |")
     if adahan:
         print("\nAdaHAN: mean cells kept per question type (its floor and ceiling applied)")
-        for setup, seed, metrics in adahan:
-            per_type = metrics["kept_cells_per_type"]
-            print(f"  {setup}, seed {seed}: "
-                  + ", ".join(f"{n} {v:.2f}" for n, v in per_type.items())
-                  + "   (distribution: " + ", ".join(
-                      f"{k} {v:.0f}" for k, v in metrics["kept_cells_distribution"].items())
-                  + ")")
-        for setup in dict.fromkeys(setup for setup, _, _ in adahan):
-            seed = args.seeds[0]
-            print(f"\n{setup}, seed {seed} - the softmax threshold alone (no floor or "
+        for setup, results in adahan.items():
+            for seed, result in zip(args.seeds, results):
+                metrics = result["metrics"]
+                kept = ", ".join(
+                    f"{n} {v:.2f}" for n, v in metrics["kept_cells_per_type"].items())
+                spread = ", ".join(
+                    f"{k} {v:.0f}" for k, v in metrics["kept_cells_distribution"].items())
+                print(f"  {setup}, seed {seed}: {kept}   (distribution: {spread})")
+        for setup, results in adahan.items():
+            print(f"\n{setup}, seed {args.seeds[0]} - the softmax threshold alone (no floor or "
                   "ceiling): mean cells passing, per question type")
-            run_dir = os.path.join(args.runs_dir, f"{args.dataset}-{setup}-seed{seed}")
-            for label, per_type in threshold_study(run_dir, args.data_dir).items():
+            # A curriculum's run folder is named after its own dataset.
+            for label, per_type in threshold_study(results[0]["run_dir"], args.data_dir).items():
                 print(f"  {label:<22} " + ", ".join(f"{n} {v:.2f}" for n, v in per_type.items()))
 
 

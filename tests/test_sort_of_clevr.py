@@ -202,31 +202,33 @@ def test_every_table_setup_is_a_valid_trainer_configuration():
 
 def test_curriculum_starts_its_second_run_from_the_first(tmp_path, monkeypatch, capfd):
     table = load_table_script()
-    # The best run's curriculum, shortened and on the tiny config for both stages.
-    monkeypatch.setattr(table, "CURRICULA", {"han_rn_image_more_scenes": (
-        "han_rn_image_warmup", "sort_of_clevr_tiny", 13, "sort_of_clevr_tiny", 2,
+    # The best run's curriculum for AdaHAN, shortened and on the tiny config for both stages.
+    monkeypatch.setattr(table, "CURRICULA", {"adahan_rn_image_more_scenes": (
+        "adahan_rn_image_warmup", "sort_of_clevr_tiny", 13, "sort_of_clevr_tiny", 2,
         ["--warmup_types", "closest", "furthest", "--warmup_epochs", "1"])})
     runs = tmp_path / "runs"
-    argv = ["--setups", "han_rn_image_more_scenes", "--seeds", "0",
+    argv = ["--setups", "adahan_rn_image_more_scenes", "--seeds", "0",
             "--data_dir", str(tmp_path / "tfds"), "--runs_dir", str(runs), "--quiet"]
     table.main(argv)
-    first = runs / "sort_of_clevr_tiny-han_rn_image_warmup-seed0"
-    second = runs / "sort_of_clevr_tiny-han_rn_image_more_scenes-seed0"
+    first = runs / "sort_of_clevr_tiny-adahan_rn_image_warmup-seed0"
+    second = runs / "sort_of_clevr_tiny-adahan_rn_image_more_scenes-seed0"
     config = json.loads((second / "config.json").read_text())["train"]
     assert config["init_from"] == str(first) and config["epochs"] == 2
     assert json.loads((first / "config.json").read_text())["train"]["epochs"] == 13
     assert len((second / "history.csv").read_text().splitlines()) == 1 + 2
-    assert ("| HAN+RN, g reads the image's cells; then closest and furthest"
-            in capfd.readouterr().out)
+    out = capfd.readouterr().out
+    assert "| AdaHAN+RN, g reads the image's cells; then closest and furthest" in out
+    # Its threshold study reads the second run's folder, named after its own dataset.
+    assert "adahan_rn_image_more_scenes, seed 0 - the softmax threshold alone" in out
     # A finished first run of another length is not taken for this one.
-    monkeypatch.setattr(table, "CURRICULA", {"han_rn_image_more_scenes": (
-        "han_rn_image_warmup", "sort_of_clevr_tiny", 14, "sort_of_clevr_tiny", 2, [])})
+    monkeypatch.setattr(table, "CURRICULA", {"adahan_rn_image_more_scenes": (
+        "adahan_rn_image_warmup", "sort_of_clevr_tiny", 14, "sort_of_clevr_tiny", 2, [])})
     (second / "metrics.json").unlink()
     with pytest.raises(SystemExit, match="holds a finished 13-epoch run where 14 epochs"):
         table.main(argv)
     # A run stopped before its evaluation is resumed, not trained again.
-    monkeypatch.setattr(table, "CURRICULA", {"han_rn_image_more_scenes": (
-        "han_rn_image_warmup", "sort_of_clevr_tiny", 13, "sort_of_clevr_tiny", 2, [])})
+    monkeypatch.setattr(table, "CURRICULA", {"adahan_rn_image_more_scenes": (
+        "adahan_rn_image_warmup", "sort_of_clevr_tiny", 13, "sort_of_clevr_tiny", 2, [])})
     capfd.readouterr()
     table.main(argv[:-1])  # Not --quiet: the trainer's lines are read below.
     assert (second / "metrics.json").exists()
@@ -234,7 +236,7 @@ def test_curriculum_starts_its_second_run_from_the_first(tmp_path, monkeypatch, 
     # A curriculum names its datasets and epochs.
     with pytest.raises(SystemExit):
         table.main(argv + ["--epochs", "3"])
-    assert "han_rn_image_more_scenes set their own datasets and epochs" in capfd.readouterr().err
+    assert "adahan_rn_image_more_scenes set their own datasets and epochs" in capfd.readouterr().err
 
 
 def test_coverage_needs_the_objects_the_generator_answered_from():
