@@ -55,9 +55,9 @@ ADAHAN = ("--variant", "adahan", "--min_cells", "1", "--set", "max_cells=7")
 # g reads each kept cell's image features beside its fused ones, as the published RN; at the
 # preset's 1e-3 the RN loses what the warm-up taught, at 1e-4 it keeps it.
 IMAGE_CELLS = ("--learning_rate", "1e-4", "--set", "relational_image_cells=true")
-# A curriculum's second stage (CURRICULA): the first stage's model and rate, the last
-# epoch's weights kept.
-MORE_SCENES = (*IMAGE_CELLS, "--lr_schedule", "constant", "--no-restore_best_weights")
+# A curriculum's second stage (CURRICULA): the first stage's model and rate (and these
+# flags), the last epoch's weights kept.
+SECOND_STAGE = ("--lr_schedule", "constant", "--no-restore_best_weights")
 # name -> (what it is, trainer flags on top of the sort_of_clevr preset).
 SETUPS = {
     "cnn_sum": ("CNN + sum (no attention)", ["--variant", "none", "--aggregation", "sum"]),
@@ -92,30 +92,33 @@ SETUPS = {
         ["--variant", "han", *WARMUP, "--learning_rate", "1e-4",
          "--set", "relational_image_cells=true", "--set", "relational_question=true"]),
     # Curricula (CURRICULA below): the best run's path, for HAN+RN, AdaHAN+RN and the
-    # control, RN over all cells.
+    # control, RN over all cells; and for HAN+RN whose g reads only the fused cells, whose
+    # warm-up bound every colour in three seeds of three.
     "han_rn_image_more_scenes": (
         "HAN+RN, g reads the image's cells; then closest and furthest on ten times the scenes",
-        ["--variant", "han", *MORE_SCENES]),
+        ["--variant", "han", *IMAGE_CELLS, *SECOND_STAGE]),
     "adahan_rn_image_more_scenes": (
         "AdaHAN+RN, g reads the image's cells; then closest and furthest on ten times the "
-        "scenes", [*ADAHAN, *MORE_SCENES]),
+        "scenes", [*ADAHAN, *IMAGE_CELLS, *SECOND_STAGE]),
     "rn_image_more_scenes": (
         "RN over all cells, g reads the image's cells; then closest and furthest on ten "
-        "times the scenes", ["--variant", "none", *MORE_SCENES]),
+        "times the scenes", ["--variant", "none", *IMAGE_CELLS, *SECOND_STAGE]),
+    "han_rn_more_scenes": (
+        "HAN+RN; then closest and furthest on ten times the scenes",
+        ["--variant", "han", "--learning_rate", "1e-4", *SECOND_STAGE]),
 }
 
 
 # Setups that start from another setup's run (--init_from): name -> (that setup, its
 # dataset and epochs; this stage's dataset and epochs, its flags beside its SETUPS flags).
 CURRICULA = {
-    # The path of the best run (docs/sort_of_clevr.md): MODEL_image_warmup for 30 epochs on
-    # the 9,800 scenes (its weights of lowest validation loss), then on ten times the scenes
-    # six epochs of closest and furthest alone and twelve of every type.
-    f"{model}_image_more_scenes": (f"{model}_image_warmup", "sort_of_clevr", 30,
-                                   "sort_of_clevr_more_scenes", 18,
-                                   ["--warmup_types", "closest", "furthest",
-                                    "--warmup_epochs", "6"])
-    for model in ("han_rn", "adahan_rn", "rn")
+    # The path of the best run (docs/sort_of_clevr.md): SETUP_warmup for 30 epochs on the
+    # 9,800 scenes (its weights of lowest validation loss), then on ten times the scenes six
+    # epochs of closest and furthest alone and twelve of every type.
+    f"{setup}_more_scenes": (f"{setup}_warmup", "sort_of_clevr", 30,
+                             "sort_of_clevr_more_scenes", 18,
+                             ["--warmup_types", "closest", "furthest", "--warmup_epochs", "6"])
+    for setup in ("han_rn_image", "adahan_rn_image", "rn_image", "han_rn")
 }
 
 
