@@ -1,6 +1,6 @@
 """Sort-of-CLEVR: HAN+RN against relation networks over all cells, and AdaHAN's budget.
 
-    python benchmarks/sort_of_clevr_table.py       # seeds 0 1 2 of all but the curricula
+    python benchmarks/sort_of_clevr_table.py  # seeds 0 1 2; not curricula or their first stages
     python benchmarks/sort_of_clevr_table.py --setups han_rn_more_scenes  # a curriculum
     python benchmarks/sort_of_clevr_table.py --setups adahan_rn_image_more_scenes \
         rn_image_more_scenes --seeds 0 1 2 -- --dtype mixed_bfloat16  # hours each
