@@ -12,8 +12,9 @@
 
 Each setup is a `python -m keras_adahan.train --dataset sort_of_clevr --preset sort_of_clevr`
 run with the flags below, one run folder per setup and seed under --runs_dir (finished runs
-are reused and an interrupted one is resumed, so a table picks up where it stopped; runs
-train in float32, as the tables so far did, unless `-- --dtype mixed_bfloat16` says so). A
+are reused and an interrupted one is resumed, so a table picks up where it stopped; a folder
+trained with other settings is refused, naming them; runs train in float32, as the tables
+so far did, unless `-- --dtype mixed_bfloat16` says so). A
 curriculum (CURRICULA; not among the default setups, hours a seed) is a second run, on its
 own dataset and epochs, that starts from another setup's run (`--init_from`). Prints, as
 Markdown, mean and spread over seeds of: accuracy on non-relational and relational
@@ -158,20 +159,21 @@ def train_once(setup, seed, args, dataset, epochs, flags=()):
     """The run folder of `setup` on `dataset` for `seed`, trained unless finished."""
     out = os.path.join(args.runs_dir, f"{dataset}-{setup}-seed{seed}")
     epochs = epochs or registry.get_dataset(dataset).default_epochs  # As the trainer's.
-    if os.path.exists(os.path.join(out, "metrics.json")):
-        with open(os.path.join(out, "config.json")) as f:
-            trained = json.load(f)["train"]["epochs"]
-        if trained != epochs:
-            sys.exit(f"{out} holds a finished {trained}-epoch run where {epochs} epochs are "
-                     "asked for: pass another --runs_dir")
-        return out
-    command = [sys.executable, "-m", "keras_adahan.train", "--dataset", dataset,
-               "--preset", "sort_of_clevr", "--seed", str(seed), "--output_dir", out,
-               "--epochs", str(epochs), "--resume", *SETUPS[setup][1], *flags,
-               "--dtype", "float32",  # As the tables so far; `-- --dtype ...` overrides.
-               *args.trainer_flags]
+    trainer_args = ["--dataset", dataset, "--preset", "sort_of_clevr", "--seed", str(seed),
+                    "--output_dir", out, "--epochs", str(epochs), "--resume",
+                    *SETUPS[setup][1], *flags,
+                    "--dtype", "float32",  # As the tables so far; `-- --dtype ...` overrides.
+                    *args.trainer_flags]
     if args.data_dir:
-        command += ["--data_dir", args.data_dir]
+        trainer_args += ["--data_dir", args.data_dir]
+    if os.path.exists(os.path.join(out, "config.json")):
+        differ = settings_differences(out, trainer_args)
+        if differ:
+            sys.exit(f"{out} holds a run trained with other settings: {', '.join(differ)}; "
+                     "pass another --runs_dir")
+        if os.path.exists(os.path.join(out, "metrics.json")):
+            return out
+    command = [sys.executable, "-m", "keras_adahan.train", *trainer_args]
     print("$", " ".join(command[1:]), flush=True)
     code = subprocess.run(command, stdout=subprocess.DEVNULL if args.quiet else None).returncode
     if code:
@@ -179,6 +181,20 @@ def train_once(setup, seed, args, dataset, epochs, flags=()):
                 "folder" if os.path.isdir(out) else "it wrote no run folder")
         sys.exit(f"the trainer stopped with exit status {code} (its message is above); {kept}")
     return out
+
+
+def settings_differences(run_dir, trainer_args):
+    """`"setting saved (asked value)"` for each training setting of the run in `run_dir`
+    that `trainer_args` would set otherwise; where it lives and how it starts do not count."""
+    from keras_adahan import run_files
+    from keras_adahan import train
+    saved = run_files.saved_train_settings(run_dir)
+    asked = json.loads(json.dumps(vars(train.parse_args(trainer_args))))  # Tuples as lists.
+    ignored = {"output_dir", "data_dir", "resume", "overwrite", "debug"}
+    if asked["dtype"] == "auto":  # The run saved what auto chose.
+        ignored.add("dtype")
+    return [f"{key} {saved[key]!r} (asked {value!r})" for key, value in asked.items()
+            if key in saved and key not in ignored and saved[key] != value]
 
 
 def summarize(result):

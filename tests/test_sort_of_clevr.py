@@ -203,9 +203,11 @@ def test_every_table_setup_is_a_valid_trainer_configuration():
 def test_curriculum_starts_its_second_run_from_the_first(tmp_path, monkeypatch, capfd):
     table = load_table_script()
     # The best run's curriculum for AdaHAN, shortened and on the tiny config for both stages.
-    monkeypatch.setattr(table, "CURRICULA", {"adahan_rn_image_more_scenes": (
-        "adahan_rn_image_warmup", "sort_of_clevr_tiny", 13, "sort_of_clevr_tiny", 2,
-        ["--warmup_types", "closest", "furthest", "--warmup_epochs", "1"])})
+    def curriculum(first_epochs):
+        return {"adahan_rn_image_more_scenes": (
+            "adahan_rn_image_warmup", "sort_of_clevr_tiny", first_epochs, "sort_of_clevr_tiny",
+            2, ["--warmup_types", "closest", "furthest", "--warmup_epochs", "1"])}
+    monkeypatch.setattr(table, "CURRICULA", curriculum(13))
     runs = tmp_path / "runs"
     argv = ["--setups", "adahan_rn_image_more_scenes", "--seeds", "0",
             "--data_dir", str(tmp_path / "tfds"), "--runs_dir", str(runs), "--quiet"]
@@ -221,14 +223,17 @@ def test_curriculum_starts_its_second_run_from_the_first(tmp_path, monkeypatch, 
     # Its threshold study reads the second run's folder, named after its own dataset.
     assert "adahan_rn_image_more_scenes, seed 0 - the softmax threshold alone" in out
     # A finished first run of another length is not taken for this one.
-    monkeypatch.setattr(table, "CURRICULA", {"adahan_rn_image_more_scenes": (
-        "adahan_rn_image_warmup", "sort_of_clevr_tiny", 14, "sort_of_clevr_tiny", 2, [])})
+    monkeypatch.setattr(table, "CURRICULA", curriculum(14))
     (second / "metrics.json").unlink()
-    with pytest.raises(SystemExit, match="holds a finished 13-epoch run where 14 epochs"):
+    with pytest.raises(SystemExit, match="holds a run trained with other settings: epochs 13 "
+                       r"\(asked 14\); pass another --runs_dir"):
         table.main(argv)
+    monkeypatch.setattr(table, "CURRICULA", curriculum(13))
+    # Nor one trained in another dtype.
+    with pytest.raises(SystemExit, match="with other settings: dtype 'float32' "
+                       r"\(asked 'mixed_bfloat16'\);"):
+        table.main(argv + ["--", "--dtype", "mixed_bfloat16"])
     # A run stopped before its evaluation is resumed, not trained again.
-    monkeypatch.setattr(table, "CURRICULA", {"adahan_rn_image_more_scenes": (
-        "adahan_rn_image_warmup", "sort_of_clevr_tiny", 13, "sort_of_clevr_tiny", 2, [])})
     capfd.readouterr()
     table.main(argv[:-1])  # Not --quiet: the trainer's lines are read below.
     assert (second / "metrics.json").exists()
