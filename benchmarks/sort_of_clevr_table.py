@@ -167,7 +167,8 @@ def train_once(setup, seed, args, dataset, epochs, flags=()):
     if args.data_dir:
         trainer_args += ["--data_dir", args.data_dir]
     if os.path.exists(os.path.join(out, "config.json")):
-        differ = settings_differences(out, trainer_args)
+        from keras_adahan import train
+        differ = train.settings_differences(out, trainer_args)
         if differ:
             sys.exit(f"{out} holds a run trained with other settings: {', '.join(differ)}; "
                      "pass another --runs_dir")
@@ -181,20 +182,6 @@ def train_once(setup, seed, args, dataset, epochs, flags=()):
                 "folder" if os.path.isdir(out) else "it wrote no run folder")
         sys.exit(f"the trainer stopped with exit status {code} (its message is above); {kept}")
     return out
-
-
-def settings_differences(run_dir, trainer_args):
-    """`"setting saved (asked value)"` for each training setting of the run in `run_dir`
-    that `trainer_args` would set otherwise; where it lives and how it starts do not count."""
-    from keras_adahan import run_files
-    from keras_adahan import train
-    saved = run_files.saved_train_settings(run_dir)
-    asked = json.loads(json.dumps(vars(train.parse_args(trainer_args))))  # Tuples as lists.
-    ignored = {"output_dir", "data_dir", "resume", "overwrite", "debug"}
-    if asked["dtype"] == "auto":  # The run saved what auto chose.
-        ignored.add("dtype")
-    return [f"{key} {saved[key]!r} (asked {value!r})" for key, value in asked.items()
-            if key in saved and key not in ignored and saved[key] != value]
 
 
 def summarize(result):

@@ -8,8 +8,9 @@
         --seeds 0 1 2 3 4 --epochs 3 --test_dataset classic
 
 Each run is a normal `python -m keras_adahan.train` run folder under --runs_dir (default
-runs/table); finished runs are reused (re-evaluated if their metrics predate a column), so
-an interrupted table picks up where it stopped. Runs train in float32, as the README's tables
+runs/table); finished runs are reused (re-evaluated if their metrics predate a column; one
+trained with other settings is refused, naming them), so an interrupted table picks up
+where it stopped. Runs train in float32, as the README's tables
 did, whatever the trainer's `--dtype auto` would pick (`-- --dtype mixed_bfloat16` to change).
 Prints mean and spread (sample standard deviation) of test accuracy, share of cells kept
 and grounding, as a Markdown table; with --test_dataset, of the runs evaluated on that
@@ -37,14 +38,20 @@ COLUMNS = (
 def run(dataset, variant, seed, args):
     out = os.path.join(args.runs_dir, f"{dataset}-{args.preset}-{variant}-seed{seed}")
     metrics = os.path.join(out, "metrics.json")
-    if not os.path.exists(metrics):
-        command = [sys.executable, "-m", "keras_adahan.train", "--dataset", dataset,
-                   "--preset", args.preset, "--variant", variant, "--seed", str(seed),
-                   "--output_dir", out, "--overwrite",
-                   "--dtype", "float32"]  # As the tables so far; `-- --dtype ...` overrides.
-        if args.epochs:
-            command += ["--epochs", str(args.epochs)]
-        command += args.trainer_flags
+    trainer_args = ["--dataset", dataset, "--preset", args.preset, "--variant", variant,
+                    "--seed", str(seed), "--output_dir", out, "--overwrite",
+                    "--dtype", "float32"]  # As the tables so far; `-- --dtype ...` overrides.
+    if args.epochs:
+        trainer_args += ["--epochs", str(args.epochs)]
+    trainer_args += args.trainer_flags
+    if os.path.exists(metrics):
+        from keras_adahan import train
+        differ = train.settings_differences(out, trainer_args)
+        if differ:
+            sys.exit(f"{out} holds a run trained with other settings: {', '.join(differ)}; "
+                     "pass another --runs_dir")
+    else:
+        command = [sys.executable, "-m", "keras_adahan.train", *trainer_args]
         print("$", " ".join(command[1:]), flush=True)
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL if args.quiet else None)
     evaluate = [sys.executable, "-m", "keras_adahan.evaluate", out]

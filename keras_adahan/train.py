@@ -363,6 +363,19 @@ def config_differences(saved, config):
             for key in fresh if saved.get(key, defaults[key]) != fresh[key]]
 
 
+def settings_differences(run_dir, argv):
+    """`"setting saved (asked value)"` for each training setting of the run in `run_dir` that
+    the trainer command line `argv` would set otherwise; where the run lives and how it
+    starts do not count. For scripts that reuse finished runs."""
+    saved = run_files.saved_train_settings(run_dir)
+    asked = json.loads(json.dumps(vars(parse_args(argv))))  # Tuples as JSON's lists.
+    ignored = {"output_dir", "data_dir", "resume", "overwrite", "debug"}
+    if asked["dtype"] == "auto":  # The run saved what auto chose.
+        ignored.add("dtype")
+    return [f"{key} {saved[key]!r} (asked {value!r})" for key, value in asked.items()
+            if key in saved and key not in ignored and saved[key] != value]
+
+
 def load_init_run(args):
     """The run of --init_from, refused (before any dataset is built) unless it is the model
     these flags build."""

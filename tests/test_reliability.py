@@ -403,6 +403,25 @@ def test_resume_refuses_another_runs_settings_and_a_damaged_backup(copied_run,
         train.main(tiny_flags(data_dir, copied_run, "--resume", "--epochs", "2"))
 
 
+def test_table_scripts_refuse_a_finished_run_with_other_settings(copied_run,
+                                                                 exported_tiny_run):
+    flags = tiny_flags(exported_tiny_run["data_dir"], copied_run, "--dtype", "float32")
+    assert train.settings_differences(copied_run, flags) == []
+    assert train.settings_differences(copied_run, flags + ["--learning_rate", "0.01"]) == [
+        "learning_rate 0.001 (asked 0.01)"]
+    # benchmarks/variants_table.py would have printed the 1-epoch run as a 2-epoch one.
+    runs = copied_run.parent
+    os.rename(copied_run, runs / "tiny-default-han-seed0")
+    script = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "variants_table.py")
+    result = subprocess.run(
+        [sys.executable, script, "--dataset", "tiny", "--variants", "han", "--seeds", "0",
+         "--epochs", "2", "--runs_dir", str(runs)], capture_output=True, text=True, env=ENV)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"{runs / 'tiny-default-han-seed0'} holds a run trained with other settings: epochs 1 "
+        "(asked 2); pass another --runs_dir")
+
+
 def test_lock_holder_is_released_when_killed_mid_run(copied_run, exported_tiny_run):
     """SIGKILL + --resume still works: the lock dies with the process."""
     holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(copied_run)],
