@@ -409,6 +409,10 @@ def test_table_scripts_refuse_a_finished_run_with_other_settings(copied_run,
     assert train.settings_differences(copied_run, flags) == []
     assert train.settings_differences(copied_run, flags + ["--learning_rate", "0.01"]) == [
         "learning_rate 0.001 (asked 0.01)"]
+    assert train.settings_differences(copied_run, flags + ["--dtype", "mixed_bfloat16"]) == [
+        "dtype 'float32' (asked 'mixed_bfloat16')"]
+    # --dtype auto: the run saved what auto chose, which it matches whatever that was.
+    assert train.settings_differences(copied_run, flags + ["--dtype", "auto"]) == []
     # benchmarks/variants_table.py would have printed the 1-epoch run as a 2-epoch one.
     runs = copied_run.parent
     os.rename(copied_run, runs / "tiny-default-han-seed0")
