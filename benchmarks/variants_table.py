@@ -25,6 +25,7 @@ import sys
 
 import numpy as np
 
+from keras_adahan import cli
 from keras_adahan.config import VARIANTS
 
 COLUMNS = (
@@ -79,7 +80,7 @@ def cell(values, percent=True):
     return f"{values.mean() * scale:.1f} ± {spread:.1f}"
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="classic")
     parser.add_argument("--preset", default="default")
@@ -95,7 +96,7 @@ def main():
     parser.add_argument("trainer_flags", nargs="*",
                         help="more trainer flags, after --: e.g. -- --k 0.05 (use another "
                              "--runs_dir: finished runs are reused by name)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     rows = []
     for variant in args.variants:
@@ -113,4 +114,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)  # A damaged run folder: one line, not a traceback.
