@@ -175,7 +175,7 @@ def build_answer_head(config):
             activation="relu" if config.classifier_units else None,
             name="aggregate" if config.classifier_units else "answer_logits",
         )(features, cell_weights)
-    elif config.variant == "soft":  # and aggregation == "sum"
+    elif config.variant == "soft" and config.aggregation == "sum":
         x = adahan_layers.SoftAttentionPooling(name="aggregate")(features)
     elif config.aggregation == "sum":
         x = adahan_layers.MaskedSumPooling(name="aggregate")(features, cell_weights)

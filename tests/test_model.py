@@ -38,6 +38,14 @@ TINY = ModelConfig(
     relational_units=(8, 8),
     classifier_units=(8,),
 )
+# The layer that aggregates the cells, by `ModelConfig.aggregation`; soft attention's weights
+# come from one of SOFT_ATTENTION.
+AGGREGATORS = {
+    "flatten": adahan_layers.FlattenHead,
+    "sum": (adahan_layers.MaskedSumPooling, adahan_layers.SoftAttentionPooling),
+    "relational": adahan_layers.RelationalAggregation,
+}
+SOFT_ATTENTION = (adahan_layers.SoftAttentionWeights, adahan_layers.SoftAttentionPooling)
 
 
 def inputs(config, batch=2, seed=0):
@@ -201,7 +209,15 @@ class ModelTest(unittest.TestCase):
             for aggregation in AGGREGATIONS:
                 config = TINY.replace(variant=variant, aggregation=aggregation, max_cells=8)
                 with self.subTest(variant=variant, aggregation=aggregation):
-                    outputs = numpy_outputs(build_model(config)(data))
+                    model = build_model(config)
+                    # Each aggregation is its own layer, whatever the attention.
+                    head_layers = model.get_layer("answer_head").layers
+                    self.assertTrue(any(isinstance(layer, AGGREGATORS[aggregation])
+                                        for layer in head_layers))
+                    if variant == "soft":
+                        self.assertTrue(any(isinstance(layer, SOFT_ATTENTION)
+                                            for layer in head_layers))
+                    outputs = numpy_outputs(model(data))
                     self.assertEqual(outputs["answer"].shape, (2, 3))
                     self.assertTrue(np.all(np.isfinite(outputs["answer"])))
                     kept = outputs["mask"].sum(1)
