@@ -82,7 +82,7 @@ def parse_args(argv=None):
         help="HAN cells kept: a count (>= 1) or a share of the cells (< 1). "
              "Default: the preset's")
     add("--min_cells", type=int, default=None,
-        help="AdaHAN floor: cells kept at least, whatever the threshold. Default: the "
+        help="AdaHAN floor (--variant adahan only): cells kept at least, whatever the threshold. Default: the "
              "preset's (default preset: as many as HAN keeps, see --k)")
     add("--aggregation", default=None, choices=AGGREGATIONS,
         help="what the kept cells are aggregated with: sum (default preset), relational "
@@ -91,7 +91,7 @@ def parse_args(argv=None):
         help="how the question meets each cell: gated (default preset), concat (the "
              "paper's), add (the reference's). Default: the preset's")
     add("--threshold", type=cli.finite_float, default=None,
-        help="AdaHAN softmax threshold in (0, 1]. Default: 1/number of cells")
+        help="AdaHAN softmax threshold in (0, 1] (--variant adahan only). Default: 1/number of cells")
     add("--set", action="append", default=[], metavar="FIELD=VALUE", dest="model_fields",
         help="any other keras_adahan.ModelConfig field, e.g. --set aggregate_norm=false "
              "--set rnn=lstm --set conv_filters=[16,32,64,64,64]; VALUE is read as JSON, "
@@ -217,6 +217,10 @@ def model_config(args, vocabulary_size, num_answers):
             value = text  # e.g. --set rnn=lstm
         overrides[field.strip()] = tuple(value) if isinstance(value, list) else value
     overrides.update(variant=args.variant, vocab_size=vocabulary_size, num_answers=num_answers)
+    for flag in ("threshold", "min_cells"):  # Other variants would ignore them.
+        if getattr(args, flag) is not None and args.variant != "adahan":
+            raise ValueError(f"--{flag} is AdaHAN's; it needs --variant adahan, received "
+                             f"--variant {args.variant}")
     if args.k is not None:
         # Whole numbers are counts of cells, fractions shares of them.
         overrides["k"] = int(args.k) if args.k == int(args.k) else args.k
