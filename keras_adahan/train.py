@@ -82,8 +82,8 @@ def parse_args(argv=None):
         help="HAN cells kept: a count (>= 1) or a share of the cells (< 1). "
              "Default: the preset's")
     add("--min_cells", type=int, default=None,
-        help="AdaHAN floor (--variant adahan only): cells kept at least, whatever the threshold. Default: the "
-             "preset's (default preset: as many as HAN keeps, see --k)")
+        help="AdaHAN floor (--variant adahan only): cells kept at least, whatever the "
+             "threshold. Default: the preset's (default preset: as many as HAN keeps, see --k)")
     add("--aggregation", default=None, choices=AGGREGATIONS,
         help="what the kept cells are aggregated with: sum (default preset), relational "
              "(HAN+RN: pairs of kept cells), flatten (the reference's). Default: the preset's")
@@ -91,7 +91,8 @@ def parse_args(argv=None):
         help="how the question meets each cell: gated (default preset), concat (the "
              "paper's), add (the reference's). Default: the preset's")
     add("--threshold", type=cli.finite_float, default=None,
-        help="AdaHAN softmax threshold in (0, 1] (--variant adahan only). Default: 1/number of cells")
+        help="AdaHAN softmax threshold in (0, 1] (--variant adahan only). Default: 1/number "
+             "of cells")
     add("--set", action="append", default=[], metavar="FIELD=VALUE", dest="model_fields",
         help="any other keras_adahan.ModelConfig field, e.g. --set aggregate_norm=false "
              "--set rnn=lstm --set conv_filters=[16,32,64,64,64]; VALUE is read as JSON, "
