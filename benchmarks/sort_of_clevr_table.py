@@ -153,6 +153,8 @@ def load_result(run_dir):
         with open(os.path.join(run_dir, f"{name}.json")) as f:
             result[name] = json.load(f)
     return result
+# Trainer settings the script sets for each run; flags after -- would override them.
+PER_RUN = ("dataset", "preset", "variant", "seed", "output_dir", "epochs", "init_from")
 
 
 def train_once(setup, seed, args, dataset, epochs, flags=()):
@@ -389,6 +391,13 @@ def main(argv=None):
     parser.add_argument("trainer_flags", nargs="*",
                         help="after --: more flags for every run, e.g. -- --learning_rate 3e-4")
     args = parser.parse_args(argv)
+    if args.trainer_flags:
+        from keras_adahan import train
+        ruled = train.flags_setting(args.trainer_flags, PER_RUN)
+        if ruled:
+            parser.error(f"the flags after -- set {', '.join('--' + n for n in ruled)}, which "
+                         "this script sets for each run: use its --setups, --seeds, --epochs, "
+                         "--runs_dir")
     curricula = [name for name in args.setups if name in CURRICULA]
     if curricula and (args.dataset or args.epochs):
         parser.error(f"{', '.join(curricula)} set their own datasets and epochs: run them "

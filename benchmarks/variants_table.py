@@ -34,6 +34,8 @@ COLUMNS = (
     ("grounding_top_cell", "grounding (top cell on target)"),
     ("grounding_top_cell_touches", "top cell touching target"),
 )
+# Trainer settings the script sets for each run; flags after -- would override them.
+PER_RUN = ("dataset", "preset", "variant", "seed", "output_dir", "epochs")
 
 
 def run(dataset, variant, seed, args):
@@ -97,6 +99,13 @@ def main(argv=None):
                         help="more trainer flags, after --: e.g. -- --k 0.05 (use another "
                              "--runs_dir: finished runs are reused by name)")
     args = parser.parse_args(argv)
+    if args.trainer_flags:
+        from keras_adahan import train
+        ruled = train.flags_setting(args.trainer_flags, PER_RUN)
+        if ruled:
+            parser.error(f"the flags after -- set {', '.join('--' + n for n in ruled)}, which "
+                         "this script sets for each run: use its --dataset, --preset, "
+                         "--variants, --seeds, --epochs, --runs_dir")
 
     rows = []
     for variant in args.variants:

@@ -60,7 +60,7 @@ TRAIN_DEFAULTS = {
 }
 
 
-def parse_args(argv=None):
+def argument_parser():
     parser = cli.ArgumentParser(
         prog="python -m keras_adahan.train",
         description=__doc__.split("\n\n")[0],
@@ -144,6 +144,11 @@ def parse_args(argv=None):
         help="mirrored: tf.distribute.MirroredStrategy over all local devices (GPUs, else "
              "CPU); multiworker: MultiWorkerMirroredStrategy over the machines in TF_CONFIG, "
              "run on each (see keras_adahan.multiworker)")
+    return parser
+
+
+def parse_args(argv=None):
+    parser = argument_parser()
     args = parser.parse_args(argv)
 
     for name, value in TRAIN_DEFAULTS[args.preset].items():
@@ -379,6 +384,17 @@ def settings_differences(run_dir, argv):
         ignored.add("dtype")
     return [f"{key} {saved[key]!r} (asked {value!r})" for key, value in asked.items()
             if key in saved and key not in ignored and saved[key] != value]
+
+
+def flags_setting(flags, names):
+    """Which of the training settings `names` (e.g. "seed") the trainer flags `flags` set,
+    however they are spelt (`--seed=1`, an abbreviation). For scripts that set those
+    settings per run and pass the user's flags on after their own, where the last wins."""
+    unset = object()
+    parser = argument_parser()
+    parser.set_defaults(**{name: unset for name in names})
+    given, _ = parser.parse_known_args(flags)
+    return [name for name in names if getattr(given, name) is not unset]
 
 
 def load_init_run(args):

@@ -427,6 +427,27 @@ def test_table_scripts_refuse_a_finished_run_with_other_settings(copied_run,
         "(asked 2); pass another --runs_dir")
 
 
+@pytest.mark.parametrize("script, flags, named", [
+    ("variants_table", ["--seed=5"], "--seed"),
+    ("variants_table", ["--var", "adahan", "--k", "3"], "--variant"),
+    ("sort_of_clevr_table", ["--dtype", "mixed_bfloat16", "--epochs", "4", "--seed", "1"],
+     "--seed, --epochs"),
+    ("sort_of_clevr_table", ["--init_from", "."], "--init_from"),
+])
+def test_table_scripts_refuse_flags_that_override_their_own_per_run(tmp_path, capsys, script,
+                                                                    flags, named):
+    """The flags after -- come last on each trainer command, so they would win: `-- --seed 5`
+    would train every "seed" alike and the table would print their spread."""
+    from test_sort_of_clevr import load_table_script
+
+    with pytest.raises(SystemExit) as stop:
+        load_table_script(script).main(["--runs_dir", str(tmp_path / "runs"), "--", *flags])
+    assert stop.value.code == 2
+    assert (f"error: the flags after -- set {named}, which this script sets for each run"
+            in capsys.readouterr().err)
+    assert not os.path.exists(tmp_path / "runs")
+
+
 def test_lock_holder_is_released_when_killed_mid_run(copied_run, exported_tiny_run):
     """SIGKILL + --resume still works: the lock dies with the process."""
     holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(copied_run)],
