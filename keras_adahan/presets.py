@@ -63,7 +63,7 @@ PRESETS = {
     "default": ModelConfig(),
     # CLEVR (480x320 renders of 3-10 objects, questions of up to ~45 words): the default
     # preset's shape, wider, an LSTM as in the paper, k = 16% (the paper's smallest share).
-    # --set aggregation=relational (or --aggregation relational) makes it HAN+RN.
+    # --aggregation relational makes it HAN+RN.
     # Train: python -m keras_adahan.train --dataset clevr --preset clevr
     "clevr": ModelConfig(
         conv_filters=(32, 64, 128, 128, 128),

@@ -223,10 +223,6 @@ def model_config(args, vocabulary_size, num_answers):
             value = text  # e.g. --set rnn=lstm
         overrides[field.strip()] = tuple(value) if isinstance(value, list) else value
     overrides.update(variant=args.variant, vocab_size=vocabulary_size, num_answers=num_answers)
-    for flag in ("threshold", "min_cells"):  # Other variants would ignore them.
-        if getattr(args, flag) is not None and args.variant != "adahan":
-            raise ValueError(f"--{flag} is AdaHAN's; it needs --variant adahan, received "
-                             f"--variant {args.variant}")
     if args.k is not None:
         # Whole numbers are counts of cells, fractions shares of them.
         overrides["k"] = int(args.k) if args.k == int(args.k) else args.k
@@ -237,6 +233,11 @@ def model_config(args, vocabulary_size, num_answers):
             overrides[name] = getattr(args, name)
     if args.min_cells is not None:
         overrides["min_cells"] = args.min_cells
+    for field in ("threshold", "min_cells", "max_cells"):  # Other variants would ignore them.
+        if field in overrides and args.variant != "adahan":
+            flag = f"--{field}" if field in _SET_BY_FLAGS else f"--set {field}"
+            raise ValueError(f"{flag} is AdaHAN's; it needs --variant adahan, received "
+                             f"--variant {args.variant}")
     return get_preset(args.preset, **overrides)
 
 
@@ -250,8 +251,9 @@ def learning_rate_schedule(args, steps_per_epoch):
 
 
 # ModelConfig fields that a flag or the dataset sets; --set cannot set them.
-_SET_BY_FLAGS = {"variant": "--variant", "vocab_size": "the dataset",
-                 "num_answers": "the dataset"}
+_SET_BY_FLAGS = {"variant": "--variant", "k": "--k", "threshold": "--threshold",
+                 "min_cells": "--min_cells", "fusion": "--fusion", "aggregation": "--aggregation",
+                 "vocab_size": "the dataset", "num_answers": "the dataset"}
 
 
 def main(argv=None):
