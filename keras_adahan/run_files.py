@@ -196,9 +196,12 @@ def load_run(run_dir_or_model):
 
 
 # Settings a resumed run must share with the run it continues (the model config is
-# compared too); --epochs may grow, --data_dir may move.
+# compared too); --epochs may grow (not under a cosine schedule, which spans the run's
+# epochs: its rate would jump), --data_dir may move.
 RESUME_MUST_MATCH = ("dataset", "seed", "preset", "batch_size", "learning_rate", "lr_schedule",
-                     "init_from")
+                     "init_from", "warmup_types", "warmup_epochs")
+
+
 class RunFolder:
     """The run folder a trainer writes: locked for the whole run; with --overwrite, a new
     folder beside the old one, swapped in by `commit()` once the run has succeeded."""
@@ -268,8 +271,9 @@ def saved_train_settings(run_dir):
 def check_resume_settings(args, run_dir):
     """--resume continues the same run: the saved settings of `RESUME_MUST_MATCH` agree."""
     saved = saved_train_settings(run_dir)
+    names = RESUME_MUST_MATCH + (("epochs",) if args.lr_schedule == "cosine" else ())
     differ = [f"--{name} {saved.get(name)!r} (given {getattr(args, name)!r})"
-              for name in RESUME_MUST_MATCH if saved.get(name) != getattr(args, name)]
+              for name in names if name in saved and saved[name] != getattr(args, name)]
     if differ:
         raise cli.UserError(f"--resume: {run_dir!r} was trained with {', '.join(differ)}; "
                             "resume with the command that started it")

@@ -3,6 +3,7 @@
 Each test here stands behind a row of docs/reliability.md.
 """
 
+import argparse
 import glob
 import json
 import os
@@ -446,6 +447,28 @@ def test_table_scripts_refuse_flags_that_override_their_own_per_run(tmp_path, ca
     assert (f"error: the flags after -- set {named}, which this script sets for each run"
             in capsys.readouterr().err)
     assert not os.path.exists(tmp_path / "runs")
+
+
+def test_resume_keeps_the_warmup_and_a_cosine_schedules_epochs(tmp_path):
+    saved = {"dataset": "tiny", "seed": 0, "preset": "default", "batch_size": 8,
+             "learning_rate": 0.001, "lr_schedule": "cosine", "init_from": None,
+             "warmup_types": None, "warmup_epochs": 0, "epochs": 10}
+    (tmp_path / "config.json").write_text(json.dumps({"train": saved}))
+
+    def resume(**asked):
+        run_files.check_resume_settings(argparse.Namespace(**{**saved, **asked}), tmp_path)
+
+    resume()
+    # The cosine rate spans the run's epochs: more of them would raise it mid-run.
+    with pytest.raises(cli.UserError, match=r"--epochs 10 \(given 20\)"):
+        resume(epochs=20)
+    with pytest.raises(cli.UserError, match=r"--warmup_types None \(given \['shape'\]\), "
+                                            r"--warmup_epochs 0 \(given 2\)"):
+        resume(warmup_types=["shape"], warmup_epochs=2)
+    saved.update(lr_schedule="constant")
+    del saved["warmup_epochs"]  # A run saved before the warm-up existed.
+    (tmp_path / "config.json").write_text(json.dumps({"train": saved}))
+    resume(epochs=20, warmup_epochs=0)
 
 
 def test_lock_holder_is_released_when_killed_mid_run(copied_run, exported_tiny_run):
