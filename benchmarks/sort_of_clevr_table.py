@@ -380,12 +380,13 @@ def main(argv=None):
     parser.add_argument("--data_dir", default=None)
     parser.add_argument("--runs_dir", default=os.path.join("runs", "sort_of_clevr_table"))
     parser.add_argument("--quiet", action="store_true", help="hide the trainer's output")
-    parser.add_argument("--threshold_study", metavar="RUN", default=None,
+    modes = parser.add_mutually_exclusive_group()  # Each prints about one run, then stops.
+    modes.add_argument("--threshold_study", metavar="RUN", default=None,
                         help="only print the threshold study of this run folder (any dataset)")
-    parser.add_argument("--colour_probe", metavar="RUN", default=None,
+    modes.add_argument("--colour_probe", metavar="RUN", default=None,
                         help="only ask this Sort-of-CLEVR run each object's shape, colour by "
                              "colour, and print whether its answers follow the colour")
-    parser.add_argument("--coverage", metavar="RUN", default=None,
+    modes.add_argument("--coverage", metavar="RUN", default=None,
                         help="only print, per question type, how often this Sort-of-CLEVR "
                              "run's kept cells touch every object the answer needs")
     parser.add_argument("trainer_flags", nargs="*",
