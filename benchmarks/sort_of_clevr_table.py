@@ -309,7 +309,9 @@ def coverage(run_dir, images=200):
     fewest cells of the run's grid that touch all six objects; and for closest and
     furthest, the shares of the run's answers and of the right answers that are the
     commonest shape among the other five objects (what a model that does not compare
-    distances can answer)."""
+    distances can answer); per question type, the share answered right among the questions
+    whose kept cells touch those objects and among the others (None where there are none).
+    """
     from keras_adahan import geometry
     from keras_adahan import run_files
 
@@ -326,16 +328,24 @@ def coverage(run_dir, images=200):
         answers = [run.answers[i] for i in outputs["answer"].argmax(-1)]
         for question, cells, answer in zip(scene.questions, kept, answers):
             needed = needed_objects(scene, question)
-            covered[question.type].append(touches[:, cells].any(1)[needed].all())
+            covered[question.type].append(
+                (touches[:, cells].any(1)[needed].all(), answer == question.answer))
             if question.type in ("closest", "furthest"):
                 others = collections.Counter(
                     o.shape for i, o in enumerate(scene.objects) if i != needed[0])
                 shape = others.most_common(1)[0][0]
                 commonest[question.type].append((answer == shape, question.answer == shape))
         fewest.append(_fewest_covering_cells(touches))
-    return ({name: float(np.mean(covered[name])) for name in scenes.QUESTION_TYPES},
+    right = {}
+    for name in scenes.QUESTION_TYPES:
+        touched, correct = np.array(covered[name]).T
+        right[name] = tuple(float(correct[where].mean()) if where.any() else None
+                            for where in (touched, ~touched))
+    return ({name: float(np.mean([c for c, _ in covered[name]]))
+             for name in scenes.QUESTION_TYPES},
             collections.Counter(fewest),
-            {name: np.mean(commonest[name], axis=0) for name in ("closest", "furthest")})
+            {name: np.mean(commonest[name], axis=0) for name in ("closest", "furthest")},
+            right)
 
 
 def _fewest_covering_cells(touches):
@@ -427,7 +437,7 @@ def main(argv=None):
               + f"); the answer changes with the colour on {varies:.0%} of the images")
         return
     if args.coverage:
-        per_type, fewest, commonest = coverage(args.coverage)
+        per_type, fewest, commonest, right = coverage(args.coverage)
         print(f"{args.coverage}: questions whose kept cells touch every object the answer "
               "needs (the named one; with the closest or furthest; all six to count), 200 "
               "test images: " + ", ".join(f"{n} {v:.1%}" for n, v in per_type.items()))
@@ -436,6 +446,9 @@ def main(argv=None):
         print("  closest and furthest answered with the commonest shape of the other five "
               "objects: " + ", ".join(f"{n} {by_model:.1%} (the right answer for {truth:.1%})"
                                       for n, (by_model, truth) in commonest.items()))
+        print("  answered right where the kept cells touch those objects / where they do not "
+              "(%): " + ", ".join(f"{n} {cell([touched])} / {cell([untouched])}"
+                          for n, (touched, untouched) in right.items()))
         return
 
     rows, adahan = {}, {}

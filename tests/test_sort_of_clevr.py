@@ -278,8 +278,12 @@ def test_coverage_of_a_run_that_keeps_every_cell_is_complete(tmp_path):
     train.main(["--dataset", "sort_of_clevr_tiny", "--preset", "sort_of_clevr", "--variant",
                 "none", "--epochs", "1", "--data_dir", str(tmp_path / "tfds"),
                 "--output_dir", str(run_dir)])
-    per_type, fewest, commonest = table.coverage(str(run_dir), images=4)
+    per_type, fewest, commonest, right = table.coverage(str(run_dir), images=4)
     assert per_type == {name: 1.0 for name in scenes.QUESTION_TYPES}
+    # Every question covered, on all 4 test images: the evaluation's accuracy per type.
+    accuracy = json.loads((run_dir / "metrics.json").read_text())["accuracy_per_type"]
+    for name in scenes.QUESTION_TYPES:
+        assert right[name][0] == pytest.approx(accuracy[name]) and right[name][1] is None
     assert sum(fewest.values()) == 4 and set(fewest) <= {1, 2, 3, 4, 5, 6}
     assert set(commonest) == {"closest", "furthest"}
 
