@@ -153,6 +153,8 @@ def load_result(run_dir):
         with open(os.path.join(run_dir, f"{name}.json")) as f:
             result[name] = json.load(f)
     return result
+
+
 # Trainer settings the script sets for each run; flags after -- would override them.
 PER_RUN = ("dataset", "preset", "variant", "seed", "output_dir", "epochs", "init_from")
 
@@ -404,11 +406,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.trainer_flags:
         from keras_adahan import train
-        ruled = train.flags_setting(args.trainer_flags, PER_RUN)
-        if ruled:
-            parser.error(f"the flags after -- set {', '.join('--' + n for n in ruled)}, which "
-                         "this script sets for each run: use its --setups, --seeds, --epochs, "
-                         "--runs_dir")
+        train.refuse_flags_setting(args.trainer_flags, PER_RUN,
+                                   "--setups, --seeds, --epochs, --runs_dir")
     curricula = [name for name in args.setups if name in CURRICULA]
     if curricula and (args.dataset or args.epochs):
         parser.error(f"{', '.join(curricula)} set their own datasets and epochs: run them "

@@ -101,11 +101,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.trainer_flags:
         from keras_adahan import train
-        ruled = train.flags_setting(args.trainer_flags, PER_RUN)
-        if ruled:
-            parser.error(f"the flags after -- set {', '.join('--' + n for n in ruled)}, which "
-                         "this script sets for each run: use its --dataset, --preset, "
-                         "--variants, --seeds, --epochs, --runs_dir")
+        train.refuse_flags_setting(args.trainer_flags, PER_RUN,
+                                   "--dataset, --preset, --variants, --seeds, --epochs, --runs_dir")
 
     rows = []
     for variant in args.variants:

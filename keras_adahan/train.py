@@ -388,15 +388,19 @@ def settings_differences(run_dir, argv):
             if key in saved and key not in ignored and saved[key] != value]
 
 
-def flags_setting(flags, names):
-    """Which of the training settings `names` (e.g. "seed") the trainer flags `flags` set,
-    however they are spelt (`--seed=1`, an abbreviation). For scripts that set those
-    settings per run and pass the user's flags on after their own, where the last wins."""
+def refuse_flags_setting(flags, names, instead):
+    """For scripts that set the training settings `names` (e.g. "seed") for each run and
+    pass the user's trainer `flags` on after their own, where the last wins: `cli.UserError`
+    if `flags` set one of them, however spelt (`--seed=1`, an abbreviation); `instead`
+    names the script's own flags."""
     unset = object()
     parser = argument_parser()
     parser.set_defaults(**{name: unset for name in names})
     given, _ = parser.parse_known_args(flags)
-    return [name for name in names if getattr(given, name) is not unset]
+    ruled = [f"--{name}" for name in names if getattr(given, name) is not unset]
+    if ruled:
+        raise cli.UserError(f"the flags after -- set {', '.join(ruled)}, which this script "
+                            f"sets for each run: use its {instead}")
 
 
 def load_init_run(args):

@@ -435,17 +435,17 @@ def test_table_scripts_refuse_a_finished_run_with_other_settings(copied_run,
      "--seed, --epochs"),
     ("sort_of_clevr_table", ["--init_from", "."], "--init_from"),
 ])
-def test_table_scripts_refuse_flags_that_override_their_own_per_run(tmp_path, capsys, script,
-                                                                    flags, named):
+def test_table_scripts_refuse_flags_that_override_their_own_per_run(tmp_path, script, flags,
+                                                                    named):
     """The flags after -- come last on each trainer command, so they would win: `-- --seed 5`
     would train every "seed" alike and the table would print their spread."""
     from test_sort_of_clevr import load_table_script
 
-    with pytest.raises(SystemExit) as stop:
+    with pytest.raises(cli.UserError) as stop:
         load_table_script(script).main(["--runs_dir", str(tmp_path / "runs"), "--", *flags])
     assert stop.value.code == 2
-    assert (f"error: the flags after -- set {named}, which this script sets for each run"
-            in capsys.readouterr().err)
+    assert str(stop.value).startswith(
+        f"the flags after -- set {named}, which this script sets for each run: use its ")
     assert not os.path.exists(tmp_path / "runs")
 
 
