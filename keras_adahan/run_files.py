@@ -196,10 +196,15 @@ def load_run(run_dir_or_model):
 
 
 # Settings a resumed run must share with the run it continues (the model config is
-# compared too); --epochs may grow (not under a cosine schedule, which spans the run's
-# epochs: its rate would jump), --data_dir may move.
+# compared too); --epochs may grow, --data_dir may move.
 RESUME_MUST_MATCH = ("dataset", "seed", "preset", "batch_size", "learning_rate", "lr_schedule",
-                     "init_from", "warmup_types", "warmup_epochs")
+                     "init_from")
+# And while epochs are left to train: the warm-up, and under a cosine schedule (it spans the
+# run's epochs, so more of them would raise the rate) --epochs. With none left, a resume
+# only writes the model and evaluates.
+RESUME_TRAINING_MUST_MATCH = ("warmup_types", "warmup_epochs")
+# What runs saved before a setting existed trained with.
+SAVED_BEFORE = {"init_from": None, "warmup_types": None, "warmup_epochs": 0}
 
 
 class RunFolder:
@@ -270,10 +275,16 @@ def saved_train_settings(run_dir):
 
 def check_resume_settings(args, run_dir):
     """--resume continues the same run: the saved settings of `RESUME_MUST_MATCH` agree."""
-    saved = saved_train_settings(run_dir)
-    names = RESUME_MUST_MATCH + (("epochs",) if args.lr_schedule == "cosine" else ())
+    from keras_adahan.backup import AtomicBackupAndRestore  # It imports this module.
+
+    saved = {**SAVED_BEFORE, **saved_train_settings(run_dir)}
+    names = RESUME_MUST_MATCH
+    if args.epochs > AtomicBackupAndRestore(os.path.join(run_dir, "backup")).epoch:
+        names += RESUME_TRAINING_MUST_MATCH
+        if args.lr_schedule == "cosine":
+            names += ("epochs",)
     differ = [f"--{name} {saved.get(name)!r} (given {getattr(args, name)!r})"
-              for name in names if name in saved and saved[name] != getattr(args, name)]
+              for name in names if saved.get(name) != getattr(args, name)]
     if differ:
         raise cli.UserError(f"--resume: {run_dir!r} was trained with {', '.join(differ)}; "
                             "resume with the command that started it")

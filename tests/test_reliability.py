@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 
+import h5py
 import numpy as np
 import pytest
 
@@ -454,9 +455,10 @@ def test_resume_keeps_the_warmup_and_a_cosine_schedules_epochs(tmp_path):
              "learning_rate": 0.001, "lr_schedule": "cosine", "init_from": None,
              "warmup_types": None, "warmup_epochs": 0, "epochs": 10}
     (tmp_path / "config.json").write_text(json.dumps({"train": saved}))
+    command = dict(saved)  # The run's own flags.
 
     def resume(**asked):
-        run_files.check_resume_settings(argparse.Namespace(**{**saved, **asked}), tmp_path)
+        run_files.check_resume_settings(argparse.Namespace(**{**command, **asked}), tmp_path)
 
     resume()
     # The cosine rate spans the run's epochs: more of them would raise it mid-run.
@@ -465,10 +467,25 @@ def test_resume_keeps_the_warmup_and_a_cosine_schedules_epochs(tmp_path):
     with pytest.raises(cli.UserError, match=r"--warmup_types None \(given \['shape'\]\), "
                                             r"--warmup_epochs 0 \(given 2\)"):
         resume(warmup_types=["shape"], warmup_epochs=2)
-    saved.update(lr_schedule="constant")
-    del saved["warmup_epochs"]  # A run saved before the warm-up existed.
+    # A run saved before the warm-up and --init_from existed trained without them.
+    for name in ("warmup_types", "warmup_epochs", "init_from"):
+        del saved[name]
     (tmp_path / "config.json").write_text(json.dumps({"train": saved}))
-    resume(epochs=20, warmup_epochs=0)
+    with pytest.raises(cli.UserError, match=r"--warmup_epochs 0 \(given 2\)"):
+        resume(warmup_types=["shape"], warmup_epochs=2)
+    with pytest.raises(cli.UserError, match=r"--init_from None \(given 'run'\)"):
+        resume(init_from="run")
+    # With 6 epochs done, asking for 6 trains nothing (it writes the model and evaluates):
+    # the warm-up flags, which need --epochs above them, may be left out.
+    (tmp_path / "backup").mkdir()
+    h5py.File(tmp_path / "backup" / "epoch-0006.weights.h5", "w").close()
+    (tmp_path / "backup" / STATE).write_text(json.dumps({
+        "epoch": 6, "weights": "epoch-0006.weights.h5", "history": [{"loss": 1.0}] * 6}))
+    saved.update(warmup_types=["shape"], warmup_epochs=2)
+    (tmp_path / "config.json").write_text(json.dumps({"train": saved}))
+    resume(epochs=6)
+    with pytest.raises(cli.UserError, match=r"--warmup_epochs 2 \(given 0\)"):
+        resume(epochs=7)
 
 
 def test_lock_holder_is_released_when_killed_mid_run(copied_run, exported_tiny_run):
