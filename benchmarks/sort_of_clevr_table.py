@@ -147,6 +147,19 @@ def run(setup, seed, args):
     return result
 
 
+def stages(args):
+    """The trainer flags (before the user's) of every run that `args.setups` train, for seed
+    0; a curriculum's second stage starts from the current folder (its first stage's run
+    may not exist yet)."""
+    for setup in args.setups:
+        if setup not in CURRICULA:
+            yield trainer_flags(setup, 0, args, args.dataset, args.epochs)[1]
+            continue
+        first, first_dataset, first_epochs, dataset, epochs, flags = CURRICULA[setup]
+        yield trainer_flags(first, 0, args, first_dataset, first_epochs)[1]
+        yield trainer_flags(setup, 0, args, dataset, epochs, ["--init_from", os.curdir, *flags])[1]
+
+
 def load_result(run_dir):
     result = {"run_dir": run_dir}
     for name in ("metrics", "training", "config"):
@@ -155,21 +168,23 @@ def load_result(run_dir):
     return result
 
 
-# Trainer settings the script sets for each run; flags after -- would override them.
-PER_RUN = ("dataset", "preset", "variant", "seed", "output_dir", "epochs", "init_from")
+def trainer_flags(setup, seed, args, dataset, epochs, flags=()):
+    """The run folder and the trainer flags of one run of `setup`, before the user's (after
+    --)."""
+    out = os.path.join(args.runs_dir, f"{dataset}-{setup}-seed{seed}")
+    epochs = epochs or registry.get_dataset(dataset).default_epochs  # As the trainer's.
+    own = ["--dataset", dataset, "--preset", "sort_of_clevr", "--seed", str(seed),
+           "--output_dir", out, "--epochs", str(epochs), "--resume", *SETUPS[setup][1], *flags,
+           "--dtype", "float32"]  # As the tables so far; `-- --dtype ...` overrides.
+    if args.data_dir:
+        own += ["--data_dir", args.data_dir]
+    return out, own
 
 
 def train_once(setup, seed, args, dataset, epochs, flags=()):
     """The run folder of `setup` on `dataset` for `seed`, trained unless finished."""
-    out = os.path.join(args.runs_dir, f"{dataset}-{setup}-seed{seed}")
-    epochs = epochs or registry.get_dataset(dataset).default_epochs  # As the trainer's.
-    trainer_args = ["--dataset", dataset, "--preset", "sort_of_clevr", "--seed", str(seed),
-                    "--output_dir", out, "--epochs", str(epochs), "--resume",
-                    *SETUPS[setup][1], *flags,
-                    "--dtype", "float32",  # As the tables so far; `-- --dtype ...` overrides.
-                    *args.trainer_flags]
-    if args.data_dir:
-        trainer_args += ["--data_dir", args.data_dir]
+    out, own = trainer_flags(setup, seed, args, dataset, epochs, flags)
+    trainer_args = own + args.trainer_flags
     if os.path.exists(os.path.join(out, "config.json")):
         from keras_adahan import train
         differ = train.settings_differences(out, trainer_args)
@@ -404,15 +419,15 @@ def main(argv=None):
     parser.add_argument("trainer_flags", nargs="*",
                         help="after --: more flags for every run, e.g. -- --learning_rate 3e-4")
     args = parser.parse_args(argv)
-    if args.trainer_flags:
-        from keras_adahan import train
-        train.refuse_flags_setting(args.trainer_flags, PER_RUN,
-                                   "--setups, --seeds, --epochs, --runs_dir")
     curricula = [name for name in args.setups if name in CURRICULA]
     if curricula and (args.dataset or args.epochs):
         parser.error(f"{', '.join(curricula)} set their own datasets and epochs: run them "
                      "without --dataset and --epochs")
     args.dataset = args.dataset or "sort_of_clevr"
+    if args.trainer_flags:
+        from keras_adahan import train
+        for stage in stages(args):
+            train.check_flags_passed_on(args.trainer_flags, stage, overridable=["--dtype"])
     epochs = args.epochs or registry.get_dataset(args.dataset).default_epochs
     for setup in args.setups:
         flags = SETUPS[setup][1]

@@ -34,19 +34,21 @@ COLUMNS = (
     ("grounding_top_cell", "grounding (top cell on target)"),
     ("grounding_top_cell_touches", "top cell touching target"),
 )
-# Trainer settings the script sets for each run; flags after -- would override them.
-PER_RUN = ("dataset", "preset", "variant", "seed", "output_dir", "epochs")
+def trainer_flags(dataset, variant, seed, args):
+    """The run folder and the trainer flags of one run, before the user's (after --)."""
+    out = os.path.join(args.runs_dir, f"{dataset}-{args.preset}-{variant}-seed{seed}")
+    flags = ["--dataset", dataset, "--preset", args.preset, "--variant", variant,
+             "--seed", str(seed), "--output_dir", out, "--overwrite",
+             "--dtype", "float32"]  # As the tables so far; `-- --dtype ...` overrides.
+    if args.epochs:
+        flags += ["--epochs", str(args.epochs)]
+    return out, flags
 
 
 def run(dataset, variant, seed, args):
-    out = os.path.join(args.runs_dir, f"{dataset}-{args.preset}-{variant}-seed{seed}")
+    out, flags = trainer_flags(dataset, variant, seed, args)
     metrics = os.path.join(out, "metrics.json")
-    trainer_args = ["--dataset", dataset, "--preset", args.preset, "--variant", variant,
-                    "--seed", str(seed), "--output_dir", out, "--overwrite",
-                    "--dtype", "float32"]  # As the tables so far; `-- --dtype ...` overrides.
-    if args.epochs:
-        trainer_args += ["--epochs", str(args.epochs)]
-    trainer_args += args.trainer_flags
+    trainer_args = flags + args.trainer_flags
     if os.path.exists(metrics):
         from keras_adahan import train
         differ = train.settings_differences(out, trainer_args)
@@ -101,8 +103,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.trainer_flags:
         from keras_adahan import train
-        train.refuse_flags_setting(args.trainer_flags, PER_RUN,
-                                   "--dataset, --preset, --variants, --seeds, --epochs, --runs_dir")
+        for variant in args.variants:
+            train.check_flags_passed_on(
+                args.trainer_flags, trainer_flags(args.dataset, variant, 0, args)[1],
+                overridable=["--dtype"])
 
     rows = []
     for variant in args.variants:

@@ -388,19 +388,29 @@ def settings_differences(run_dir, argv):
             if key in saved and key not in ignored and saved[key] != value]
 
 
-def refuse_flags_setting(flags, names, instead):
-    """For scripts that set the training settings `names` (e.g. "seed") for each run and
-    pass the user's trainer `flags` on after their own, where the last wins: `cli.UserError`
-    if `flags` set one of them, however spelt (`--seed=1`, an abbreviation); `instead`
-    names the script's own flags."""
-    unset = object()
+def settings_set_by(flags):
+    """The trainer settings that `flags` set, however spelt (`--seed=1`, an abbreviation):
+    each flag's name (`--seed`), and `--set FIELD` for each `--set FIELD=VALUE`."""
+    unset = object()  # Not a string: argparse would parse a string default as a value.
     parser = argument_parser()
+    names = set(vars(parser.parse_args([]))) - {"model_fields"}  # --set appends to a list.
     parser.set_defaults(**{name: unset for name in names})
-    given, _ = parser.parse_known_args(flags)
-    ruled = [f"--{name}" for name in names if getattr(given, name) is not unset]
-    if ruled:
-        raise cli.UserError(f"the flags after -- set {', '.join(ruled)}, which this script "
-                            f"sets for each run: use its {instead}")
+    given = parser.parse_known_args(flags)[0]
+    fields = [item.partition("=")[0].strip() for item in given.model_fields]
+    return ({f"--{name}" for name in names if getattr(given, name) is not unset}
+            | {f"--set {field}" for field in fields})
+
+
+def check_flags_passed_on(flags, own_flags, overridable=()):
+    """For scripts that run the trainer with their `own_flags` and then the user's `flags`:
+    `cli.UserError` if `flags` set what `own_flags` set (the last flag wins, so the script
+    would report a run it did not ask for), `overridable` aside; then the whole command
+    line's own refusals (a flag the run's variant ignores), before any run trains."""
+    clash = sorted((settings_set_by(flags) & settings_set_by(own_flags)) - set(overridable))
+    if clash:
+        raise cli.UserError(f"the flags after -- set {', '.join(clash)}, which this script "
+                            "sets for that run itself: use the script's own flags")
+    parse_args([*own_flags, *flags])
 
 
 def load_init_run(args):

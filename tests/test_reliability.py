@@ -433,21 +433,42 @@ def test_table_scripts_refuse_a_finished_run_with_other_settings(copied_run,
     ("variants_table", ["--seed=5"], "--seed"),
     ("variants_table", ["--var", "adahan", "--k", "3"], "--variant"),
     ("sort_of_clevr_table", ["--dtype", "mixed_bfloat16", "--epochs", "4", "--seed", "1"],
-     "--seed, --epochs"),
-    ("sort_of_clevr_table", ["--init_from", "."], "--init_from"),
+     "--epochs, --seed"),
+    # A setup's own flags: han_rn_warmup trains at 1e-4, adahan_rn with --set max_cells=7.
+    ("sort_of_clevr_table", ["--setups", "han_rn_warmup", "--epochs", "13", "--",
+                             "--learning_rate", "3e-4"], "--learning_rate"),
+    ("sort_of_clevr_table", ["--setups", "adahan_rn", "--", "--set", "max_cells=5",
+                             "--set", "aggregate_norm=false"], "--set max_cells"),
+    ("sort_of_clevr_table", ["--setups", "han_rn_more_scenes", "--", "--init_from", "."],
+     "--init_from"),
 ])
-def test_table_scripts_refuse_flags_that_override_their_own_per_run(tmp_path, script, flags,
-                                                                    named):
+def test_table_scripts_refuse_flags_that_override_their_own(tmp_path, script, flags, named):
     """The flags after -- come last on each trainer command, so they would win: `-- --seed 5`
     would train every "seed" alike and the table would print their spread."""
     from test_sort_of_clevr import load_table_script
 
+    if "--" not in flags:
+        flags = ["--", *flags]
     with pytest.raises(cli.UserError) as stop:
-        load_table_script(script).main(["--runs_dir", str(tmp_path / "runs"), "--", *flags])
-    assert stop.value.code == 2
-    assert str(stop.value).startswith(
-        f"the flags after -- set {named}, which this script sets for each run: use its ")
+        load_table_script(script).main(["--runs_dir", str(tmp_path / "runs"), *flags])
+    assert str(stop.value) == (f"the flags after -- set {named}, which this script sets for "
+                               "that run itself: use the script's own flags")
     assert not os.path.exists(tmp_path / "runs")
+
+
+def test_table_scripts_check_every_runs_flags_before_training(tmp_path):
+    """A flag one of the runs refuses stops the table before any run trains."""
+    from test_sort_of_clevr import load_table_script
+
+    runs = tmp_path / "runs"
+    for script, argv in (
+            ("variants_table", ["--variants", "adahan", "han", "--", "--threshold", "0.2"]),
+            ("sort_of_clevr_table", ["--setups", "adahan_rn", "han_rn", "--",
+                                     "--threshold", "0.1"])):
+        with pytest.raises(cli.UserError, match="is AdaHAN's; it needs --variant adahan, "
+                                                "received --variant han"):
+            load_table_script(script).main(["--runs_dir", str(runs), *argv])
+        assert not runs.exists()
 
 
 def test_resume_keeps_the_warmup_and_a_cosine_schedules_epochs(tmp_path):
