@@ -353,13 +353,13 @@ def coverage(run_dir, images=200):
                 shape = others.most_common(1)[0][0]
                 commonest[question.type].append((answer == shape, question.answer == shape))
         fewest.append(_fewest_covering_cells(touches))
-    right = {}
+    shares, right = {}, {}
     for name in scenes.QUESTION_TYPES:
-        touched, correct = np.array(covered[name]).T
+        touched, correct = np.array(covered[name], dtype=bool).reshape(-1, 2).T
+        shares[name] = float(touched.mean()) if len(touched) else None
         right[name] = tuple(float(correct[where].mean()) if where.any() else None
                             for where in (touched, ~touched))
-    return ({name: float(np.mean([c for c, _ in covered[name]]))
-             for name in scenes.QUESTION_TYPES},
+    return (shares,
             collections.Counter(fewest),
             {name: np.mean(commonest[name], axis=0) for name in ("closest", "furthest")},
             right)
@@ -454,7 +454,7 @@ def main(argv=None):
         per_type, fewest, commonest, right = coverage(args.coverage)
         print(f"{args.coverage}: questions whose kept cells touch every object the answer "
               "needs (the named one; with the closest or furthest; all six to count), 200 "
-              "test images: " + ", ".join(f"{n} {v:.1%}" for n, v in per_type.items()))
+              "test images: " + ", ".join(f"{n} {cell([v])}%" for n, v in per_type.items()))
         print("  fewest cells that touch all six objects, images: " + ", ".join(
             f"{size} cells {count}" for size, count in sorted(fewest.items())))
         print("  closest and furthest answered with the commonest shape of the other five "
