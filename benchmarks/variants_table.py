@@ -34,6 +34,8 @@ COLUMNS = (
     ("grounding_top_cell", "grounding (top cell on target)"),
     ("grounding_top_cell_touches", "top cell touching target"),
 )
+
+
 def trainer_flags(dataset, variant, seed, args):
     """The run folder and the trainer flags of one run, before the user's (after --)."""
     out = os.path.join(args.runs_dir, f"{dataset}-{args.preset}-{variant}-seed{seed}")
