@@ -157,7 +157,8 @@ def stages(args):
             continue
         first, first_dataset, first_epochs, dataset, epochs, flags = CURRICULA[setup]
         yield trainer_flags(first, 0, args, first_dataset, first_epochs)[1]
-        yield trainer_flags(setup, 0, args, dataset, epochs, ["--init_from", os.curdir, *flags])[1]
+        yield trainer_flags(setup, 0, args, dataset, epochs,
+                            ["--init_from", os.curdir, *flags])[1]
 
 
 def load_result(run_dir):
@@ -454,7 +455,7 @@ def main(argv=None):
         per_type, fewest, commonest, right = coverage(args.coverage)
         print(f"{args.coverage}: questions whose kept cells touch every object the answer "
               "needs (the named one; with the closest or furthest; all six to count), 200 "
-              "test images: " + ", ".join(f"{n} {cell([v])}%" for n, v in per_type.items()))
+              "test images (%): " + ", ".join(f"{n} {cell([v])}" for n, v in per_type.items()))
         print("  fewest cells that touch all six objects, images: " + ", ".join(
             f"{size} cells {count}" for size, count in sorted(fewest.items())))
         print("  closest and furthest answered with the commonest shape of the other five "

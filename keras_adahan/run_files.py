@@ -274,7 +274,8 @@ def saved_train_settings(run_dir):
 
 
 def check_resume_settings(args, run_dir):
-    """--resume continues the same run: the saved settings of `RESUME_MUST_MATCH` agree."""
+    """--resume continues the same run: the saved settings of `RESUME_MUST_MATCH` agree, and
+    those of `RESUME_TRAINING_MUST_MATCH` while epochs are left to train."""
     from keras_adahan.backup import AtomicBackupAndRestore  # It imports this module.
 
     saved = {**SAVED_BEFORE, **saved_train_settings(run_dir)}
