@@ -202,9 +202,12 @@ RESUME_MUST_MATCH = ("dataset", "seed", "preset", "batch_size", "learning_rate",
 # And while epochs are left to train: the warm-up, and under a cosine schedule (it spans the
 # run's epochs, so more of them would raise the rate) --epochs. With none left, a resume
 # only writes the model and evaluates.
-RESUME_TRAINING_MUST_MATCH = ("warmup_types", "warmup_epochs")
+# So does --restore_best_weights: a run that kept no best epoch would pick one among the
+# resumed epochs only.
+RESUME_TRAINING_MUST_MATCH = ("warmup_types", "warmup_epochs", "restore_best_weights")
 # What runs saved before a setting existed trained with.
-SAVED_BEFORE = {"init_from": None, "warmup_types": None, "warmup_epochs": 0}
+SAVED_BEFORE = {"init_from": None, "warmup_types": None, "warmup_epochs": 0,
+                "restore_best_weights": True}
 
 
 class RunFolder:
@@ -274,13 +277,18 @@ def saved_train_settings(run_dir):
 
 
 def check_resume_settings(args, run_dir):
-    """--resume continues the same run: the saved settings of `RESUME_MUST_MATCH` agree, and
-    those of `RESUME_TRAINING_MUST_MATCH` while epochs are left to train."""
+    """--resume continues the same run: the saved settings of `RESUME_MUST_MATCH` agree,
+    those of `RESUME_TRAINING_MUST_MATCH` too while epochs are left to train, and --epochs
+    is no fewer than the epochs trained."""
     from keras_adahan.backup import AtomicBackupAndRestore  # It imports this module.
 
     saved = {**SAVED_BEFORE, **saved_train_settings(run_dir)}
     names = RESUME_MUST_MATCH
-    if args.epochs > AtomicBackupAndRestore(os.path.join(run_dir, "backup")).epoch:
+    trained = AtomicBackupAndRestore(os.path.join(run_dir, "backup")).epoch
+    if args.epochs < trained:
+        raise cli.UserError(f"--resume: {run_dir!r} has trained {trained} epochs; pass "
+                            f"--epochs {trained} or more (received --epochs {args.epochs})")
+    if args.epochs > trained:
         names += RESUME_TRAINING_MUST_MATCH
         if args.lr_schedule == "cosine":
             names += ("epochs",)

@@ -79,8 +79,8 @@ def argument_parser():
              "datasets/sort_of_clevr/README.md), or folder:PATH, a folder of your own "
              "images and questions (datasets/vqa_folder/README.md)")
     add("--k", type=cli.finite_float, default=None,
-        help="HAN cells kept: a count (>= 1) or a share of the cells (< 1). "
-             "Default: the preset's")
+        help="HAN cells kept: a count (>= 1) or a share of the cells (< 1); AdaHAN's floor "
+             "unless --min_cells. Default: the preset's")
     add("--min_cells", type=int, default=None,
         help="AdaHAN floor (--variant adahan only): cells kept at least, whatever the "
              "threshold. Default: the preset's (default preset: as many as HAN keeps, see --k)")
@@ -185,6 +185,9 @@ def parse_args(argv=None):
         if not os.path.isdir(args.init_from):
             parser.error(f"--init_from {args.init_from!r} is not a run folder (no such folder)")
         args.init_from = os.path.abspath(args.init_from)  # As config.json records it.
+        if args.output_dir and os.path.abspath(args.output_dir) == args.init_from:
+            parser.error(f"--output_dir {args.output_dir!r} is the run --init_from starts from; "
+                         "write the new run elsewhere")
     if args.output_dir is None:
         dataset = args.dataset
         if dataset.startswith(registry.FOLDER_PREFIX):  # folder:/a/b/farm -> folder-farm
@@ -233,6 +236,11 @@ def model_config(args, vocabulary_size, num_answers):
             overrides[name] = getattr(args, name)
     if args.min_cells is not None:
         overrides["min_cells"] = args.min_cells
+    if args.k is not None and args.variant in ("soft", "none"):  # They keep every cell.
+        raise ValueError(f"--k is HAN's and AdaHAN's; --variant {args.variant} keeps every "
+                         "cell: drop --k")
+    if args.k is not None and args.min_cells is not None:  # k only sets AdaHAN's floor.
+        raise ValueError("--k sets AdaHAN's floor, which --min_cells sets: pass one of them")
     for field in ("threshold", "min_cells", "max_cells"):  # Other variants would ignore them.
         if field in overrides and args.variant != "adahan":
             flag = f"--{field}" if field in _SET_BY_FLAGS else f"--set {field}"

@@ -474,7 +474,8 @@ def test_table_scripts_check_every_runs_flags_before_training(tmp_path):
 def test_resume_keeps_the_warmup_and_a_cosine_schedules_epochs(tmp_path):
     saved = {"dataset": "tiny", "seed": 0, "preset": "default", "batch_size": 8,
              "learning_rate": 0.001, "lr_schedule": "cosine", "init_from": None,
-             "warmup_types": None, "warmup_epochs": 0, "epochs": 10}
+             "warmup_types": None, "warmup_epochs": 0, "epochs": 10,
+             "restore_best_weights": True}
     (tmp_path / "config.json").write_text(json.dumps({"train": saved}))
     command = dict(saved)  # The run's own flags.
 
@@ -507,6 +508,17 @@ def test_resume_keeps_the_warmup_and_a_cosine_schedules_epochs(tmp_path):
     resume(epochs=6)
     with pytest.raises(cli.UserError, match=r"--warmup_epochs 2 \(given 0\)"):
         resume(epochs=7)
+    # Fewer epochs than trained would record a 6-epoch model as a 5-epoch run.
+    with pytest.raises(cli.UserError, match="has trained 6 epochs; pass --epochs 6 or more "
+                                            r"\(received --epochs 5\)"):
+        resume(epochs=5)
+    # A run that kept no best epoch, resumed to keep one, would choose among the resumed
+    # epochs only (and the other way round, drop the best it kept).
+    saved.update(restore_best_weights=False)
+    (tmp_path / "config.json").write_text(json.dumps({"train": saved}))
+    with pytest.raises(cli.UserError, match=r"--restore_best_weights False \(given True\)"):
+        resume(epochs=7, restore_best_weights=True)
+    resume(epochs=6, restore_best_weights=True)  # Nothing left to train: it picks the last.
 
 
 def test_lock_holder_is_released_when_killed_mid_run(copied_run, exported_tiny_run):

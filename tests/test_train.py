@@ -152,6 +152,10 @@ def test_evaluate_cli(tiny_run):
     (["--variant", "soft", "--min_cells", "1"],
      "--min_cells is AdaHAN's; it needs --variant adahan, received --variant soft"),
     (["--set", "max_cells=7"], "--set max_cells is AdaHAN's; it needs --variant adahan"),
+    (["--variant", "none", "--k", "3"],
+     "--k is HAN's and AdaHAN's; --variant none keeps every cell: drop --k"),
+    (["--variant", "adahan", "--k", "3", "--min_cells", "2"],
+     "--k sets AdaHAN's floor, which --min_cells sets: pass one of them"),
     (["--set", "aggregation=relational", "--aggregation", "sum"],
      "--set aggregation=... is set by --aggregation; use that instead"),
     (["--dataset", "farm"], "argument --dataset: unknown dataset 'farm'; known: classic"),
@@ -162,14 +166,17 @@ def test_evaluate_cli(tiny_run):
     (["--epochs", "2", "--warmup_types", "shape", "--warmup_epochs", "2"],
      "--warmup_epochs must be in [0, --epochs) = [0, 2), received 2"),
     (["--init_from", "/nonexistent/run"], "--init_from '/nonexistent/run' is not a run folder"),
+    (["--init_from", "RUN", "--overwrite"], "is the run --init_from starts from"),
 ])
 def test_bad_flags_give_clear_errors(tmp_path, argv, message):
+    (tmp_path / "run").mkdir()  # Empty: a new run may be written there.
+    argv = [str(tmp_path / "run") if flag == "RUN" else flag for flag in argv]
     with pytest.raises(SystemExit) as stop:
         train.main(["--dataset", "tiny", *argv] + ["--data_dir", str(tmp_path / "tfds"),
                                                    "--output_dir", str(tmp_path / "run")])
     assert stop.value.code == 2 and message in str(stop.value), str(stop.value)
-    # Refused before anything was written: no dataset, no run folder.
-    assert not os.path.exists(tmp_path / "run") and not os.path.exists(tmp_path / "tfds")
+    # Refused before anything was written: no dataset, nothing in the run folder.
+    assert os.listdir(tmp_path / "run") == [] and not os.path.exists(tmp_path / "tfds")
 
 
 def test_init_from_starts_from_the_runs_weights(tiny_run, tmp_path):
