@@ -35,7 +35,6 @@ answer needs (by box: a cell's features also see past its box): a relational mod
 only answer from what is kept.
 """
 
-import argparse
 import collections
 import itertools
 import json
@@ -288,12 +287,14 @@ def _ask(run, scene, texts):
 
 
 def colour_probe(run_dir, images=40):
-    """(shape accuracy per colour, share of images whose answer changes with the colour)
-    when the run is asked the shape of each object of the first `images` test images."""
+    """(shape accuracy per colour, share of images whose answer changes with the colour,
+    images asked) when the run is asked the shape of each object of the first `images`
+    test images (all of them in a smaller test split)."""
     from keras_adahan import run_files
 
     run = run_files.load_run(run_dir)
     config = _scene_config(run, "--colour_probe", run_dir)
+    images = min(images, config.num_examples("test"))
     right, varies = collections.Counter(), 0
     for index in range(images):
         scene = scenes.render_scene(config, "test", index)
@@ -302,7 +303,7 @@ def colour_probe(run_dir, images=40):
         answers = [run.answers[i] for i in outputs["answer"].argmax(-1)]
         right.update(o.color for a, o in zip(answers, scene.objects) if a == o.shape)
         varies += len(set(answers)) > 1
-    return {color: right[color] / images for color in scenes.COLORS}, varies / images
+    return {color: right[color] / images for color in scenes.COLORS}, varies / images, images
 
 
 def needed_objects(scene, question):
@@ -322,7 +323,8 @@ def needed_objects(scene, question):
 
 
 def coverage(run_dir, images=200):
-    """Over the first `images` test images: per question type, the share of questions
+    """Over the first `images` test images (all of them in a smaller test split; their
+    number is returned last): per question type, the share of questions
     whose kept cells touch every object the answer needs (`needed_objects`); per image, the
     fewest cells of the run's grid that touch all six objects; and for closest and
     furthest, the shares of the run's answers and of the right answers that are the
@@ -335,6 +337,7 @@ def coverage(run_dir, images=200):
 
     run = run_files.load_run(run_dir)
     config = _scene_config(run, "--coverage", run_dir)
+    images = min(images, config.num_examples("test"))
     grid_size = run.model.grid_size
     covered, fewest, commonest = collections.defaultdict(list), [], collections.defaultdict(list)
     for index in range(images):
@@ -363,7 +366,8 @@ def coverage(run_dir, images=200):
     return (shares,
             collections.Counter(fewest),
             {name: np.mean(commonest[name], axis=0) for name in ("closest", "furthest")},
-            right)
+            right,
+            images)
 
 
 def _fewest_covering_cells(touches):
@@ -393,7 +397,7 @@ COLUMNS = (("non-relational", 100, 1), ("relational", 100, 1), ("shape", 100, 1)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = cli.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default=None,
                         choices=[name for name in registry.DATASETS
                                  if name.startswith("sort_of_clevr")],
@@ -403,9 +407,11 @@ def main(argv=None):
     parser.add_argument("--setups", nargs="+", choices=list(SETUPS), default=[
         name for name in SETUPS
         if name not in CURRICULA and name not in {first for first, *_ in CURRICULA.values()}])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=None, help="default: the trainer's (20)")
-    parser.add_argument("--data_dir", default=None)
+    parser.add_argument("--seeds", nargs="+", type=cli.seed, default=[0, 1, 2])
+    parser.add_argument("--epochs", type=cli.positive_int, default=None,
+                        help="default: the trainer's (20)")
+    parser.add_argument("--data_dir", default=None,
+                        help="where the datasets are built (and --threshold_study's run's)")
     parser.add_argument("--runs_dir", default=os.path.join("runs", "sort_of_clevr_table"))
     parser.add_argument("--quiet", action="store_true", help="hide the trainer's output")
     modes = parser.add_mutually_exclusive_group()  # Each prints about one run, then stops.
@@ -420,6 +426,45 @@ def main(argv=None):
     parser.add_argument("trainer_flags", nargs="*",
                         help="after --: more flags for every run, e.g. -- --learning_rate 3e-4")
     args = parser.parse_args(argv)
+    mode = next((f"--{name}" for name in ("threshold_study", "colour_probe", "coverage")
+                 if getattr(args, name)), None)
+    if mode:  # It reads one run: the table's flags would do nothing.
+        unused = [f"--{name}" for name in ("dataset", "setups", "seeds", "epochs", "runs_dir",
+                                           "quiet", "data_dir")
+                  if getattr(args, name) != parser.get_default(name)
+                  and not (name == "data_dir" and mode == "--threshold_study")]
+        unused += ["flags after --"] * bool(args.trainer_flags)
+        if unused:
+            parser.error(f"{', '.join(unused)}: not used by {mode}, which reads one run")
+    if args.threshold_study:
+        study = threshold_study(args.threshold_study, args.data_dir)
+        print(f"{args.threshold_study}: mean cells whose softmax(presence / T) reaches the "
+              "threshold, no floor or ceiling, per question type")
+        for label, per_type in study.items():
+            print(f"  {label:<22} " + ", ".join(f"{n} {v:.2f}" for n, v in per_type.items()))
+        return
+    if args.colour_probe:
+        per_colour, varies, images = colour_probe(args.colour_probe)
+        print(f"{args.colour_probe}: the shape of each object of {images} test images, "
+              f"asked colour by colour: {np.mean(list(per_colour.values())):.1%} right ("
+              + ", ".join(f"{c} {v:.0%}" for c, v in per_colour.items())
+              + f"); the answer changes with the colour on {varies:.0%} of the images")
+        return
+    if args.coverage:
+        per_type, fewest, commonest, right, images = coverage(args.coverage)
+        print(f"{args.coverage}: questions whose kept cells touch every object the answer "
+              "needs (the named one; with the closest or furthest; all six to count), "
+              f"{images} test images (%): " + ", ".join(f"{n} {cell([v])}" for n, v in per_type.items()))
+        print("  fewest cells that touch all six objects, images: " + ", ".join(
+            f"{size} cells {count}" for size, count in sorted(fewest.items())))
+        print("  closest and furthest answered with the commonest shape of the other five "
+              "objects: " + ", ".join(f"{n} {by_model:.1%} (the right answer for {truth:.1%})"
+                                      for n, (by_model, truth) in commonest.items()))
+        print("  answered right where the kept cells touch those objects / where they do not "
+              "(%): " + ", ".join(f"{n} {cell([touched])} / {cell([untouched])}"
+                          for n, (touched, untouched) in right.items()))
+        return
+
     curricula = [name for name in args.setups if name in CURRICULA]
     if curricula and (args.dataset or args.epochs):
         parser.error(f"{', '.join(curricula)} set their own datasets and epochs: run them "
@@ -437,34 +482,6 @@ def main(argv=None):
             if epochs <= warmup:
                 parser.error(f"{setup} warms up for {warmup} epochs: pass --epochs above "
                              f"{warmup} (docs/sort_of_clevr.md: 18 or 30), received {epochs}")
-    if args.threshold_study:
-        study = threshold_study(args.threshold_study, args.data_dir)
-        print(f"{args.threshold_study}: mean cells whose softmax(presence / T) reaches the "
-              "threshold, no floor or ceiling, per question type")
-        for label, per_type in study.items():
-            print(f"  {label:<22} " + ", ".join(f"{n} {v:.2f}" for n, v in per_type.items()))
-        return
-    if args.colour_probe:
-        per_colour, varies = colour_probe(args.colour_probe)
-        print(f"{args.colour_probe}: the shape of each object of 40 test images, asked colour "
-              f"by colour: {np.mean(list(per_colour.values())):.1%} right ("
-              + ", ".join(f"{c} {v:.0%}" for c, v in per_colour.items())
-              + f"); the answer changes with the colour on {varies:.0%} of the images")
-        return
-    if args.coverage:
-        per_type, fewest, commonest, right = coverage(args.coverage)
-        print(f"{args.coverage}: questions whose kept cells touch every object the answer "
-              "needs (the named one; with the closest or furthest; all six to count), 200 "
-              "test images (%): " + ", ".join(f"{n} {cell([v])}" for n, v in per_type.items()))
-        print("  fewest cells that touch all six objects, images: " + ", ".join(
-            f"{size} cells {count}" for size, count in sorted(fewest.items())))
-        print("  closest and furthest answered with the commonest shape of the other five "
-              "objects: " + ", ".join(f"{n} {by_model:.1%} (the right answer for {truth:.1%})"
-                                      for n, (by_model, truth) in commonest.items()))
-        print("  answered right where the kept cells touch those objects / where they do not "
-              "(%): " + ", ".join(f"{n} {cell([touched])} / {cell([untouched])}"
-                          for n, (touched, untouched) in right.items()))
-        return
 
     rows, adahan = {}, {}
     for setup in args.setups:

@@ -17,7 +17,6 @@ and grounding, as a Markdown table; with --test_dataset, of the runs evaluated o
 config's test split (`python -m keras_adahan.evaluate RUN --dataset CONFIG`).
 """
 
-import argparse
 import json
 import os
 import subprocess
@@ -27,6 +26,9 @@ import numpy as np
 
 from keras_adahan import cli
 from keras_adahan.config import VARIANTS
+from keras_adahan.datasets import registry
+from keras_adahan.evaluate import file_tag
+from keras_adahan.train import dataset_name
 
 COLUMNS = (
     ("accuracy", "test accuracy"),
@@ -60,10 +62,11 @@ def run(dataset, variant, seed, args):
     else:
         command = [sys.executable, "-m", "keras_adahan.train", *trainer_args]
         print("$", " ".join(command[1:]), flush=True)
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL if args.quiet else None)
+        check(subprocess.run(command, stdout=subprocess.DEVNULL if args.quiet else None),
+              "trainer", out)
     evaluate = [sys.executable, "-m", "keras_adahan.evaluate", out]
     if args.test_dataset and args.test_dataset != dataset:
-        metrics = os.path.join(out, f"metrics_{args.test_dataset}.json")
+        metrics = os.path.join(out, f"metrics_{file_tag(args.test_dataset)}.json")
         evaluate += ["--dataset", args.test_dataset]
     result = {}
     if os.path.exists(metrics):
@@ -71,10 +74,18 @@ def run(dataset, variant, seed, args):
             result = json.load(f)
     # Not evaluated on that config yet, or before the "touching" figure existed.
     if "grounding_top_cell_touches" not in result:
-        subprocess.run(evaluate, check=True, stdout=subprocess.DEVNULL)
+        check(subprocess.run(evaluate, stdout=subprocess.DEVNULL), "evaluation", out)
         with open(metrics) as f:
             result = json.load(f)
     return result
+
+
+def check(process, what, out):
+    """One line, not a traceback, when the trainer or evaluation stopped (its own message
+    is above)."""
+    if process.returncode:
+        sys.exit(f"the {what} stopped with exit status {process.returncode} (its message is "
+                 f"above); {out} is kept: the same command picks up where it stopped")
 
 
 def cell(values, percent=True):
@@ -87,14 +98,15 @@ def cell(values, percent=True):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", default="classic")
+    parser = cli.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", default="classic", type=dataset_name)
     parser.add_argument("--preset", default="default")
     parser.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=None, help="default: the trainer's")
+    parser.add_argument("--seeds", nargs="+", type=cli.seed, default=[0, 1, 2])
+    parser.add_argument("--epochs", type=cli.positive_int, default=None,
+                        help="default: the trainer's")
     parser.add_argument("--runs_dir", default=os.path.join("runs", "table"))
-    parser.add_argument("--test_dataset", default=None,
+    parser.add_argument("--test_dataset", default=None, type=dataset_name,
                         help="report the runs on this config's test split (default: the "
                              "--dataset they train on), e.g. train on classic_open, test on "
                              "classic")
@@ -115,9 +127,10 @@ def main(argv=None):
         results = [run(args.dataset, variant, seed, args) for seed in args.seeds]
         rows.append((variant, results))
 
-    tested = f", tested on barn_vqa/{args.test_dataset}" if args.test_dataset else ""
-    print(f"\nbarn_vqa/{args.dataset}{tested}, {args.preset} preset, seeds {args.seeds} "
-          "(mean ± standard deviation, %):\n")
+    tested = (f", tested on {registry.get_dataset(args.test_dataset).title}"
+              if args.test_dataset else "")
+    print(f"\n{registry.get_dataset(args.dataset).title}{tested}, {args.preset} preset, "
+          f"seeds {args.seeds} (mean ± standard deviation, %):\n")
     print("| variant | " + " | ".join(title for _, title in COLUMNS) + " |")
     print("|---" * (len(COLUMNS) + 1) + "|")
     for variant, results in rows:

@@ -130,6 +130,28 @@ def _fail(error, debug):
     sys.exit(2)
 
 
+def positive_int(text):
+    """argparse type: an int >= 1 (epochs, batch sizes)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, received {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, received {text!r}")
+    return value
+
+
+def seed(text):
+    """argparse type: a random seed, an int in [0, 2**32) as NumPy takes."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, received {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"expected a seed in [0, 2**32), received {text!r}")
+    return value
+
+
 def finite_float(text):
     """argparse type: a finite float (`inf` and `nan` are refused, naming the value)."""
     try:

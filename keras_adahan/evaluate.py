@@ -164,6 +164,12 @@ def model_answer_labels(dataset_answers, model_answers, dataset_name):
     return np.array([list(model_answers).index(a) for a in dataset_answers])
 
 
+def file_tag(dataset_name):
+    """The name another dataset's evaluation files carry: `metrics_TAG.json`
+    (folder:/a/b -> folder-a-b)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", dataset_name).strip("-")
+
+
 def evaluate(model, dataset, vocabulary, split=None, answers=None):
     """Evaluates `model` (a `VQAModel`) on a split of a prepared `data.Dataset`.
 
@@ -188,8 +194,7 @@ def evaluate(model, dataset, vocabulary, split=None, answers=None):
     if answers is not None:
         labels = model_answer_labels(answer_names, answers, dataset.spec.title)
         arrays = dataclasses.replace(arrays, answers=labels[arrays.answers])
-        tag = re.sub(r"[^A-Za-z0-9_.-]+", "-", dataset.name).strip("-")  # folder:/a/b -> folder-a-b
-        answer_names, suffix = list(answers), f"_{tag}{suffix}"
+        answer_names, suffix = list(answers), f"_{file_tag(dataset.name)}{suffix}"
     outputs = predict_split(model, arrays)
     grounded = grounded_questions(arrays, dataset.type_names, answer_names, dataset.spec)
     metrics = compute_metrics(outputs, arrays, answer_names, dataset.type_names,

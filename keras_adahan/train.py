@@ -97,11 +97,11 @@ def argument_parser():
         help="any other keras_adahan.ModelConfig field, e.g. --set aggregate_norm=false "
              "--set rnn=lstm --set conv_filters=[16,32,64,64,64]; VALUE is read as JSON, "
              "else as a string; repeatable")
-    add("--epochs", type=int, default=None,
+    add("--epochs", type=cli.positive_int, default=None,
         help="passes over the training images. Default: the dataset's (4 on "
              "classic(_open) and folder:PATH, 15 on randomized(_open), 20 on clevr and "
              "sort_of_clevr(_large), 2 otherwise)")
-    add("--batch_size", type=int, default=None,
+    add("--batch_size", type=cli.positive_int, default=None,
         help="images per step; each brings all its questions. Global: with --distribute "
              "it is split across the replicas. Default: the preset's")
     add("--learning_rate", type=cli.finite_float, default=None,
@@ -131,7 +131,7 @@ def argument_parser():
              "(fine-tuning, or a curriculum over datasets): the same model config and "
              "answers; its vocabulary, which must hold every word of --dataset's questions; "
              "the optimizer and the epoch count start afresh")
-    add("--seed", type=int, default=0, help="seeds weights and shuffling")
+    add("--seed", type=cli.seed, default=0, help="seeds weights and shuffling")
     add("--output_dir", default=None,
         help="run folder. Default: runs/DATASET-PRESET-VARIANT-seedSEED")
     add("--data_dir", default=None,
@@ -156,9 +156,6 @@ def parse_args(argv=None):
             setattr(args, name, value)
     if args.epochs is None:
         args.epochs = registry.get_dataset(args.dataset).default_epochs
-    for name in ("epochs", "batch_size"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name} must be a positive integer, received {getattr(args, name)}")
     if bool(args.warmup_types) != (args.warmup_epochs > 0):
         parser.error("--warmup_types and --warmup_epochs go together: pass both (or neither)")
     if not 0 <= args.warmup_epochs < args.epochs:
@@ -166,8 +163,6 @@ def parse_args(argv=None):
                      f"received {args.warmup_epochs}")
     if args.learning_rate <= 0:
         parser.error(f"--learning_rate must be positive, received {args.learning_rate}")
-    if not 0 <= args.seed < 2**32:
-        parser.error(f"--seed must be in [0, 2**32), received {args.seed}")
     if args.overwrite and args.resume:
         parser.error("--overwrite and --resume exclude each other: pick one")
     for name in ("output_dir", "data_dir", "init_from"):

@@ -429,6 +429,20 @@ def test_table_scripts_refuse_a_finished_run_with_other_settings(copied_run,
         "(asked 2); pass another --runs_dir")
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["--dataset", "farm"], "argument --dataset: unknown dataset 'farm'"),
+    # Was a traceback after every run had trained.
+    (["--test_dataset", "farm"], "argument --test_dataset: unknown dataset 'farm'"),
+    (["--epochs", "0"], "argument --epochs: expected a positive integer, received '0'"),
+])
+def test_variants_table_refuses_bad_flags_before_training(tmp_path, argv, message):
+    from test_sort_of_clevr import load_table_script
+
+    with pytest.raises(cli.UserError, match=message):
+        load_table_script("variants_table").main(["--runs_dir", str(tmp_path / "runs"), *argv])
+    assert not (tmp_path / "runs").exists()
+
+
 @pytest.mark.parametrize("script, flags, named", [
     ("variants_table", ["--seed=5"], "--seed"),
     ("variants_table", ["--var", "adahan", "--k", "3"], "--variant"),

@@ -278,7 +278,8 @@ def test_coverage_of_a_run_that_keeps_every_cell_is_complete(tmp_path):
     train.main(["--dataset", "sort_of_clevr_tiny", "--preset", "sort_of_clevr", "--variant",
                 "none", "--epochs", "1", "--data_dir", str(tmp_path / "tfds"),
                 "--output_dir", str(run_dir)])
-    per_type, fewest, commonest, right = table.coverage(str(run_dir), images=4)
+    per_type, fewest, commonest, right, images = table.coverage(str(run_dir))
+    assert images == 4  # The tiny config's test split.
     assert per_type == {name: 1.0 for name in scenes.QUESTION_TYPES}
     # Every question covered, on all 4 test images: the evaluation's accuracy per type.
     accuracy = json.loads((run_dir / "metrics.json").read_text())["accuracy_per_type"]
@@ -288,11 +289,23 @@ def test_coverage_of_a_run_that_keeps_every_cell_is_complete(tmp_path):
     assert set(commonest) == {"closest", "furthest"}
 
 
-def test_table_refuses_a_warm_up_longer_than_the_run_before_training(tmp_path, capfd):
+@pytest.mark.parametrize("argv, message", [
+    (["--setups", "han_rn_warmup", "--epochs", "12"],
+     "han_rn_warmup warms up for 12 epochs: pass --epochs above 12"),
+    (["--setups", "han_rn", "--epochs", "0"],  # Was the trainer's 20.
+     "argument --epochs: expected a positive integer, received '0'"),
+    (["--setups", "han_rn", "--seeds", "0", "-1"],  # Was refused after seed 0 trained.
+     "argument --seeds: expected a seed in [0, 2**32), received '-1'"),
+    # The modes read one run; the table's flags did nothing there.
+    (["--coverage", "RUN", "--epochs", "4", "--seeds", "7"],
+     "--seeds, --epochs, --runs_dir: not used by --coverage, which reads one run"),
+    (["--colour_probe", "RUN", "--data_dir", "d", "--", "--learning_rate", "3e-4"],
+     "--runs_dir, --data_dir, flags after --: not used by --colour_probe, which reads one run"),
+])
+def test_table_refuses_bad_flags_before_training(tmp_path, argv, message):
     table = load_table_script()
     runs = tmp_path / "runs"
-    with pytest.raises(SystemExit):
-        table.main(["--setups", "han_rn_warmup", "--epochs", "12", "--runs_dir", str(runs)])
-    assert ("han_rn_warmup warms up for 12 epochs: pass --epochs above 12"
-            in capfd.readouterr().err)
+    with pytest.raises(SystemExit) as stop:
+        table.main(["--runs_dir", str(runs), *argv])
+    assert message in str(stop.value), str(stop.value)
     assert not runs.exists()

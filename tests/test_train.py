@@ -143,7 +143,8 @@ def test_evaluate_cli(tiny_run):
 
 @pytest.mark.parametrize("argv, message", [
     (["--variant", "hard"], "argument --variant: invalid choice: 'hard'"),
-    (["--epochs", "0"], "--epochs must be a positive integer, received 0"),
+    (["--epochs", "0"], "argument --epochs: expected a positive integer, received '0'"),
+    (["--seed", "-1"], "argument --seed: expected a seed in [0, 2**32), received '-1'"),
     (["--k", "0"], "`k` must be a count in [1, num_cells] or a share of the cells in (0, 1]"),
     (["--variant", "adahan", "--threshold", "1.5"],
      "`threshold` must be in (0, 1], received 1.5"),
