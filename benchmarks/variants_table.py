@@ -28,7 +28,6 @@ from keras_adahan import cli
 from keras_adahan.config import VARIANTS
 from keras_adahan.datasets import registry
 from keras_adahan.evaluate import file_tag
-from keras_adahan.train import dataset_name
 
 COLUMNS = (
     ("accuracy", "test accuracy"),
@@ -99,14 +98,14 @@ def cell(values, percent=True):
 
 def main(argv=None):
     parser = cli.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", default="classic", type=dataset_name)
+    parser.add_argument("--dataset", default="classic", type=cli.dataset_name)
     parser.add_argument("--preset", default="default")
     parser.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
     parser.add_argument("--seeds", nargs="+", type=cli.seed, default=[0, 1, 2])
     parser.add_argument("--epochs", type=cli.positive_int, default=None,
                         help="default: the trainer's")
     parser.add_argument("--runs_dir", default=os.path.join("runs", "table"))
-    parser.add_argument("--test_dataset", default=None, type=dataset_name,
+    parser.add_argument("--test_dataset", default=None, type=cli.dataset_name,
                         help="report the runs on this config's test split (default: the "
                              "--dataset they train on), e.g. train on classic_open, test on "
                              "classic")

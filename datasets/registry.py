@@ -143,7 +143,7 @@ DATASETS["clevr"] = DatasetSpec(
     to_element=_clevr_element,
     answer_names=None,  # The training split's answer texts.
     type_names=_clevr_type_names,
-    build_command="python -m keras_adahan.train --dataset clevr (see datasets/clevr/README.md)",
+    build_command="python -m keras_adahan.prepare --dataset clevr",  # Downloads 18 GB.
     default_epochs=20,
     answer_type=_clevr_answer_type,
     evaluation_split="validation",  # CLEVR's test split has no answers.
@@ -191,7 +191,7 @@ def _folder_spec(path):
         to_element=_sequence_element,
         answer_names=_class_names("answer"),
         type_names=_class_names("type"),
-        build_command=f"python -m keras_adahan.train --dataset {FOLDER_PREFIX}{path}",
+        build_command=f"python -m keras_adahan.prepare --dataset {FOLDER_PREFIX}{path}",
         default_epochs=4,
     )
 

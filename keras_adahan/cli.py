@@ -152,6 +152,16 @@ def seed(text):
     return value
 
 
+def dataset_name(text):
+    """argparse type: a registered dataset name or folder:PATH."""
+    from keras_adahan.datasets import registry
+
+    try:
+        return registry.get_dataset(text).name
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def finite_float(text):
     """argparse type: a finite float (`inf` and `nan` are refused, naming the value)."""
     try:

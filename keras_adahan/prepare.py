@@ -1,5 +1,7 @@
 """Prepared datasets: a registered dataset with its TFDS builder, built if needed, checked.
 
+    python -m keras_adahan.prepare --dataset folder:PATH [--data_dir DIR]   # build only
+
 `prepare_dataset(name)` gives a `Dataset`: a registered dataset (`keras_adahan.datasets.
 registry`) with its TFDS builder, generated first if needed (one process at a time, after
 removing what a killed build left), refused or rebuilt when its files are damaged.
@@ -10,13 +12,16 @@ import contextlib
 import dataclasses
 import functools
 import os
+import shlex
 import shutil
+import sys
 import time
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core.constants import INCOMPLETE_PREFIX
 
+from keras_adahan import cli
 from keras_adahan.datasets import registry
 
 
@@ -138,12 +143,14 @@ def prepare_dataset(name, data_dir=None, build=True):
     damage = damaged(builder)
     if damage and not build:
         raise ValueError(f"{spec.title} in {builder.data_dir} is damaged: {damage}. Move that "
-                         f"folder away and build it again with `{spec.build_command}`")
+                         f"folder away and build it again with `{build_command(spec, data_dir)}`")
     if damage or not builder.is_prepared():
         if not build:
+            changed = (" (or its files changed since then: they are prepared again)"
+                       if name.startswith(registry.FOLDER_PREFIX) else "")
             raise FileNotFoundError(
-                f"{spec.title} is not built in {builder.data_dir_root}; build it with "
-                f"`{spec.build_command}`"
+                f"{spec.title} is not built in {builder.data_dir_root}{changed}; build it "
+                f"with `{build_command(spec, data_dir)}`"
             )
         with _build_lock(builder):
             # Another process may have built it while this one waited for the lock.
@@ -172,7 +179,12 @@ def _builder(spec, data_dir):
         raise ValueError(
             f"{spec.title} in {data_dir or 'the TFDS data folder'} cannot be read "
             f"({first_line}): its files are damaged. Move its folder away and build it again "
-            f"with `{spec.build_command}`") from None
+            f"with `{build_command(spec, data_dir)}`") from None
+
+
+def build_command(spec, data_dir):
+    """The shell command that builds `spec` into `data_dir` (None: TFDS's default)."""
+    return spec.build_command + (f" --data_dir {shlex.quote(data_dir)}" if data_dir else "")
 
 
 def damaged(builder):
@@ -234,3 +246,23 @@ def _remove_incomplete_builds(builder):
         if name.startswith(INCOMPLETE_PREFIX):
             print(f"Removing {os.path.join(config_dir, name)}, left by an interrupted build")
             shutil.rmtree(os.path.join(config_dir, name))
+
+
+def main(argv=None):
+    """Builds a dataset (a folder of your own, CLEVR, ...) without training on it."""
+    parser = cli.ArgumentParser(prog="python -m keras_adahan.prepare",
+                                description=main.__doc__)
+    parser.add_argument("--dataset", required=True, type=cli.dataset_name, metavar="DATASET",
+                        help="a registered dataset (see python -m keras_adahan.train --help) "
+                             "or folder:PATH")
+    parser.add_argument("--data_dir", default=None,
+                        help="TFDS data folder. Default: TFDS's (~/tensorflow_datasets)")
+    args = parser.parse_args(argv)
+    dataset = prepare_dataset(args.dataset, args.data_dir)
+    sizes = ", ".join(f"{split} {info.num_examples:,}"
+                      for split, info in dataset.builder.info.splits.items())
+    print(f"{dataset.spec.title} is built in {dataset.builder.data_dir} (images: {sizes})")
+
+
+if __name__ == "__main__":
+    cli.run(main, sys.argv[1:])

@@ -73,7 +73,7 @@ def argument_parser():
     add("--variant", default="han", choices=VARIANTS,
         help="attention: han (top-k cells), adahan (adaptive, softmax threshold), soft "
              "(soft attention baseline), none (sum over all cells)")
-    add("--dataset", default="classic_open", type=dataset_name, metavar="DATASET",
+    add("--dataset", default="classic_open", type=cli.dataset_name, metavar="DATASET",
         help="one of " + ", ".join(sorted(registry.DATASETS)) + " (barn_vqa: "
              "datasets/barn_vqa/README.md; clevr: datasets/clevr/README.md; sort_of_clevr: "
              "datasets/sort_of_clevr/README.md), or folder:PATH, a folder of your own "
@@ -195,14 +195,6 @@ def parse_args(argv=None):
     except ValueError as error:
         parser.error(str(error))
     return args
-
-
-def dataset_name(text):
-    """argparse type: a registered dataset name or folder:PATH."""
-    try:
-        return registry.get_dataset(text).name
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def model_config(args, vocabulary_size, num_answers):

@@ -200,6 +200,23 @@ def test_a_changed_folder_is_prepared_again(folder_run, tmp_path):
     assert before.builder_config.name != after.builder_config.name
 
 
+def test_prepare_builds_a_folder_that_an_unbuilt_message_names(tmp_path, capsys):
+    from keras_adahan import prepare
+
+    folder = make_folder(tmp_path / "cards")
+    data_dir = str(tmp_path / "tfds")
+    command = f"python -m keras_adahan.prepare --dataset folder:{folder} --data_dir {data_dir}"
+    with pytest.raises(FileNotFoundError) as unbuilt:
+        data.prepare_dataset(f"folder:{folder}", data_dir, build=False)
+    # The command builds it where it was looked for (it named no --data_dir before, and
+    # trained a model to build a folder).
+    assert str(unbuilt.value).endswith(f"build it with `{command}`")
+    prepare.main(command.split()[3:])
+    assert f"the folder {folder} is built in {data_dir}" in capsys.readouterr().out
+    built = data.prepare_dataset(f"folder:{folder}", data_dir, build=False)
+    assert built.num_examples("test") == 6
+
+
 @pytest.mark.parametrize("edit, message", [
     (lambda p: (p / "img/04.jpg").unlink(),
      r"train.jsonl:\d+: image 'img/04.jpg' does not exist in"),
@@ -218,6 +235,11 @@ def test_a_changed_folder_is_prepared_again(folder_run, tmp_path):
     (lambda p: _append(p / "train.jsonl", json.dumps(
         {"image": "img/00.png", "question": "", "answer": "red"})),
      "\"question\" must be a non-empty string"),
+    (lambda p: _append(p / "test.jsonl", json.dumps(
+        {"image": "img/24.png", "question": "Caf\u00e9?", "answer": "red"},
+        ensure_ascii=False).encode("latin-1").decode("utf-8", "surrogateescape")),
+     r"test.jsonl:\d+: not UTF-8 text \(byte 0xe9 at column 41\)"),
+    (lambda p: (p / "validation.jsonl").mkdir(), "validation.jsonl' is not a file"),
     (lambda p: (p / "img/06.png").write_bytes(b"not a png"),
      r"train.jsonl:\d+: .*img/06.png' is not a readable image file"),
 ])
@@ -237,7 +259,7 @@ def test_a_bad_folder_is_refused_naming_file_and_line(tmp_path, capfd, edit, mes
 
 
 def _append(path, line):
-    with open(path, "a") as f:
+    with open(path, "a", errors="surrogateescape") as f:  # Bytes that are not UTF-8 too.
         f.write(line + "\n")
 
 

@@ -86,11 +86,18 @@ def _held_out(image):
 def _read_lines(folder, file):
     lines = []
     name = os.path.basename(file)
-    with open(file, encoding="utf-8") as f:
-        for number, text in enumerate(f, 1):
+    if not os.path.isfile(file):
+        raise FolderError(f"{file!r} is not a file: expected JSON Lines")
+    with open(file, "rb") as f:  # Decoded line by line, to name a line that is not UTF-8.
+        for number, raw in enumerate(f, 1):
+            where = f"{name}:{number}"
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise FolderError(f"{os.path.join(folder, where)}: not UTF-8 text (byte "
+                                  f"{raw[error.start]:#x} at column {error.start + 1})") from None
             if not text.strip():
                 continue
-            where = f"{name}:{number}"
             try:
                 record = json.loads(text)
             except json.JSONDecodeError as error:
@@ -137,13 +144,14 @@ def _line(folder, record, where):
 def fingerprint(path):
     """A hash of the folder's files (the JSON Lines and each image's size and time): the
     prepared dataset is rebuilt when it changes."""
+    splits = read_folder(path)  # Checked first: its errors name the file and line.
     digest = hashlib.sha256(os.path.abspath(path).encode("utf-8"))
     for name in sorted(SPLIT_FILES.values()):
         file = os.path.join(path, name)
         if os.path.exists(file):
             with open(file, "rb") as f:
                 digest.update(name.encode() + f.read())
-    images = sorted({line.image for lines in read_folder(path).values() for line in lines})
+    images = sorted({line.image for lines in splits.values() for line in lines})
     for image in images:
         stat = os.stat(os.path.join(path, image))
         digest.update(f"{image}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode("utf-8"))

@@ -1,6 +1,7 @@
 """vqa_folder: a user's own images and questions (see folder_format.py), prepared for TFDS.
 
-`python -m keras_adahan.train --dataset folder:PATH` builds it once into the TFDS data
+`python -m keras_adahan.train --dataset folder:PATH` (or `python -m keras_adahan.prepare
+--dataset folder:PATH`, without training) builds it once into the TFDS data
 folder (`DATA_DIR/vqa_folder/<fingerprint>/`), so training, evaluation and export read it
 as they read barn_vqa and CLEVR. A change to the folder's files gives a new fingerprint,
 and so a fresh build; the earlier build stays until removed.
