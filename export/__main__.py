@@ -21,23 +21,29 @@ def parse_args(argv=None):
                         help="folder to create (must not exist or be empty, see --overwrite)")
     parser.add_argument("--quantizations", default=",".join(tflite.QUANTIZATIONS),
                         help="comma-separated .tflite variants to write")
-    parser.add_argument("--calibration_steps", type=int, default=100,
+    parser.add_argument("--calibration_steps", type=cli.positive_int, default=None,
                         help="training images (each with all its questions) the int8 model "
-                             "is calibrated on")
+                             "is calibrated on (int8 only). Default: 100")
     parser.add_argument("--data_dir", default=None,
                         help="TFDS folder of the run's dataset. Default: the run's")
     parser.add_argument("--skip_parity", action="store_true",
                         help="do not compare the artifacts with Keras on the test split")
-    parser.add_argument("--max_parity_questions", type=int, default=None,
+    parser.add_argument("--max_parity_questions", type=cli.positive_int, default=None,
                         help="compare on the first N test questions only. Default: all")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a non-empty --output_dir")
     args = parser.parse_args(argv)
-    if args.calibration_steps < 1:
-        parser.error(f"--calibration_steps must be >= 1, received {args.calibration_steps}")
-    if args.max_parity_questions is not None and args.max_parity_questions < 1:
-        parser.error("--max_parity_questions must be >= 1, received "
-                     f"{args.max_parity_questions}")
+    # Flags that would do nothing are refused, as the trainer does.
+    args.quantizations = [q.strip() for q in args.quantizations.split(",") if q.strip()]
+    twice = sorted({q for q in args.quantizations if args.quantizations.count(q) > 1})
+    if twice:
+        parser.error(f"--quantizations names {', '.join(twice)} more than once")
+    if args.calibration_steps is not None and "int8" not in args.quantizations:
+        parser.error("--calibration_steps calibrates the int8 model; --quantizations has no "
+                     "int8")
+    if args.max_parity_questions is not None and args.skip_parity:
+        parser.error("--max_parity_questions and --skip_parity: pass one of them")
+    args.calibration_steps = args.calibration_steps or 100
     return args
 
 
@@ -46,10 +52,9 @@ def main(argv=None):
     from .exporter import export
     from .exporter import format_report
 
-    quantizations = tuple(q.strip() for q in args.quantizations.split(",") if q.strip())
     try:
         report = export(
-            args.model, args.output_dir, quantizations=quantizations,
+            args.model, args.output_dir, quantizations=tuple(args.quantizations),
             calibration_steps=args.calibration_steps, data_dir=args.data_dir,
             parity=not args.skip_parity, max_parity_questions=args.max_parity_questions,
             overwrite=args.overwrite, log=lambda message: print(message, flush=True),

@@ -297,6 +297,14 @@ def test_cli_errors(exported_tiny_run, tmp_path, capsys):
     with pytest.raises(SystemExit, match=r".*not built"):
         main([exported_tiny_run["run_dir"], "--output_dir", str(tmp_path / "out"),
               "--data_dir", str(tmp_path / "no_data")])
+    # Flags that would do nothing (float32 converted twice, 18 s lost).
+    for flags, message in (
+            (["--quantizations", "float32,int8,float32"], "names float32 more than once"),
+            (["--quantizations", "float16", "--calibration_steps", "3"],
+             "--calibration_steps calibrates the int8 model; --quantizations has no int8"),
+            (["--skip_parity", "--max_parity_questions", "5"], "pass one of them")):
+        with pytest.raises(SystemExit, match=message):
+            main([exported_tiny_run["run_dir"], "--output_dir", str(tmp_path / "out"), *flags])
     assert sorted(os.listdir(tmp_path)) == ["run"]
 
 
