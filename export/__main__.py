@@ -17,14 +17,14 @@ def parse_args(argv=None):
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("model", help="a run folder of keras_adahan.train, or its model.keras")
-    parser.add_argument("--output_dir", required=True,
+    parser.add_argument("--output_dir", required=True, type=cli.folder_path,
                         help="folder to create (must not exist or be empty, see --overwrite)")
     parser.add_argument("--quantizations", default=",".join(tflite.QUANTIZATIONS),
                         help="comma-separated .tflite variants to write")
     parser.add_argument("--calibration_steps", type=cli.positive_int, default=None,
                         help="training images (each with all its questions) the int8 model "
                              "is calibrated on (int8 only). Default: 100")
-    parser.add_argument("--data_dir", default=None,
+    parser.add_argument("--data_dir", default=None, type=cli.folder_path,
                         help="TFDS folder of the run's dataset. Default: the run's")
     parser.add_argument("--skip_parity", action="store_true",
                         help="do not compare the artifacts with Keras on the test split")

@@ -152,6 +152,17 @@ def seed(text):
     return value
 
 
+def folder_path(text):
+    """argparse type: a folder path (`~` expanded, as the shell leaves it in --flag=~/x);
+    an empty string or an existing file is refused."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a folder path, received an empty string")
+    path = os.path.expanduser(text)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise argparse.ArgumentTypeError(f"{path!r} is a file, not a folder")
+    return path
+
+
 def dataset_name(text):
     """argparse type: a registered dataset name or folder:PATH."""
     from keras_adahan.datasets import registry

@@ -287,7 +287,7 @@ def main(argv=None):
     parser.add_argument("--split", default=None, choices=("train", "validation", "test"),
                         help="which split to evaluate (default: the dataset's test split; "
                              "CLEVR's validation split)")
-    parser.add_argument("--data_dir", default=None,
+    parser.add_argument("--data_dir", default=None, type=cli.folder_path,
                         help="TFDS data folder (default: the one the run was trained with)")
     parser.add_argument("--dataset", default=None,
                         help="dataset to evaluate on (default: the run's own); another one "

@@ -255,7 +255,7 @@ def main(argv=None):
     parser.add_argument("--dataset", required=True, type=cli.dataset_name, metavar="DATASET",
                         help="a registered dataset (see python -m keras_adahan.train --help) "
                              "or folder:PATH")
-    parser.add_argument("--data_dir", default=None,
+    parser.add_argument("--data_dir", default=None, type=cli.folder_path,
                         help="TFDS data folder. Default: TFDS's (~/tensorflow_datasets)")
     args = parser.parse_args(argv)
     dataset = prepare_dataset(args.dataset, args.data_dir)

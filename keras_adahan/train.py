@@ -126,15 +126,15 @@ def argument_parser():
              "recent GPUs); auto (the default) times a matmul in both before training and "
              f"takes mixed_bfloat16 if it runs {compute.BFLOAT16_SPEEDUP}x float32's FLOP/s "
              "or more. model.keras is float32 either way")
-    add("--init_from", default=None, metavar="RUN",
+    add("--init_from", default=None, metavar="RUN", type=cli.folder_path,
         help="start from the weights of a finished run folder instead of random ones "
              "(fine-tuning, or a curriculum over datasets): the same model config and "
              "answers; its vocabulary, which must hold every word of --dataset's questions; "
              "the optimizer and the epoch count start afresh")
     add("--seed", type=cli.seed, default=0, help="seeds weights and shuffling")
-    add("--output_dir", default=None,
+    add("--output_dir", default=None, type=cli.folder_path,
         help="run folder. Default: runs/DATASET-PRESET-VARIANT-seedSEED")
-    add("--data_dir", default=None,
+    add("--data_dir", default=None, type=cli.folder_path,
         help="TFDS data folder. Default: TFDS's (~/tensorflow_datasets)")
     add("--overwrite", action="store_true", help="replace an existing run folder")
     add("--resume", action="store_true",
@@ -165,17 +165,9 @@ def parse_args(argv=None):
         parser.error(f"--learning_rate must be positive, received {args.learning_rate}")
     if args.overwrite and args.resume:
         parser.error("--overwrite and --resume exclude each other: pick one")
-    for name in ("output_dir", "data_dir", "init_from"):
-        path = getattr(args, name)
-        if path is not None:
-            if not path.strip():
-                parser.error(f"--{name} must be a folder path, received an empty string")
-            path = os.path.expanduser(path)  # --output_dir=~/runs: the shell leaves the ~.
-            if os.path.exists(path) and not os.path.isdir(path):
-                parser.error(f"--{name} {path!r} is a file, not a folder")
-            if name != "init_from":
-                folders.check_creatable(path, f"--{name}")
-            setattr(args, name, path)
+    for name in ("output_dir", "data_dir"):
+        if getattr(args, name) is not None:
+            folders.check_creatable(getattr(args, name), f"--{name}")
     if args.init_from is not None:
         if not os.path.isdir(args.init_from):
             parser.error(f"--init_from {args.init_from!r} is not a run folder (no such folder)")
