@@ -184,6 +184,7 @@ def parse_args(argv=None):
         )
     try:
         model_config(args, vocabulary_size=2, num_answers=2)  # Bad --k, --set etc.: fail fast.
+        warmup_type_ids(args)  # Before the dataset's build, which a typo would waste.
     except ValueError as error:
         parser.error(str(error))
     return args
@@ -252,6 +253,7 @@ def main(argv=None):
     with run_files.prepare_run_dir(args) as folder:  # Refusals come before the dataset is built.
         run_dir = folder.path
         source = load_init_run(args) if args.init_from else None
+        warmup = warmup_type_ids(args)
         dataset = data.prepare_dataset(args.dataset, args.data_dir)
         keras.utils.set_random_seed(args.seed)
         vocabulary = training_vocabulary(args, run_dir, dataset, source)
@@ -260,7 +262,8 @@ def main(argv=None):
             chief_backup or os.path.join(run_dir, "backup"),
             history_path=os.path.join(run_dir, run_files.HISTORY), read_only=not chief,
             monitor="val_loss" if args.restore_best_weights else None)  # Completed epochs.
-        train_ds, val_ds, steps = input_pipelines(args, dataset, vocabulary, config, backup.epoch)
+        train_ds, val_ds, steps = input_pipelines(args, dataset, vocabulary, config, backup.epoch,
+                                                  warmup)
         if args.distribute != "none":
             distribute.check_batch_split(dataset, args.batch_size, strategy.num_replicas_in_sync)
         args.dtype = training_dtype(args, run_dir)  # Before write_run_files records it.
@@ -284,21 +287,28 @@ def main(argv=None):
                       seconds)
 
 
-def input_pipelines(args, dataset, vocabulary, config, first_epoch):
+def warmup_type_ids(args):
+    """`(type ids, epochs)` of --warmup_types and --warmup_epochs, or None; read from the
+    dataset's builder, which knows its types before it is built."""
+    if not args.warmup_types:
+        return None
+    spec = registry.get_dataset(args.dataset)
+    names = spec.type_names(spec.make_builder(args.data_dir))
+    for name in args.warmup_types:
+        if name not in names:
+            raise ValueError(f"--warmup_types: {name!r} is not a question type of "
+                             f"{spec.title} ({', '.join(names)})")
+    return [names.index(name) for name in args.warmup_types], args.warmup_epochs
+
+
+def input_pipelines(args, dataset, vocabulary, config, first_epoch, warmup=None):
     """`(train_ds, val_ds, steps_per_epoch)`. Epoch e's shuffle depends on (seed, e) only, so
-    a run resumed at `first_epoch` sees the same batches as an uninterrupted one."""
+    a run resumed at `first_epoch` sees the same batches as an uninterrupted one; `warmup`:
+    `warmup_type_ids`."""
     data.check_question_lengths(dataset, config.max_question_length)
     pipeline = dict(dataset=dataset, vocabulary=vocabulary, image_size=config.image_size,
                     max_question_length=config.max_question_length, batch_size=args.batch_size)
     first_epoch = min(first_epoch, args.epochs)
-    warmup = None
-    if args.warmup_types:
-        names = dataset.type_names
-        for name in args.warmup_types:
-            if name not in names:
-                raise ValueError(f"--warmup_types: {name!r} is not a question type of "
-                                 f"{dataset.spec.title} ({', '.join(names)})")
-        warmup = ([names.index(name) for name in args.warmup_types], args.warmup_epochs)
     train_ds = data.training_batches(split="train", shuffle=True, seed=args.seed,
                                      epochs=(first_epoch, args.epochs), warmup=warmup,
                                      **pipeline)

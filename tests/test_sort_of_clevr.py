@@ -137,9 +137,10 @@ def test_trainer_warmup_flags_name_the_dataset_types(tmp_path):
     argv = ["--dataset", "sort_of_clevr_tiny", "--preset", "sort_of_clevr", "--epochs", "2",
             "--warmup_epochs", "1", "--data_dir", str(tmp_path / "tfds"),
             "--output_dir", str(tmp_path / "run")]
-    with pytest.raises(ValueError, match=r"--warmup_types: 'shapes' is not a question type "
+    with pytest.raises(SystemExit, match=r"--warmup_types: 'shapes' is not a question type "
                                          r"of sort_of_clevr/tiny \(shape, left, top, closest"):
         train.main(argv + ["--warmup_types", "shapes"])
+    assert not (tmp_path / "tfds").exists()  # Refused before the build.
 
 
 def load_table_script(name="sort_of_clevr_table"):

@@ -168,6 +168,9 @@ def test_evaluate_cli(tiny_run):
      "--warmup_epochs must be in [0, --epochs) = [0, 2), received 2"),
     (["--init_from", "/nonexistent/run"], "--init_from '/nonexistent/run' is not a run folder"),
     (["--init_from", "RUN", "--overwrite"], "is the run --init_from starts from"),
+    # Was refused after the dataset's build (CLEVR: an 18 GB download).
+    (["--epochs", "2", "--warmup_types", "roof", "hay_bale", "--warmup_epochs", "1"],
+     "--warmup_types: 'hay_bale' is not a question type of barn_vqa/tiny (roof, front, hay)"),
 ])
 def test_bad_flags_give_clear_errors(tmp_path, argv, message):
     (tmp_path / "run").mkdir()  # Empty: a new run may be written there.
