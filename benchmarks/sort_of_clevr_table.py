@@ -404,10 +404,12 @@ def main(argv=None):
                         help="default: sort_of_clevr (curricula name their own)")
     # A curriculum and its first stage (30 epochs, a folder of the same name as a 20-epoch
     # run of that setup) are asked for by name.
-    parser.add_argument("--setups", nargs="+", choices=list(SETUPS), default=[
-        name for name in SETUPS
-        if name not in CURRICULA and name not in {first for first, *_ in CURRICULA.values()}])
-    parser.add_argument("--seeds", nargs="+", type=cli.seed, default=[0, 1, 2])
+    firsts = {first for first, *_ in CURRICULA.values()}
+    parser.add_argument("--setups", nargs="+", action=cli.Distinct, choices=list(SETUPS),
+                        default=[name for name in SETUPS
+                                 if name not in CURRICULA and name not in firsts])
+    parser.add_argument("--seeds", nargs="+", type=cli.seed, default=[0, 1, 2],
+                        action=cli.Distinct)
     parser.add_argument("--epochs", type=cli.positive_int, default=None,
                         help="default: the trainer's (20)")
     parser.add_argument("--data_dir", default=None,
@@ -454,7 +456,8 @@ def main(argv=None):
         per_type, fewest, commonest, right, images = coverage(args.coverage)
         print(f"{args.coverage}: questions whose kept cells touch every object the answer "
               "needs (the named one; with the closest or furthest; all six to count), "
-              f"{images} test images (%): " + ", ".join(f"{n} {cell([v])}" for n, v in per_type.items()))
+              f"{images} test images (%): "
+              + ", ".join(f"{n} {cell([v])}" for n, v in per_type.items()))
         print("  fewest cells that touch all six objects, images: " + ", ".join(
             f"{size} cells {count}" for size, count in sorted(fewest.items())))
         print("  closest and furthest answered with the commonest shape of the other five "

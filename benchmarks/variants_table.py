@@ -100,8 +100,10 @@ def main(argv=None):
     parser = cli.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="classic", type=cli.dataset_name)
     parser.add_argument("--preset", default="default")
-    parser.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
-    parser.add_argument("--seeds", nargs="+", type=cli.seed, default=[0, 1, 2])
+    parser.add_argument("--variants", nargs="+", action=cli.Distinct, default=VARIANTS,
+                        choices=VARIANTS)
+    parser.add_argument("--seeds", nargs="+", type=cli.seed, default=[0, 1, 2],
+                        action=cli.Distinct)
     parser.add_argument("--epochs", type=cli.positive_int, default=None,
                         help="default: the trainer's")
     parser.add_argument("--runs_dir", default=os.path.join("runs", "table"))

@@ -130,6 +130,17 @@ def _fail(error, debug):
     sys.exit(2)
 
 
+class Distinct(argparse.Action):
+    """An nargs="+" flag whose values must differ (`--seeds 0 0` would print one run's
+    figures as the spread of two)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        twice = sorted({str(v) for v in values if values.count(v) > 1})
+        if twice:
+            parser.error(f"argument {option_string}: {', '.join(twice)} given more than once")
+        setattr(namespace, self.dest, values)
+
+
 def positive_int(text):
     """argparse type: an int >= 1 (epochs, batch sizes)."""
     try:

@@ -297,6 +297,8 @@ def test_coverage_of_a_run_that_keeps_every_cell_is_complete(tmp_path):
      "argument --epochs: expected a positive integer, received '0'"),
     (["--setups", "han_rn", "--seeds", "0", "-1"],  # Was refused after seed 0 trained.
      "argument --seeds: expected a seed in [0, 2**32), received '-1'"),
+    (["--setups", "han_rn", "--seeds", "1", "0", "1"],  # Printed "± 0.0", as of two seeds.
+     "argument --seeds: 1 given more than once"),
     # The modes read one run; the table's flags did nothing there.
     (["--coverage", "RUN", "--epochs", "4", "--seeds", "7"],
      "--seeds, --epochs, --runs_dir: not used by --coverage, which reads one run"),
