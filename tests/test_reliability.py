@@ -261,6 +261,7 @@ def test_command_line_tools_fail_with_one_line(exported_tiny_run, tmp_path):
          "image file"),
         # A file where a folder is expected, or where an output folder's parent would be.
         (["keras_adahan.evaluate", str(a_file)], f"{str(a_file)!r} is a file, not a run folder"),
+        (["keras_adahan.prepare", "--dataset", "farm"], "argument --dataset: unknown dataset"),
         # It fell back to the run's data folder; a file was "not built in notes.txt".
         (["keras_adahan.evaluate", exported_tiny_run["run_dir"], "--data_dir", ""],
          "argument --data_dir: expected a folder path, received an empty string"),
