@@ -412,9 +412,10 @@ def main(argv=None):
                         action=cli.Distinct)
     parser.add_argument("--epochs", type=cli.positive_int, default=None,
                         help="default: the trainer's (20)")
-    parser.add_argument("--data_dir", default=None,
+    parser.add_argument("--data_dir", type=cli.folder_path, default=None,
                         help="where the datasets are built (and --threshold_study's run's)")
-    parser.add_argument("--runs_dir", default=os.path.join("runs", "sort_of_clevr_table"))
+    parser.add_argument("--runs_dir", type=cli.folder_path,
+                        default=os.path.join("runs", "sort_of_clevr_table"))
     parser.add_argument("--quiet", action="store_true", help="hide the trainer's output")
     modes = parser.add_mutually_exclusive_group()  # Each prints about one run, then stops.
     modes.add_argument("--threshold_study", metavar="RUN", default=None,

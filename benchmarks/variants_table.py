@@ -83,8 +83,9 @@ def check(process, what, out):
     """One line, not a traceback, when the trainer or evaluation stopped (its own message
     is above)."""
     if process.returncode:
-        sys.exit(f"the {what} stopped with exit status {process.returncode} (its message is "
-                 f"above); {out} is kept: the same command picks up where it stopped")
+        sys.exit(f"the {what} of {out} stopped with exit status {process.returncode} (its "
+                 "message is above); the runs before it are kept, and the same command "
+                 "reuses them")
 
 
 def cell(values, percent=True):
@@ -106,7 +107,8 @@ def main(argv=None):
                         action=cli.Distinct)
     parser.add_argument("--epochs", type=cli.positive_int, default=None,
                         help="default: the trainer's")
-    parser.add_argument("--runs_dir", default=os.path.join("runs", "table"))
+    parser.add_argument("--runs_dir", type=cli.folder_path,
+                        default=os.path.join("runs", "table"))
     parser.add_argument("--test_dataset", default=None, type=cli.dataset_name,
                         help="report the runs on this config's test split (default: the "
                              "--dataset they train on), e.g. train on classic_open, test on "

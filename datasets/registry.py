@@ -24,6 +24,7 @@ file and one entry here.
 
 import dataclasses
 import os
+import shlex
 from typing import Callable
 
 from .barn_vqa import scene_config as barn_scenes
@@ -191,7 +192,8 @@ def _folder_spec(path):
         to_element=_sequence_element,
         answer_names=_class_names("answer"),
         type_names=_class_names("type"),
-        build_command=f"python -m keras_adahan.prepare --dataset {FOLDER_PREFIX}{path}",
+        build_command="python -m keras_adahan.prepare --dataset "
+                      + shlex.quote(FOLDER_PREFIX + path),
         default_epochs=4,
     )
 

@@ -23,7 +23,7 @@ def parse_args(argv=None):
                         help="comma-separated .tflite variants to write")
     parser.add_argument("--calibration_steps", type=cli.positive_int, default=None,
                         help="training images (each with all its questions) the int8 model "
-                             "is calibrated on (int8 only). Default: 100")
+                             "is calibrated on (int8 only); None: 100")
     parser.add_argument("--data_dir", default=None, type=cli.folder_path,
                         help="TFDS folder of the run's dataset. Default: the run's")
     parser.add_argument("--skip_parity", action="store_true",

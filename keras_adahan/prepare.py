@@ -22,6 +22,7 @@ import tensorflow_datasets as tfds
 from tensorflow_datasets.core.constants import INCOMPLETE_PREFIX
 
 from keras_adahan import cli
+from keras_adahan import folders
 from keras_adahan.datasets import registry
 
 
@@ -139,7 +140,7 @@ def prepare_dataset(name, data_dir=None, build=True):
     as built; the next build deletes it first (see `_remove_incomplete_builds`).
     """
     spec = registry.get_dataset(name)
-    builder = _builder(spec, data_dir)
+    builder = dataset_builder(spec, data_dir)
     damage = damaged(builder)
     if damage and not build:
         raise ValueError(f"{spec.title} in {builder.data_dir} is damaged: {damage}. Move that "
@@ -154,7 +155,7 @@ def prepare_dataset(name, data_dir=None, build=True):
             )
         with _build_lock(builder):
             # Another process may have built it while this one waited for the lock.
-            builder = _builder(spec, data_dir)
+            builder = dataset_builder(spec, data_dir)
             damage = damaged(builder)
             if damage:  # Kept aside, not deleted: it may hold what a user wants to see.
                 aside = f"{builder.data_dir}.damaged-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -169,7 +170,9 @@ def prepare_dataset(name, data_dir=None, build=True):
     return Dataset(spec, builder)
 
 
-def _builder(spec, data_dir):
+def dataset_builder(spec, data_dir):
+    """`spec`'s TFDS builder in `data_dir` (built or not); a damaged build's error names
+    the folder and the command that rebuilds it."""
     try:
         return spec.make_builder(data_dir)
     except ValueError:  # Our own checks (a user's folder): their message says it all.
@@ -258,6 +261,8 @@ def main(argv=None):
     parser.add_argument("--data_dir", default=None, type=cli.folder_path,
                         help="TFDS data folder. Default: TFDS's (~/tensorflow_datasets)")
     args = parser.parse_args(argv)
+    if args.data_dir:
+        folders.check_creatable(args.data_dir, "--data_dir")
     dataset = prepare_dataset(args.dataset, args.data_dir)
     sizes = ", ".join(f"{split} {info.num_examples:,}"
                       for split, info in dataset.builder.info.splits.items())

@@ -207,7 +207,7 @@ RESUME_MUST_MATCH = ("dataset", "seed", "preset", "batch_size", "learning_rate",
 RESUME_TRAINING_MUST_MATCH = ("warmup_types", "warmup_epochs", "restore_best_weights")
 # What runs saved before a setting existed trained with.
 SAVED_BEFORE = {"init_from": None, "warmup_types": None, "warmup_epochs": 0,
-                "restore_best_weights": True}
+                "restore_best_weights": False}  # It began as an opt-in flag.
 
 
 class RunFolder:

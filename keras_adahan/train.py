@@ -26,6 +26,7 @@ from keras_adahan import evaluate
 from keras_adahan import folders
 from keras_adahan import multiworker
 from keras_adahan import plots
+from keras_adahan import prepare
 from keras_adahan import run_files
 from keras_adahan.backup import AtomicBackupAndRestore
 from keras_adahan.config import AGGREGATIONS
@@ -168,13 +169,6 @@ def parse_args(argv=None):
     for name in ("output_dir", "data_dir"):
         if getattr(args, name) is not None:
             folders.check_creatable(getattr(args, name), f"--{name}")
-    if args.init_from is not None:
-        if not os.path.isdir(args.init_from):
-            parser.error(f"--init_from {args.init_from!r} is not a run folder (no such folder)")
-        args.init_from = os.path.abspath(args.init_from)  # As config.json records it.
-        if args.output_dir and os.path.abspath(args.output_dir) == args.init_from:
-            parser.error(f"--output_dir {args.output_dir!r} is the run --init_from starts from; "
-                         "write the new run elsewhere")
     if args.output_dir is None:
         dataset = args.dataset
         if dataset.startswith(registry.FOLDER_PREFIX):  # folder:/a/b/farm -> folder-farm
@@ -182,11 +176,18 @@ def parse_args(argv=None):
         args.output_dir = os.path.join(
             "runs", f"{dataset}-{args.preset}-{args.variant}-seed{args.seed}"
         )
+    if args.init_from is not None:
+        if not os.path.isdir(args.init_from):
+            parser.error(f"--init_from {args.init_from!r} is not a run folder (no such folder)")
+        args.init_from = os.path.abspath(args.init_from)  # As config.json records it.
+        if os.path.realpath(args.output_dir) == os.path.realpath(args.init_from):
+            parser.error(f"--output_dir {args.output_dir!r} is the run --init_from starts from; "
+                         "write the new run elsewhere")
     try:
         model_config(args, vocabulary_size=2, num_answers=2)  # Bad --k, --set etc.: fail fast.
-        warmup_type_ids(args)  # Before the dataset's build, which a typo would waste.
     except ValueError as error:
         parser.error(str(error))
+    warmup_type_ids(args)  # Before the dataset's build, which a typo would waste.
     return args
 
 
@@ -219,8 +220,11 @@ def model_config(args, vocabulary_size, num_answers):
     if args.k is not None and args.variant in ("soft", "none"):  # They keep every cell.
         raise ValueError(f"--k is HAN's and AdaHAN's; --variant {args.variant} keeps every "
                          "cell: drop --k")
-    if args.k is not None and args.min_cells is not None:  # k only sets AdaHAN's floor.
-        raise ValueError("--k sets AdaHAN's floor, which --min_cells sets: pass one of them")
+    if (args.k is not None and args.variant == "adahan"  # k only sets AdaHAN's floor,
+            and (args.min_cells or get_preset(args.preset).min_cells) is not None):  # if unset.
+        raise ValueError("--k sets AdaHAN's floor where no --min_cells is set; "
+                         f"{'--min_cells' if args.min_cells else f'the {args.preset} preset'} "
+                         "sets it: pass --min_cells instead")
     for field in ("threshold", "min_cells", "max_cells"):  # Other variants would ignore them.
         if field in overrides and args.variant != "adahan":
             flag = f"--{field}" if field in _SET_BY_FLAGS else f"--set {field}"
@@ -293,11 +297,11 @@ def warmup_type_ids(args):
     if not args.warmup_types:
         return None
     spec = registry.get_dataset(args.dataset)
-    names = spec.type_names(spec.make_builder(args.data_dir))
+    names = spec.type_names(prepare.dataset_builder(spec, args.data_dir))
     for name in args.warmup_types:
         if name not in names:
-            raise ValueError(f"--warmup_types: {name!r} is not a question type of "
-                             f"{spec.title} ({', '.join(names)})")
+            raise cli.UserError(f"--warmup_types: {name!r} is not a question type of "
+                                f"{spec.title} ({', '.join(names)})")
     return [names.index(name) for name in args.warmup_types], args.warmup_epochs
 
 

@@ -156,7 +156,9 @@ def test_evaluate_cli(tiny_run):
     (["--variant", "none", "--k", "3"],
      "--k is HAN's and AdaHAN's; --variant none keeps every cell: drop --k"),
     (["--variant", "adahan", "--k", "3", "--min_cells", "2"],
-     "--k sets AdaHAN's floor, which --min_cells sets: pass one of them"),
+     "--k sets AdaHAN's floor where no --min_cells is set; --min_cells sets it"),
+    (["--preset", "reference", "--variant", "adahan", "--k", "3"],  # Its floor is 1 cell.
+     "--k sets AdaHAN's floor where no --min_cells is set; the reference preset sets it"),
     (["--set", "aggregation=relational", "--aggregation", "sum"],
      "--set aggregation=... is set by --aggregation; use that instead"),
     (["--dataset", "farm"], "argument --dataset: unknown dataset 'farm'; known: classic"),
@@ -181,6 +183,17 @@ def test_bad_flags_give_clear_errors(tmp_path, argv, message):
     assert stop.value.code == 2 and message in str(stop.value), str(stop.value)
     # Refused before anything was written: no dataset, nothing in the run folder.
     assert os.listdir(tmp_path / "run") == [] and not os.path.exists(tmp_path / "tfds")
+
+
+def test_init_from_refuses_its_own_folder_by_default_or_through_a_link(tmp_path, monkeypatch):
+    """With --overwrite the new run would replace the one it starts from."""
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "runs" / "tiny-default-han-seed0"  # The default --output_dir.
+    run.mkdir(parents=True)
+    (tmp_path / "link").symlink_to(run)
+    for argv in (["--init_from", str(run)], ["--init_from", "link", "--output_dir", str(run)]):
+        with pytest.raises(SystemExit, match="is the run --init_from starts from"):
+            train.main(["--dataset", "tiny", "--overwrite", *argv])
 
 
 def test_init_from_starts_from_the_runs_weights(tiny_run, tmp_path):

@@ -10,6 +10,7 @@ Every line is checked before anything is built; an error names the file and the 
 
 import dataclasses
 import hashlib
+import io
 import json
 import os
 import zlib
@@ -88,22 +89,26 @@ def _read_lines(folder, file):
     name = os.path.basename(file)
     if not os.path.isfile(file):
         raise FolderError(f"{file!r} is not a file: expected JSON Lines")
-    with open(file, "rb") as f:  # Decoded line by line, to name a line that is not UTF-8.
-        for number, raw in enumerate(f, 1):
-            where = f"{name}:{number}"
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as error:
-                raise FolderError(f"{os.path.join(folder, where)}: not UTF-8 text (byte "
-                                  f"{raw[error.start]:#x} at column {error.start + 1})") from None
-            if not text.strip():
-                continue
-            try:
-                record = json.loads(text)
-            except json.JSONDecodeError as error:
-                raise FolderError(f"{os.path.join(folder, where)}: not a JSON object "
-                                  f"({error.msg})") from None
-            lines.append(_line(folder, record, os.path.join(folder, where)))
+    with open(file, "rb") as f:
+        raw = f.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:  # Name the line, as for any other bad line.
+        line = raw[:error.start].count(b"\n") + 1
+        raise FolderError(f"{os.path.join(folder, name)}:{line}: not UTF-8 text (byte "
+                          f"{raw[error.start]:#x})") from None
+    # Lines as text mode splits them (\n, \r\n or \r; not str.splitlines' U+2028 etc.,
+    # which JSON strings may hold).
+    for number, line in enumerate(io.StringIO(text, newline=None), 1):
+        where = f"{name}:{number}"
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise FolderError(f"{os.path.join(folder, where)}: not a JSON object "
+                              f"({error.msg})") from None
+        lines.append(_line(folder, record, os.path.join(folder, where)))
     return lines
 
 
