@@ -543,9 +543,9 @@ def test_resume_keeps_the_warmup_and_a_cosine_schedules_epochs(tmp_path):
     # an opt-in flag).
     del saved["restore_best_weights"]
     (tmp_path / "config.json").write_text(json.dumps({"train": saved}))
-    resume(epochs=7, warmup_types=["shape"], warmup_epochs=2, restore_best_weights=False)
+    resume(epochs=10, warmup_types=["shape"], warmup_epochs=2, restore_best_weights=False)
     with pytest.raises(cli.UserError, match=r"--restore_best_weights False \(given True\)"):
-        resume(epochs=7, warmup_types=["shape"], warmup_epochs=2, restore_best_weights=True)
+        resume(epochs=10, warmup_types=["shape"], warmup_epochs=2, restore_best_weights=True)
 
 
 def test_lock_holder_is_released_when_killed_mid_run(copied_run, exported_tiny_run):
