@@ -14,7 +14,6 @@ import functools
 import os
 import shlex
 import shutil
-import sys
 import time
 
 import tensorflow as tf
@@ -147,7 +146,7 @@ def prepare_dataset(name, data_dir=None, build=True):
                          f"folder away and build it again with `{build_command(spec, data_dir)}`")
     if damage or not builder.is_prepared():
         if not build:
-            changed = (" (or its files changed since then: they are prepared again)"
+            changed = (" (or its files changed since it was: a changed folder is built anew)"
                        if name.startswith(registry.FOLDER_PREFIX) else "")
             raise FileNotFoundError(
                 f"{spec.title} is not built in {builder.data_dir_root}{changed}; build it "
@@ -270,4 +269,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    cli.run(main, sys.argv[1:])
+    cli.run(main)
