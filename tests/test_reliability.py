@@ -449,6 +449,24 @@ def test_variants_table_refuses_bad_flags_before_training(tmp_path, argv, messag
     assert not (tmp_path / "runs").exists()
 
 
+def test_variants_table_names_a_failed_trainer_in_one_line(tmp_path, capfd):
+    """It was a CalledProcessError traceback."""
+    from test_sort_of_clevr import load_table_script
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "tiny-default-han-seed0").write_text("mine")  # Where the run would go.
+    with pytest.raises(SystemExit) as stop:
+        load_table_script("variants_table").main(
+            ["--dataset", "tiny", "--variants", "han", "--seeds", "0", "--runs_dir", str(runs),
+             "--quiet"])
+    assert str(stop.value) == (f"the trainer of {runs / 'tiny-default-han-seed0'} stopped with "
+                               "exit status 2 (its message is above); the runs before it are "
+                               "kept, and the same command reuses them")
+    assert "is a file, not a folder" in capfd.readouterr().err  # The trainer's own line.
+    assert (runs / "tiny-default-han-seed0").read_text() == "mine"
+
+
 @pytest.mark.parametrize("script, flags, named", [
     ("variants_table", ["--seed=5"], "--seed"),
     ("variants_table", ["--var", "adahan", "--k", "3"], "--variant"),
