@@ -24,7 +24,6 @@ file and one entry here.
 
 import dataclasses
 import os
-import shlex
 from typing import Callable
 
 from .barn_vqa import scene_config as barn_scenes
@@ -44,7 +43,6 @@ class DatasetSpec:
         answer_names: `builder -> [str]`, the answers in label order; None: the training
             split's answer texts, sorted.
         type_names: `builder -> [str]`, the question types in label order.
-        build_command: the shell command that prepares it, for messages.
         default_epochs: epochs when `--epochs` is not given.
         ungrounded_types, ungrounded_answers: questions whose answer is not one object
             (counting; "nothing" for an empty place): grounding leaves them out, as it
@@ -61,7 +59,6 @@ class DatasetSpec:
     to_element: Callable
     answer_names: Callable
     type_names: Callable
-    build_command: str
     default_epochs: int = 2
     ungrounded_types: tuple = ()
     ungrounded_answers: tuple = ()
@@ -103,7 +100,6 @@ DATASETS = {
         to_element=_sequence_element,
         answer_names=_class_names("answer"),
         type_names=_class_names("type"),
-        build_command=f"tfds build datasets/barn_vqa --config {name}",
         default_epochs=_BARN_EPOCHS.get(name, 2),
         ungrounded_types=("count",),
         ungrounded_answers=(barn_scenes.NOTHING,),
@@ -144,7 +140,6 @@ DATASETS["clevr"] = DatasetSpec(
     to_element=_clevr_element,
     answer_names=None,  # The training split's answer texts.
     type_names=_clevr_type_names,
-    build_command="python -m keras_adahan.prepare --dataset clevr",  # Downloads 18 GB.
     default_epochs=20,
     answer_type=_clevr_answer_type,
     evaluation_split="validation",  # CLEVR's test split has no answers.
@@ -169,7 +164,6 @@ for _config, _suffix in (("default", ""), ("large", "_large"), ("more_scenes", "
         to_element=_sequence_element,
         answer_names=_class_names("answer"),
         type_names=_class_names("type"),
-        build_command=f"tfds build datasets/sort_of_clevr --config {_config}",
         # Relation networks are trained for 20 epochs in the public implementations; as
         # many steps on more_scenes are 2 of its epochs.
         default_epochs={"tiny": 2, "more_scenes": 2}.get(_config, 20),
@@ -192,8 +186,6 @@ def _folder_spec(path):
         to_element=_sequence_element,
         answer_names=_class_names("answer"),
         type_names=_class_names("type"),
-        build_command="python -m keras_adahan.prepare --dataset "
-                      + shlex.quote(FOLDER_PREFIX + path),
         default_epochs=4,
     )
 

@@ -185,8 +185,10 @@ def dataset_builder(spec, data_dir):
 
 
 def build_command(spec, data_dir):
-    """The shell command that builds `spec` into `data_dir` (None: TFDS's default)."""
-    return spec.build_command + (f" --data_dir {shlex.quote(data_dir)}" if data_dir else "")
+    """The shell command that builds `spec` into `data_dir` (None: TFDS's default), from
+    any folder (`tfds build datasets/NAME` needs the repository's)."""
+    command = f"python -m keras_adahan.prepare --dataset {shlex.quote(spec.name)}"
+    return command + (f" --data_dir {shlex.quote(data_dir)}" if data_dir else "")
 
 
 def damaged(builder):

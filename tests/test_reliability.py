@@ -363,8 +363,8 @@ def test_a_damaged_dataset_is_refused_with_its_repair_or_rebuilt(copied_data, ca
     half = os.path.getsize(shard) // 2
     os.truncate(shard, half)
     with pytest.raises(ValueError, match=r"damaged: the train split's shards hold .* bytes "
-                                         r"where .* were written\. .*tfds build datasets/"
-                                         r"barn_vqa --config tiny"):
+                                         r"where .* were written\. .*python -m "
+                                         r"keras_adahan.prepare --dataset tiny --data_dir"):
         data.prepare_dataset("tiny", data_dir, build=False)
     # The trainer's path keeps the damaged copy aside and builds it again.
     dataset = data.prepare_dataset("tiny", data_dir)
