@@ -141,26 +141,25 @@ class Distinct(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
-def positive_int(text):
-    """argparse type: an int >= 1 (epochs, batch sizes)."""
+def _whole_number(text):
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, received {text!r}") from None
-    if value < 1:
+
+
+def positive_int(text):
+    """argparse type: an int >= 1 (epochs, batch sizes)."""
+    if _whole_number(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, received {text!r}")
-    return value
+    return int(text)
 
 
 def seed(text):
     """argparse type: a random seed, an int in [0, 2**32) as NumPy takes."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, received {text!r}") from None
-    if not 0 <= value < 2**32:
+    if not 0 <= _whole_number(text) < 2**32:
         raise argparse.ArgumentTypeError(f"expected a seed in [0, 2**32), received {text!r}")
-    return value
+    return int(text)
 
 
 def folder_path(text):
