@@ -22,12 +22,14 @@ import os
 import subprocess
 import sys
 
-import numpy as np
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up lines
 
-from keras_adahan import cli
-from keras_adahan.config import VARIANTS
-from keras_adahan.datasets import registry
-from keras_adahan.evaluate import file_tag
+import numpy as np  # noqa: E402
+
+from keras_adahan import cli  # noqa: E402
+from keras_adahan.config import VARIANTS  # noqa: E402
+from keras_adahan.datasets import registry  # noqa: E402
+from keras_adahan.evaluate import file_tag  # noqa: E402
 
 COLUMNS = (
     ("accuracy", "test accuracy"),
