@@ -33,7 +33,15 @@ def flops(model):
         graph = convert_variables_to_constants_v2(concrete).graph
         options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
         options["output"] = "none"
-        return int(tf.compat.v1.profiler.profile(graph=graph, options=options).total_float_ops)
+        # The v1 profiler logs deprecation notices about its own internals.
+        logger = tf.get_logger()
+        level = logger.level
+        logger.setLevel("ERROR")
+        try:
+            return int(tf.compat.v1.profiler.profile(graph=graph, options=options)
+                       .total_float_ops)
+        finally:
+            logger.setLevel(level)
 
     return {
         "image": count(lambda x: encoder(x, training=False), image),

@@ -240,8 +240,8 @@ def test_curriculum_starts_its_second_run_from_the_first(tmp_path, monkeypatch, 
     assert (second / "metrics.json").exists()
     trainer = capfd.readouterr()
     assert re.search(r"Restored \S+epoch-0002.weights.h5: 2 epochs done", trainer.out)
-    # Quiet though this process's TensorFlow set TF_CPP_MIN_LOG_LEVEL for it (the FLOP
-    # count's deprecation notices).
+    # No TensorFlow notice among them (the FLOP count's v1 profiler logs deprecations; a
+    # trainer started by a Python process that imported TensorFlow showed them).
     assert "WARNING" not in trainer.err, trainer.err
     # A curriculum names its datasets and epochs.
     with pytest.raises(SystemExit, match="adahan_rn_image_more_scenes set their own datasets "
