@@ -3,8 +3,9 @@ expected failures as one line on stderr with exit status 2 (`UserError`, `run`).
 
 TensorFlow's C++ runtime prints start-up lines (`I0000 ... oneDNN custom operations are on`,
 `E0000 ... oneDNN supports DT_INT32 only ...`) that read as errors to a user, and TFDS logs
-absl warnings about folders it probes. The tools stay quiet unless `--debug` is given or the
-user set `TF_CPP_MIN_LOG_LEVEL` themselves.
+absl warnings about folders it probes. The tools stay quiet unless `--debug` is given; a
+`TF_CPP_MIN_LOG_LEVEL` already set (by the user, or inherited from a Python process that
+imported TensorFlow, which sets it) chooses the C++ lines.
 """
 
 import argparse
@@ -21,21 +22,24 @@ DEBUG_HELP = "show TensorFlow's own log lines and full tracebacks"
 
 
 def quiet_tensorflow(argv=None):
-    """Silences TensorFlow's C++ and absl logging unless `--debug` is in `argv`.
+    """Silences TensorFlow's C++, Python and absl logging unless `--debug` is in `argv`; a
+    `TF_CPP_MIN_LOG_LEVEL` already set is left to choose the C++ lines.
 
     Runs from `keras_adahan/__init__.py` when Python starts `python -m keras_adahan.X`,
     before TensorFlow is imported: the C++ log level is read at import.
     """
-    argv = sys.argv[1:] if argv is None else argv
-    if DEBUG_FLAG in argv or "TF_CPP_MIN_LOG_LEVEL" in os.environ or "tensorflow" in sys.modules:
-        return
     global _QUIET
-    _QUIET = True
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    # The oneDNN notice is written before absl reads any level: only closing the stream
-    # while TensorFlow loads hides it.
-    with _stderr_to_devnull():
-        import tensorflow
+    argv = sys.argv[1:] if argv is None else argv
+    if DEBUG_FLAG in argv or "tensorflow" in sys.modules:
+        return
+    if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
+        _QUIET = True
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+        # The oneDNN notice is written before absl reads any level: only closing the stream
+        # while TensorFlow loads hides it.
+        with _stderr_to_devnull():
+            import tensorflow
+    import tensorflow
     from absl import logging
 
     logging.set_verbosity(logging.ERROR)

@@ -219,8 +219,11 @@ def test_curriculum_starts_its_second_run_from_the_first(tmp_path, monkeypatch, 
     assert config["init_from"] == str(first) and config["epochs"] == 2
     assert json.loads((first / "config.json").read_text())["train"]["epochs"] == 13
     assert len((second / "history.csv").read_text().splitlines()) == 1 + 2
-    out = capfd.readouterr().out
+    out, err = capfd.readouterr()
     assert "| AdaHAN+RN, g reads the image's cells; then closest and furthest" in out
+    # The trainers built the data quietly, though this process's TensorFlow had set
+    # TF_CPP_MIN_LOG_LEVEL for them (TFDS logged "Variant folder ... has no dataset_info").
+    assert "WARNING" not in err, err
     # Its threshold study reads the second run's folder, named after its own dataset.
     assert "adahan_rn_image_more_scenes, seed 0 - the softmax threshold alone" in out
     # A finished first run of another length is not taken for this one.
