@@ -32,14 +32,15 @@ def quiet_tensorflow(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if DEBUG_FLAG in argv or "tensorflow" in sys.modules:
         return
-    if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
+    if "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+        import tensorflow
+    else:
         _QUIET = True
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
         # The oneDNN notice is written before absl reads any level: only closing the stream
         # while TensorFlow loads hides it.
         with _stderr_to_devnull():
             import tensorflow
-    import tensorflow
     from absl import logging
 
     logging.set_verbosity(logging.ERROR)
