@@ -100,6 +100,9 @@ def main():
     parser.add_argument("--output_dir", default="runs/folder-farm")
     args = parser.parse_args()
     if not os.path.exists(os.path.join(args.folder, "test.jsonl")):
+        if os.path.isdir(args.folder) and os.listdir(args.folder):  # Not ours to overwrite.
+            parser.error(f"--folder {args.folder!r} holds other files; give a new or empty "
+                         "folder to draw into, or one this script drew")
         draw_folder(args.folder)
         print(f"Drew {sum(SPLITS.values())} scenes into {args.folder}")
     if args.draw_only:

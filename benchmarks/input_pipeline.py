@@ -68,6 +68,9 @@ def main():
     from keras_adahan import data
 
     if not os.path.exists(os.path.join(args.folder, "test.jsonl")):
+        if os.path.isdir(args.folder) and os.listdir(args.folder):  # Not ours to overwrite.
+            parser.error(f"--folder {args.folder!r} holds other files; give a new or empty "
+                         "folder to draw into, or one this script drew")
         start = time.time()
         draw_folder(args.folder, args.images)
         print(f"drew {args.images} images in {time.time() - start:.0f} s", flush=True)

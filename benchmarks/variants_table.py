@@ -9,8 +9,8 @@
 
 Each run is a normal `python -m keras_adahan.train` run folder under --runs_dir (default
 runs/table); finished runs are reused (re-evaluated if their metrics predate a column; one
-trained with other settings is refused, naming them), so an interrupted table picks up
-where it stopped. Runs train in float32, as the README's tables
+trained with other settings is refused, naming them) and an interrupted one is resumed from
+its last epoch, so an interrupted table picks up where it stopped. Runs train in float32, as the README's tables
 did, whatever the trainer's `--dtype auto` would pick (`-- --dtype mixed_bfloat16` to change).
 Prints mean and spread (sample standard deviation) of test accuracy, share of cells kept
 and grounding, as a Markdown table; with --test_dataset, of the runs evaluated on that
@@ -43,7 +43,7 @@ def trainer_flags(dataset, variant, seed, args):
     """The run folder and the trainer flags of one run, before the user's (after --)."""
     out = os.path.join(args.runs_dir, f"{dataset}-{args.preset}-{variant}-seed{seed}")
     flags = ["--dataset", dataset, "--preset", args.preset, "--variant", variant,
-             "--seed", str(seed), "--output_dir", out, "--overwrite",
+             "--seed", str(seed), "--output_dir", out, "--resume",
              "--dtype", "float32"]  # As the tables so far; `-- --dtype ...` overrides.
     if args.epochs:
         flags += ["--epochs", str(args.epochs)]

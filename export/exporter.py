@@ -96,8 +96,7 @@ def export(
         folders.check_creatable(output_dir, "--output_dir")
     except SystemExit as error:
         raise ExportError(str(error)) from None
-    run_dir = (os.path.dirname(run_dir_or_model) if run_dir_or_model.endswith(".keras")
-               else run_dir_or_model)
+    run_dir = run_files.run_folder_of(run_dir_or_model)
     if not folders.is_empty(output_dir) and not overwrite:
         raise ExportError(
             f"the output folder {output_dir!r} is not empty; pass --overwrite to replace it "
@@ -201,7 +200,7 @@ def export(
         run_files.fsync_tree(staging)
         if os.path.isdir(output_dir) and folders.is_empty(output_dir):
             shutil.rmtree(output_dir)  # Empty, or only our marker and lock.
-        folders.swap_into_place(staging, output_dir)
+        folders.swap_into_place(staging, output_dir, "export")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     log(f"Exported to {output_dir}")

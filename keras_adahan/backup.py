@@ -27,6 +27,7 @@ import time
 import h5py
 import keras
 
+from keras_adahan import folders
 from keras_adahan import run_files
 
 STATE = "state.json"
@@ -225,7 +226,7 @@ class AtomicBackupAndRestore(keras.callbacks.Callback):
         for name in os.listdir(self.backup_dir):
             stale_weights = (name.endswith(".weights.h5") and keep is not None
                              and name not in keep)
-            if name.startswith(".tmp-") or stale_weights:
+            if folders.is_being_written(name) or stale_weights:
                 os.remove(os.path.join(self.backup_dir, name))
 
 

@@ -240,7 +240,7 @@ def convert(state_dict, reference_words, answers, output_dir, variant="han",
                           for name in (run_files.VOCABULARY, run_files.ANSWERS)},
         })
         run_files.fsync_tree(staging)
-        folders.swap_into_place(staging, output_dir)
+        folders.swap_into_place(staging, output_dir, "run")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         if lock is not None:

@@ -309,7 +309,7 @@ def main(argv=None):
                               answers=run.answers if by_name else None)
     except (FileNotFoundError, ValueError) as error:
         raise cli.UserError(str(error)) from None
-    run_dir = os.path.dirname(args.run_dir) if args.run_dir.endswith(".keras") else args.run_dir
+    run_dir = run_files.run_folder_of(args.run_dir)
     write_evaluation(evaluation, run_dir)
     print(format_summary(evaluation.metrics, f"{args.run_dir} on {dataset.spec.title} "
                                              f"{evaluation.metrics['split']}"))

@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import socket
+import stat
 import time
 
 from keras_adahan.cli import UserError
@@ -24,13 +25,16 @@ LOCK = ".lock"
 KINDS = ("run", "export")
 # What each kind of folder holds when the project made it, as paths inside it (folders
 # too, so that one of the user's is seen even when empty); anything else is a user's, and
-# the folder is then not replaced.
+# the folder is then not replaced. Both kinds hold a run's files, and what
+# `python -m keras_adahan.evaluate FOLDER` writes.
+_RUN_FILES = r"model\.keras|vocabulary\.json|answers\.json|config\.json|"
+_EVALUATION = (r"metrics(_[^/]*)?\.json|"
+               r"plots|plots/(history|attention(_[^/]*)?|kept_cells(_[^/]*)?)\.png|")
 _OWN_PATHS = {
-    "run": re.compile(r"model\.keras|vocabulary\.json|answers\.json|config\.json|"
-                      r"history\.csv|training\.json|metrics(_[^/]*)?\.json|"
-                      r"plots|plots/(history|attention(_[^/]*)?|kept_cells(_[^/]*)?)\.png|"
+    "run": re.compile(_RUN_FILES + _EVALUATION +
+                      r"history\.csv|training\.json|"
                       r"backup|backup/state\.json|backup/epoch-\d+\.weights\.h5"),
-    "export": re.compile(r"model\.keras|vocabulary\.json|answers\.json|config\.json|"
+    "export": re.compile(_RUN_FILES + _EVALUATION +
                          r"labels\.json|export_report\.json|vqa_\w+\.tflite|"
                          r"saved_model|saved_model/(saved_model|fingerprint)\.pb|"
                          r"saved_model/assets|saved_model/variables|"
@@ -77,16 +81,29 @@ def folder_kind(folder):
 
 
 def is_empty(folder):
-    """Missing, or holding nothing but this project's marker and lock."""
+    """Missing, or holding nothing but this project's marker and lock (as plain files: a
+    folder of the user's by either name is not empty)."""
     if not os.path.exists(folder):
         return True
-    return os.path.isdir(folder) and not set(os.listdir(folder)) - {MARKER, LOCK}
+    return os.path.isdir(folder) and all(
+        name in (MARKER, LOCK) and stat.S_ISREG(os.lstat(os.path.join(folder, name)).st_mode)
+        for name in os.listdir(folder))
+
+
+def is_being_written(name):
+    """Whether `name` is a temporary file or folder of a write of this project's (named by
+    `run_files.atomic_path` and `staging_path`)."""
+    return _WRITING.match(name) is not None
 
 
 def check_creatable(folder, flag):
-    """Raises `UserError` if a file stands where `folder` or one of its parents would be."""
+    """Raises `UserError` if a file, or a link to nothing, stands where `folder` or one of
+    its parents would be."""
     path = os.path.abspath(folder)
     while not os.path.exists(path) and os.path.dirname(path) != path:
+        if os.path.islink(path):
+            raise UserError(f"{flag} {folder!r} cannot be made: {path!r} is a symbolic link "
+                            f"to {os.readlink(path)!r}, which does not exist")
         path = os.path.dirname(path)
     if not os.path.isdir(path):
         raise UserError(f"{flag} {folder!r} cannot be made: {path!r} is a file, not a folder")
@@ -107,7 +124,7 @@ def check_replaceable(folder, kind, flag, protect=()):
         if path == target or path.startswith(target + os.sep):
             raise UserError(f"{flag} {folder!r} is or contains {path!r}, the source of this "
                             f"job; choose another {flag}")
-    if os.path.islink(folder):
+    if os.path.islink(os.path.abspath(folder)):  # abspath: `link/` is the link too.
         raise UserError(f"{flag} {folder!r} is a symbolic link; give the folder itself")
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise UserError(f"{flag} {folder!r} is a file, not a folder")
@@ -128,6 +145,10 @@ def check_replaceable(folder, kind, flag, protect=()):
             f"{flag} {folder!r} is a {kind} folder that also holds files of yours "
             f"({', '.join(foreign[:4])}); --overwrite would delete them. Move them out first, "
             f"or choose another {flag}")
+    cwd = os.path.realpath(os.getcwd())  # A folder in use cannot be moved aside.
+    if cwd == target or cwd.startswith(target + os.sep):
+        raise UserError(f"{flag} {folder!r} is or contains the current folder; run from "
+                        f"another folder, or choose another {flag}")
 
 
 def _foreign_paths(folder, kind):
@@ -138,7 +159,7 @@ def _foreign_paths(folder, kind):
         inside = os.path.relpath(parent, folder)
         for name in sorted(subfolders + files):
             path = name if inside == "." else f"{inside}/{name}".replace(os.sep, "/")
-            writing = _WRITING.match(name)
+            writing = is_being_written(name)
             ours = (writing or (inside == "." and name in (MARKER, LOCK))
                     or _OWN_PATHS[kind].fullmatch(path))
             if not ours:
@@ -191,13 +212,31 @@ def _alive(pid):
     return True
 
 
-def swap_into_place(staging, folder):
-    """Renames the finished `staging` onto `folder`; the old `folder` is deleted only then."""
+def swap_into_place(staging, folder, kind):
+    """Renames the finished `staging` (a `kind` folder) onto `folder`; the old `folder` is
+    deleted only then.
+
+    Raises:
+        UserError: files of the user's reached `folder` while the job ran. Both folders are
+            kept: `folder` as it is, the new one beside it as `FOLDER.new` (or `.new-N`).
+    """
     from keras_adahan import run_files
 
     parent, name = os.path.split(os.path.abspath(folder))
     old = os.path.join(parent, f".tmp-{os.getpid()}-old-{name}")
     if os.path.isdir(folder) and not os.path.islink(folder):
+        foreign = [] if is_empty(folder) else _foreign_paths(folder, kind)
+        if foreign:
+            kept = os.path.join(parent, f"{name}.new")
+            number = 1
+            while os.path.lexists(kept):
+                number += 1
+                kept = os.path.join(parent, f"{name}.new-{number}")
+            os.replace(staging, kept)
+            run_files.fsync_folder(parent)
+            raise UserError(f"{folder!r} gained files of yours while this job ran "
+                            f"({', '.join(foreign[:4])}), so it was left as it was; the new "
+                            f"{kind} folder is {kept!r}")
         os.replace(folder, old)
     os.replace(staging, folder)
     run_files.fsync_folder(parent)

@@ -224,7 +224,13 @@ def _build_lock(builder):
     """Holds an exclusive lock on the config's folder, so one process builds it at a time."""
     config_dir = os.path.dirname(builder.data_dir)  # DATA_DIR/barn_vqa/CONFIG
     os.makedirs(config_dir, exist_ok=True)
-    with open(os.path.join(config_dir, ".build.lock"), "w") as lock:
+    path = os.path.join(config_dir, ".build.lock")
+    try:  # Never through a link, and never truncated: it may be another's file.
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    except OSError as error:
+        raise cli.UserError(f"cannot lock the dataset folder {config_dir!r}: {path!r} is not "
+                            f"a plain file this project can write ({error.strerror})") from None
+    with os.fdopen(fd) as lock:
         try:
             import fcntl
         except ImportError:  # Not on POSIX: no lock.

@@ -90,13 +90,13 @@ def remove_temporary_files(directory):
     """Deletes what `atomic_path` left in `directory` (and below) when its process was killed."""
     for parent, subfolders, files in os.walk(directory):
         for name in subfolders + files:
-            if name.startswith(".tmp-"):
+            if folders.is_being_written(name):
                 path = os.path.join(parent, name)
                 if os.path.isdir(path):
                     shutil.rmtree(path)
                 else:
                     os.remove(path)
-        subfolders[:] = [name for name in subfolders if not name.startswith(".tmp-")]
+        subfolders[:] = [name for name in subfolders if not folders.is_being_written(name)]
 
 
 def write_json(path, obj):
@@ -130,6 +130,14 @@ class Run:
     config: dict
 
 
+def run_folder_of(run_dir_or_model):
+    """The run folder a command is given: the folder itself, or the one of its `model.keras`
+    (`.` for a bare `model.keras`)."""
+    if run_dir_or_model.endswith(".keras"):
+        return os.path.dirname(run_dir_or_model) or "."
+    return run_dir_or_model
+
+
 def load_run(run_dir_or_model):
     """Loads a run folder (or the `model.keras` inside one).
 
@@ -139,8 +147,7 @@ def load_run(run_dir_or_model):
 
     from keras_adahan.text import Vocabulary
 
-    path = run_dir_or_model
-    run_dir = os.path.dirname(path) if path.endswith(".keras") else path
+    run_dir = run_folder_of(run_dir_or_model)
     if os.path.isfile(run_dir):
         raise FileNotFoundError(f"{run_dir!r} is a file, not a run folder")
     if not os.path.isdir(run_dir):
@@ -219,7 +226,7 @@ class RunFolder:
 
     def commit(self):
         if self.path != self.final:
-            folders.swap_into_place(self.path, self.final)
+            folders.swap_into_place(self.path, self.final, "run")
             self.path = self.final
 
     def __enter__(self):

@@ -148,6 +148,127 @@ def test_overwrite_replaces_a_run_only_once_the_new_one_succeeded(copied_run,
     assert folders.folder_kind(str(copied_run)) == "run"
 
 
+def test_users_files_that_reach_the_folder_during_an_overwrite_stop_the_swap(
+        copied_run, exported_tiny_run, monkeypatch):
+    # Checked when the job starts, and again when it ends: hours may pass in between.
+    from keras_adahan import evaluate
+
+    before = snapshot(copied_run)
+    summary = evaluate.format_summary
+
+    def summary_while_the_user_writes_notes(*args, **kwargs):  # Just before the swap.
+        (copied_run / "notes.txt").write_text("mine")
+        return summary(*args, **kwargs)
+
+    monkeypatch.setattr(evaluate, "format_summary", summary_while_the_user_writes_notes)
+    with pytest.raises(cli.UserError, match=r"gained files of yours while this job ran "
+                                            r"\(notes.txt\), so it was left as it was; the new "
+                                            r"run folder is '.*run\.new'"):
+        train.main(tiny_flags(exported_tiny_run["data_dir"], copied_run, "--overwrite",
+                              "--seed", "5"))
+    assert snapshot(copied_run) == {**before, "notes.txt": b"mine"}
+    assert sorted(os.listdir(copied_run.parent)) == ["run", "run.new"]
+    new = copied_run.parent / "run.new"
+    assert run_files.read_json(new / "config.json")["train"]["seed"] == 5
+    assert (new / "model.keras").is_file() and (new / "metrics.json").is_file()
+
+
+def test_overwrite_refuses_a_link_the_current_folder_and_a_link_to_nothing(
+        copied_run, exported_tiny_run, tmp_path, monkeypatch):
+    data_dir = exported_tiny_run["data_dir"]
+    before = snapshot(copied_run)
+    (tmp_path / "link").symlink_to(copied_run)
+    (tmp_path / "nowhere").symlink_to(tmp_path / "gone")
+    monkeypatch.chdir(tmp_path)
+    for output, message in (("link/", "'link/' is a symbolic link; give the folder itself"),
+                            ("nowhere", "'nowhere' cannot be made: .*nowhere' is a symbolic "
+                                        "link to .*gone', which does not exist")):
+        with pytest.raises(cli.UserError, match=message):
+            train.main(tiny_flags(data_dir, output, "--overwrite"))
+    # A folder in use cannot be moved aside at the end: refused before training.
+    for cwd, output in ((copied_run, "."), (copied_run / "plots", "..")):
+        monkeypatch.chdir(cwd)
+        with pytest.raises(cli.UserError, match=f"'\\{output}' is or contains the current "
+                                                "folder"):
+            train.main(tiny_flags(data_dir, output, "--overwrite"))
+    assert snapshot(copied_run) == before
+    assert sorted(os.listdir(tmp_path)) == ["link", "nowhere", "runs"]
+
+
+def test_a_folder_of_the_users_named_like_the_lock_or_marker_is_not_empty(copied_run,
+                                                                          tmp_path):
+    from keras_adahan.export.__main__ import main
+
+    for name in (folders.LOCK, folders.MARKER):
+        output = tmp_path / f"out{name}"
+        (output / name).mkdir(parents=True)
+        (output / name / "thesis.tex").write_text("mine")
+        assert not folders.is_empty(str(output))
+        with pytest.raises(cli.UserError, match="is not empty"):
+            main([str(copied_run), "--output_dir", str(output), "--skip_parity"])
+        assert (output / name / "thesis.tex").read_text() == "mine"
+    # As the project writes them, a plain lock file and marker leave a folder empty.
+    (tmp_path / "ours").mkdir()
+    folders.FolderLock(str(tmp_path / "ours")).release()
+    folders.write_marker(str(tmp_path / "ours"), "run")
+    assert folders.is_empty(str(tmp_path / "ours"))
+
+
+def test_evaluating_a_bare_model_keras_or_an_export_keeps_them_usable(
+        copied_run, exported_tiny_run, tmp_path, monkeypatch):
+    from keras_adahan import evaluate
+
+    data_dir = exported_tiny_run["data_dir"]
+    os.remove(copied_run / "metrics.json")
+    monkeypatch.chdir(copied_run)  # `evaluate model.keras` read the run folder ''.
+    evaluate.main(["model.keras", "--data_dir", data_dir])
+    assert run_files.read_json(copied_run / "metrics.json")["num_questions"] > 0
+    # An export folder holds the run's files, so it is evaluated the same way, and what that
+    # writes does not make it a folder of the user's: --overwrite may still replace it.
+    export_dir = tmp_path / "export"
+    shutil.copytree(exported_tiny_run["export_dir"], export_dir)
+    evaluate.main([str(export_dir), "--data_dir", data_dir])
+    assert (export_dir / "metrics.json").is_file() and (export_dir / "plots").is_dir()
+    folders.check_replaceable(str(export_dir), "export", "--output_dir")
+
+
+def test_resume_removes_only_its_own_killed_writes(copied_run, exported_tiny_run):
+    mine = [copied_run / ".tmp-notes.txt", copied_run / "plots" / ".tmp-draft.md"]
+    for path in mine:
+        path.write_text("mine")
+    killed = [copied_run / ".tmp-4242-model.keras", copied_run / "backup" / ".tmp-4242-state.json"]
+    for path in killed:
+        path.write_text("half written")
+    # With its one epoch trained, the resumed run writes the model again and evaluates.
+    train.main(tiny_flags(exported_tiny_run["data_dir"], copied_run, "--resume"))
+    assert all(path.read_text() == "mine" for path in mine)
+    assert not any(path.exists() for path in killed)
+
+
+def test_the_dataset_build_lock_never_writes_through_a_link(tmp_path):
+    mine = tmp_path / "notes.txt"
+    mine.write_text("mine")
+    config_dir = tmp_path / "tfds" / "barn_vqa" / "tiny"
+    config_dir.mkdir(parents=True)
+    (config_dir / ".build.lock").symlink_to(mine)
+    with pytest.raises(cli.UserError, match=r"cannot lock the dataset folder .*\.build\.lock' "
+                                            r"is not a plain file this project can write"):
+        data.prepare_dataset("tiny", str(tmp_path / "tfds"))
+    assert mine.read_text() == "mine"
+
+
+@pytest.mark.parametrize("script", ["folder_farm", "input_pipeline"])
+def test_benchmarks_draw_only_into_a_new_or_empty_folder(tmp_path, script):
+    mine = user_folder(tmp_path / "mine")
+    before = snapshot(mine)
+    command = [sys.executable, os.path.join(os.path.dirname(__file__), "..", "benchmarks",
+                                            f"{script}.py"), "--folder", str(mine)]
+    result = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert "holds other files; give a new or empty folder" in result.stderr.splitlines()[-1]
+    assert snapshot(mine) == before
+
+
 def test_export_never_replaces_its_source_run_or_a_foreign_folder(exported_tiny_run,
                                                                    copied_run, tmp_path):
     from keras_adahan.export.__main__ import main
