@@ -22,16 +22,30 @@ from keras_adahan.text import tokenize
 AUTOTUNE = tf.data.AUTOTUNE
 
 
-def check_question_lengths(dataset, max_question_length):
-    """Raises `ValueError` naming the first question of any split longer than the model
-    reads (found before training, not as a graph error in the middle of it)."""
-    for split in dataset.builder.info.splits:
+def check_question_lengths(dataset, max_question_length, splits=None):
+    """Raises `ValueError` naming the first question of `splits` (default: all) longer than
+    the model reads (found before training or evaluation, not as a graph error in the
+    middle of it)."""
+    for split in splits or dataset.builder.info.splits:
         for text in dataset.question_texts(split):
             if len(tokenize(text)) > max_question_length:
                 raise ValueError(
                     f"{dataset.spec.title}'s {split} split asks {text!r}, "
                     f"{len(tokenize(text))} words; the model reads at most "
-                    f"{max_question_length}: pass --set max_question_length=N")
+                    f"{max_question_length} (a model trained with --set "
+                    "max_question_length=N reads N)")
+
+
+def unknown_words(dataset, split, vocabulary):
+    """`(questions, words)`: how many questions of `split` hold a word `vocabulary` lacks,
+    and those words, commonest first."""
+    known, counts, questions = set(vocabulary.words), {}, 0
+    for text in dataset.question_texts(split):
+        unknown = [word for word in tokenize(text) if word not in known]
+        questions += bool(unknown)
+        for word in unknown:
+            counts[word] = counts.get(word, 0) + 1
+    return questions, sorted(counts, key=lambda word: -counts[word])
 
 
 def build_vocabulary(dataset):

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 import re
+import warnings
 
 import numpy as np
 
@@ -187,6 +188,7 @@ def evaluate(model, dataset, vocabulary, split=None, answers=None):
 
     config = model.config
     split = split or dataset.spec.evaluation_split
+    data.check_question_lengths(dataset, config.max_question_length, [split])
     arrays = data.question_arrays(dataset, split, vocabulary, config.image_size,
                                   config.max_question_length)
     answer_names = dataset.answer_names
@@ -305,6 +307,15 @@ def main(argv=None):
         by_name = name != trained_on or list(run.answers) != list(dataset.answer_names)
         if by_name:  # Refuse answers the model cannot give before predicting.
             model_answer_labels(dataset.answer_names, run.answers, dataset.spec.title)
+        if name != trained_on:  # Its own test split's new words are part of its benchmark.
+            split = args.split or dataset.spec.evaluation_split
+            questions, words = data.unknown_words(dataset, split, run.vocabulary)
+            if questions:
+                warnings.warn(
+                    f"{questions:,} of the {len(dataset.question_texts(split)):,} questions "
+                    f"of {dataset.spec.title}'s {split} split hold words the model never "
+                    f"saw in training, read as unknown: {', '.join(map(repr, words[:8]))}"
+                    f"{' ...' if len(words) > 8 else ''}")
         evaluation = evaluate(run.model, dataset, run.vocabulary, split=args.split,
                               answers=run.answers if by_name else None)
     except (FileNotFoundError, ValueError) as error:

@@ -160,12 +160,14 @@ def draw_overlay(image_path, mask, presence, grid_size, path):
     from PIL import PngImagePlugin
 
     from keras_adahan import geometry
+    from keras_adahan import preprocessing
     from keras_adahan import run_files
 
-    with Image.open(image_path) as photo:
-        photo = photo.convert("RGBA")
-    background = Image.new("RGBA", photo.size, (255, 255, 255, 255))
-    photo = Image.alpha_composite(background, photo).convert("RGB")
+    # Read as the model read it (upright, 16-bit scaled, transparency on white); a large
+    # photo reduced while read, its short side kept at 512 pixels or more.
+    with warnings.catch_warnings():  # An animated photo was named when it was answered.
+        warnings.simplefilter("ignore", preprocessing.ImageWarning)
+        photo = Image.fromarray(preprocessing.read_rgb(image_path, min_side=512))
     width, height = photo.size
     # Small photos are enlarged so the cell outlines stay visible.
     zoom = max(1, int(np.ceil(256 / max(width, height))))

@@ -105,12 +105,15 @@ def _to_rgb(image, min_side, path):
                       ImageWarning, stacklevel=4)
     if image.format == "JPEG":
         image.draft("RGB", (min_side, min_side))  # Decodes at 1/2, 1/4 or 1/8 scale.
+    mode = image.mode  # The range of its pixels, kept through the widening below.
     factor = min(image.size) // min_side
-    if factor > 1 and image.mode not in ("P", "1"):
+    if factor > 1 and mode not in ("P", "1"):
+        if mode.startswith("I;16"):
+            image = image.convert("I")  # reduce() takes 32-bit pixels, not 16-bit ones.
         image = image.reduce(factor)  # Block averages: what area resizing does anyway.
     image = ImageOps.exif_transpose(image)  # After reducing: it copies the image.
     if image.mode.startswith("I") or image.mode == "F":
-        return _scaled_gray(np.asarray(image), image.mode)
+        return _scaled_gray(np.asarray(image), mode)
     if image.mode in ("RGBA", "LA", "PA", "P", "RGBa", "La") or "transparency" in image.info:
         image = image.convert("RGBA")
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))

@@ -1,6 +1,8 @@
 """Tests of keras_adahan.export on a run trained one epoch on barn_vqa/tiny (see conftest)."""
 
 import os
+import re
+import unicodedata
 
 import keras
 import numpy as np
@@ -35,6 +37,19 @@ def test_writes_every_artifact(exported_tiny_run):
     assert labels["grid_size"] ** 2 == labels["num_cells"]
     report = run_files.read_json(os.path.join(exported_tiny_run["export_dir"], exporter.REPORT))
     assert set(report["artifacts"]) == {exporter.SAVED_MODEL, *TFLITE_FILES}
+
+
+def test_labels_json_describes_the_tokenizer_predict_uses(exported_tiny_run):
+    # An on-device tokenizer is written from labels.json: its words and this description.
+    labels = run_files.read_json(os.path.join(exported_tiny_run["export_dir"], exporter.LABELS))
+    pattern = re.search(r"regex (\S+) with Unicode", labels["tokenizer"]).group(1)
+    vocabulary = run_files.load_run(exported_tiny_run["run_dir"]).vocabulary
+    length = labels["max_question_length"]
+    for question in ("What animal is near the Hay?", "Où est la vache naïve ?",
+                     "Cafe\u0301 near the hay_bale, 3x"):  # e + a combining accent.
+        words = re.findall(pattern, unicodedata.normalize("NFC", question).lower())
+        ids = [labels["words"].index(w) + 2 if w in labels["words"] else 1 for w in words]
+        assert [0] * (length - len(ids)) + ids == list(vocabulary.encode(question, length))
 
 
 @pytest.mark.parametrize("name", TFLITE_FILES)

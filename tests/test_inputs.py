@@ -11,6 +11,7 @@ from PIL import Image
 from keras_adahan import text
 from keras_adahan.preprocessing import ImageWarning
 from keras_adahan.preprocessing import load_image
+from keras_adahan.preprocessing import read_rgb
 
 ORIENTATION = 0x0112  # The EXIF tag.
 
@@ -48,6 +49,20 @@ def test_a_16_bit_image_reads_as_its_8_bit_version(tmp_path):
     deep, shallow = load_image(tmp_path / "deep.png", 32), load_image(tmp_path / "eight.png", 32)
     np.testing.assert_array_equal(deep, shallow)
     assert deep.max() == 255 and deep.min() == 0  # Scaled, not clipped at 255.
+
+
+def test_a_large_16_bit_image_is_reduced_as_its_8_bit_version(tmp_path):
+    # Reduced while read (its short side is 4x what is asked); Pillow's reduce() refused
+    # 16-bit pixels ("image has wrong mode"). Flat 4x4 blocks: the averages are exact.
+    blocks = np.linspace(0, 255, 64 * 64).reshape(64, 64).round()
+    eight = np.kron(blocks, np.ones((4, 4))).astype(np.uint8)
+    Image.fromarray(eight.astype(np.uint16) * 257).save(tmp_path / "deep.png")
+    Image.fromarray(eight).save(tmp_path / "eight.png")
+    assert Image.open(tmp_path / "deep.png").mode == "I;16"
+    deep = read_rgb(tmp_path / "deep.png", 64)
+    assert deep.shape == (64, 64, 3)
+    np.testing.assert_array_equal(deep, read_rgb(tmp_path / "eight.png", 64))
+    np.testing.assert_array_equal(deep[..., 0], blocks)
 
 
 def test_an_animated_image_is_read_from_its_first_frame_with_a_warning(tmp_path):

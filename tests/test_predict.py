@@ -97,6 +97,33 @@ def test_cli_answers_and_writes_overlay(exported_tiny_run, keras_run, photos, tm
     assert os.listdir(tmp_path) == ["overlay.png"]
 
 
+def test_overlay_shows_the_photo_as_the_model_read_it(exported_tiny_run, photos, tmp_path):
+    model = os.path.join(exported_tiny_run["export_dir"], "vqa_float32.tflite")
+    with Image.open(photos["RGB"]) as image:
+        upright = image.resize((97, 61))
+    # Stored sideways with an EXIF turn (a phone's photo), and as 16-bit grayscale.
+    sideways, deep = tmp_path / "sideways.jpg", tmp_path / "deep.png"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: turn 90 degrees clockwise to show.
+    upright.transpose(Image.Transpose.ROTATE_90).save(sideways, exif=exif, quality=95)
+    gray = np.asarray(upright.convert("L"), np.uint16) * 257
+    Image.fromarray(gray).save(deep)
+    assert Image.open(deep).mode == "I;16"
+    for photo in (sideways, deep):
+        overlay = tmp_path / f"overlay-{photo.stem}.png"
+        main(["--model", model, "--image", str(photo), "--question", QUESTION,
+              "--overlay", str(overlay)])
+        with Image.open(overlay) as image:
+            # Upright, 97x61 enlarged x3 (it was 61x97: the photo as stored).
+            assert image.size == (97 * 3, 61 * 3), photo
+            pixels = np.asarray(image.convert("L"), np.float64)
+        # The photo's own pixels, dimmed or not, under the outlines (16-bit: it was a flat
+        # grey ground with the outlines only).
+        shown = np.asarray(upright.convert("L").resize((97 * 3, 61 * 3), Image.NEAREST),
+                           np.float64)
+        assert np.corrcoef(pixels.ravel(), shown.ravel())[0, 1] > 0.5, photo
+
+
 @pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "P"])
 def test_any_image_mode_is_converted_as_in_training(exported_tiny_run, keras_run, photos, mode):
     model = os.path.join(exported_tiny_run["export_dir"], "vqa_float32.tflite")

@@ -773,7 +773,45 @@ def test_questions_longer_than_the_model_reads_are_named_before_training(tmp_pat
             for i in images:
                 f.write(json.dumps({"image": f"img/{i}.png", "answer": "yes",
                                     "question": long_question if i == 3 else "is it red?"}) + "\n")
-    with pytest.raises(ValueError, match="22 words; the model reads at most 16: pass --set "
-                                         "max_question_length"):
+    with pytest.raises(ValueError, match="22 words; the model reads at most 16 \\(a model "
+                                         "trained with --set max_question_length=N reads N"):
         train.main(["--dataset", f"folder:{folder}", "--epochs", "1", "--data_dir",
                     str(tmp_path / "tfds"), "--output_dir", str(tmp_path / "run")])
+
+
+def test_evaluate_on_another_dataset_names_long_questions_and_unknown_words(
+        copied_run, exported_tiny_run, tmp_path):
+    from PIL import Image
+
+    from keras_adahan import evaluate
+
+    answer = run_files.load_run(str(copied_run)).answers[0]
+    data_dir = str(tmp_path / "tfds")
+
+    def farm(name, test_questions):
+        folder = tmp_path / name
+        (folder / "img").mkdir(parents=True)
+        splits = {"train": ["What animal is near the hay?"] * 2,
+                  "validation": ["What animal is near the hay?"], "test": test_questions}
+        image = 0
+        for split, texts in splits.items():
+            with open(folder / f"{split}.jsonl", "w") as f:
+                for question in texts:
+                    Image.new("RGB", (16, 16), (image * 40, 90, 0)).save(
+                        folder / "img" / f"{image}.png")
+                    f.write(json.dumps({"image": f"img/{image}.png", "question": question,
+                                        "answer": answer}) + "\n")
+                    image += 1
+        data.prepare_dataset(f"folder:{folder}", data_dir)
+        return [str(copied_run), "--dataset", f"folder:{folder}", "--data_dir", data_dir]
+
+    # It printed an accuracy on questions it could not read, and nothing else.
+    with pytest.warns(UserWarning, match=r"1 of the 2 questions of .*'s test split hold words "
+                                         r"the model never saw in training, read as unknown: "
+                                         r"'quel', 'est', 'près', 'du', 'foin'$"):
+        evaluate.main(farm("french", ["Quel animal est près du foin ?",
+                                      "What animal is near the hay?"]))
+    # It stopped inside TensorFlow's input pipeline, its message behind the graph's.
+    with pytest.raises(cli.UserError, match=r"^.*'s test split asks 'is very very .*', 22 words; "
+                                         r"the model reads at most 16 \(a model trained"):
+        evaluate.main(farm("long", ["is " + "very " * 20 + "red?", "is it red?"]))
