@@ -9,6 +9,7 @@ another dataset with the same answers (`metrics_NAME.json`).
 """
 
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -166,9 +167,12 @@ def model_answer_labels(dataset_answers, model_answers, dataset_name):
 
 
 def file_tag(dataset_name):
-    """The name another dataset's evaluation files carry: `metrics_TAG.json`
-    (folder:/a/b -> folder-a-b)."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", dataset_name).strip("-")
+    """The name another dataset's evaluation files carry: `metrics_TAG.json` (classic ->
+    classic; folder:/a/b -> folder-a-b-HASH, where the hash keeps folder:/a-b apart)."""
+    tag = re.sub(r"[^A-Za-z0-9_.-]+", "-", dataset_name).strip("-")
+    if tag != dataset_name:
+        tag += "-" + hashlib.sha256(dataset_name.encode()).hexdigest()[:8]
+    return tag
 
 
 def evaluate(model, dataset, vocabulary, split=None, answers=None):

@@ -815,3 +815,14 @@ def test_evaluate_on_another_dataset_names_long_questions_and_unknown_words(
     with pytest.raises(cli.UserError, match=r"^.*'s test split asks 'is very very .*', 22 words; "
                                          r"the model reads at most 16 \(a model trained"):
         evaluate.main(farm("long", ["is " + "very " * 20 + "red?", "is it red?"]))
+
+
+def test_evaluation_files_of_different_folders_never_share_a_name():
+    from keras_adahan.evaluate import file_tag
+
+    names = ["folder:/data/farm/a", "folder:/data/farm-a", "folder:/data/farm a", "classic"]
+    tags = [file_tag(name) for name in names]
+    assert len(set(tags)) == len(names)  # The first three were all folder-data-farm-a.
+    assert tags[-1] == "classic" and tags[0].startswith("folder-data-farm-a-")
+    assert all(set(tag) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+               for tag in tags)
