@@ -96,6 +96,15 @@ class LiteRTVQA:
             value = np.asarray(value)
             if value.ndim == len(details["shape"]) - 1:
                 value = value[None]  # Add the batch axis.
+            expected = tuple(int(n) for n in details["shape"])
+            if value.shape != expected:  # LiteRT would fail deep in a delegate's reshape.
+                raise ValueError(f"`{name}` must have shape {expected[1:]} (or {expected}), "
+                                 f"received {value.shape}")
+            if name == "question" and not (np.issubdtype(value.dtype, np.integer)
+                                           and value.min(initial=0) >= 0):
+                raise ValueError("`question` must hold token ids, integers >= 0 (see "
+                                 "keras_adahan.text.Vocabulary.encode), received "
+                                 f"{value.dtype} {value.ravel()[:8].tolist()}")
             if value.dtype != details["dtype"]:
                 value = quantize(value, details)
             feed[name] = value

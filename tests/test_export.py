@@ -209,6 +209,23 @@ def test_int8_model_takes_int8_images(exported_tiny_run):
     assert set(np.unique(out["mask"])) <= {0.0, 1.0}
 
 
+def test_litert_vqa_names_inputs_of_the_wrong_shape_or_type(exported_tiny_run):
+    vqa = LiteRTVQA(os.path.join(exported_tiny_run["export_dir"], "vqa_float32.tflite"))
+    size, length = vqa.image_size, vqa.max_question_length
+    image, question = np.zeros((size, size, 3), np.float32), np.ones(length, np.int32)
+    for bad, message in (
+            # LiteRT: "XNNPack delegate failed to reshape runtime", from inside its kernels.
+            ({"image": np.zeros((size + 1, size, 3))}, f"`image` must have shape \\({size}, "),
+            ({"question": np.ones(length + 1, np.int32)}, "`question` must have shape"),
+            # Truncated (2.9 read as 2) or fed to the embedding's gather as they were.
+            ({"question": np.full(length, 2.9)}, "`question` must hold token ids, integers"),
+            ({"question": -np.ones(length, np.int32)}, "integers >= 0")):
+        with pytest.raises(ValueError, match=message):
+            vqa.predict(**{"image": image, "question": question, **bad})
+    # With or without the batch axis of 1.
+    assert vqa.predict(image[None], question[None])["mask"].shape == (vqa.num_cells,)
+
+
 def _tf_only_saved_model(path):
     """A SavedModel using MatrixDeterminant, which has no TFLite builtin."""
 
