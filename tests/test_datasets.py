@@ -258,6 +258,26 @@ def test_a_bad_folder_is_refused_naming_file_and_line(tmp_path, capfd, edit, mes
     assert built == []
 
 
+def test_answers_held_out_alone_or_alike_but_for_case_are_named(tmp_path):
+    folder = make_folder(tmp_path / "cards")
+    splits = folder_format.read_folder(str(folder))
+    held_out, kept = splits["validation"][0].image, splits["train"][0].image
+    _append(folder / "train.jsonl", json.dumps({"image": held_out, "question": "Is it a card?",
+                                                "answer": "maybe"}))
+    # It said "never occurs in train.jsonl", of a line of train.jsonl.
+    with pytest.raises(folder_format.FolderError,
+                       match=r"train.jsonl:37: the answer 'maybe' is given only for images "
+                             r"held out for validation \(no validation.jsonl: 10%"):
+        folder_format.read_folder(str(folder))
+    (folder / "train.jsonl").write_text(
+        "".join((folder / "train.jsonl").read_text().splitlines(True)[:-1]) +
+        json.dumps({"image": kept, "question": "What colour is the card?", "answer": "Red"}) +
+        "\n")
+    with pytest.warns(UserWarning, match=r"train.jsonl: answers that differ only in case are "
+                                         r"different answers to the model: 'Red' and 'red'$"):
+        assert "Red" in {line.answer for line in folder_format.read_folder(str(folder))["train"]}
+
+
 def _append(path, line):
     with open(path, "a", errors="surrogateescape") as f:  # Bytes that are not UTF-8 too.
         f.write(line + "\n")

@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import warnings
 import zlib
 
 SPLIT_FILES = {"train": "train.jsonl", "validation": "validation.jsonl", "test": "test.jsonl"}
@@ -55,7 +56,8 @@ def read_folder(path):
         elif split != "validation":
             raise FolderError(f"{file!r} is missing: a dataset folder holds train.jsonl and "
                               "test.jsonl (and optionally validation.jsonl)")
-    if "validation" not in splits:
+    held_out_validation = "validation" not in splits
+    if held_out_validation:
         held_out = [line for line in splits["train"] if _held_out(line.image)]
         splits["train"] = [line for line in splits["train"] if not _held_out(line.image)]
         splits["validation"] = held_out
@@ -74,9 +76,24 @@ def read_folder(path):
     answers = {line.answer for line in splits["train"]}
     for split in ("validation", "test"):
         for line in splits[split]:
+            if line.answer not in answers and split == "validation" and held_out_validation:
+                raise FolderError(
+                    f"{line.where}: the answer {line.answer!r} is given only for images held "
+                    f"out for validation (no validation.jsonl: {VALIDATION_PERCENT}% of the "
+                    "train images are, by their path), so no model trained on the rest can "
+                    "give it; add training lines with it, or write validation.jsonl")
             if line.answer not in answers:
                 raise FolderError(f"{line.where}: the answer {line.answer!r} never occurs in "
                                   "train.jsonl, so no model trained on it can give it")
+    spellings = {}
+    for answer in sorted(answers):
+        spellings.setdefault(answer.casefold(), []).append(answer)
+    alike = [names for names in spellings.values() if len(names) > 1]
+    if alike:
+        warnings.warn(f"{os.path.join(path, SPLIT_FILES['train'])}: answers that differ only "
+                      f"in case are different answers to the model: "
+                      f"{'; '.join(' and '.join(map(repr, names)) for names in alike[:4])}",
+                      stacklevel=2)
     return splits
 
 
