@@ -191,6 +191,8 @@ def remove_stale_staging(folder):
         if not match or int(match.group(1)) == os.getpid() or _alive(int(match.group(1))):
             continue
         path = os.path.join(parent, entry)
+        if _locked_on_another_machine(path):
+            continue  # Its process id says nothing here: a shared file system's other job.
         if not os.path.isdir(path) or os.path.islink(path) or (
                 folder_kind(path) is None and not is_empty(path)):
             continue  # Not a staging folder of ours: left alone.
@@ -200,6 +202,16 @@ def remove_stale_staging(folder):
             os.replace(path, folder)
         else:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def _locked_on_another_machine(path):
+    """Whether `path`'s lock file (see `FolderLock`) names another machine as its holder."""
+    try:
+        with open(os.path.join(path, LOCK), encoding="utf-8") as f:
+            holder = re.search(r" on (\S+) since ", f.read())
+    except (OSError, ValueError):
+        return False
+    return holder is not None and holder.group(1) != socket.gethostname()
 
 
 def _alive(pid):

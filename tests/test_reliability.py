@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -302,6 +303,21 @@ def test_a_killed_exports_staging_is_removed_by_the_next_export(exported_tiny_ru
                     parity=False, log=lambda message: None)
     assert sorted(os.listdir(tmp_path)) == sorted(["export", other.name, unmarked.name])
     assert folders.folder_kind(str(output)) == "export"
+
+
+def test_a_staging_folder_locked_on_another_machine_is_left_alone(tmp_path):
+    # On a shared file system a process id of another machine's says nothing about it here.
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True)
+    dead_pid = int(finished.stdout)
+    for host, kept in (("another-machine", True), (socket.gethostname(), False)):
+        staging = tmp_path / f".tmp-{dead_pid}-run"
+        staging.mkdir()
+        folders.write_marker(str(staging), "run")
+        (staging / folders.LOCK).write_text(f"process {dead_pid} on {host} since 2026-12-06")
+        folders.remove_stale_staging(str(tmp_path / "run"))
+        assert staging.exists() == kept, host
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def test_atomic_writes_reach_the_disk(tmp_path, monkeypatch):
