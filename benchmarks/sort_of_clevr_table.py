@@ -194,8 +194,8 @@ def train_once(setup, seed, args, dataset, epochs, flags=()):
         from keras_adahan import train
         differ = train.settings_differences(out, trainer_args)
         if differ:
-            sys.exit(f"{out} holds a run trained with other settings: {', '.join(differ)}; "
-                     "pass another --runs_dir")
+            raise cli.UserError(f"{out} holds a run trained with other settings: "
+                                f"{', '.join(differ)}; pass another --runs_dir")
         if os.path.exists(os.path.join(out, "metrics.json")):
             return out
     command = [sys.executable, "-m", "keras_adahan.train", *trainer_args]
@@ -204,7 +204,8 @@ def train_once(setup, seed, args, dataset, epochs, flags=()):
     if code:
         kept = (f"{out} is kept: the same command resumes it, unless the trainer refused that "
                 "folder" if os.path.isdir(out) else "it wrote no run folder")
-        sys.exit(f"the trainer stopped with exit status {code} (its message is above); {kept}")
+        raise cli.UserError(f"the trainer stopped with exit status {code} (its message is "
+                            f"above); {kept}")
     return out
 
 
@@ -423,12 +424,12 @@ def main(argv=None):
                         default=os.path.join("runs", "sort_of_clevr_table"))
     parser.add_argument("--quiet", action="store_true", help="hide the trainer's output")
     modes = parser.add_mutually_exclusive_group()  # Each prints about one run, then stops.
-    modes.add_argument("--threshold_study", metavar="RUN", default=None,
+    modes.add_argument("--threshold_study", metavar="RUN", default=None, type=cli.folder_path,
                         help="only print the threshold study of this run folder (any dataset)")
-    modes.add_argument("--colour_probe", metavar="RUN", default=None,
+    modes.add_argument("--colour_probe", metavar="RUN", default=None, type=cli.folder_path,
                         help="only ask this Sort-of-CLEVR run each object's shape, colour by "
                              "colour, and print whether its answers follow the colour")
-    modes.add_argument("--coverage", metavar="RUN", default=None,
+    modes.add_argument("--coverage", metavar="RUN", default=None, type=cli.folder_path,
                         help="only print, per question type, how often this Sort-of-CLEVR "
                              "run's kept cells touch every object the answer needs")
     parser.add_argument("trainer_flags", nargs="*",

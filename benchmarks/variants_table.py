@@ -59,8 +59,8 @@ def run(dataset, variant, seed, args):
         from keras_adahan import train
         differ = train.settings_differences(out, trainer_args)
         if differ:
-            sys.exit(f"{out} holds a run trained with other settings: {', '.join(differ)}; "
-                     "pass another --runs_dir")
+            raise cli.UserError(f"{out} holds a run trained with other settings: "
+                                f"{', '.join(differ)}; pass another --runs_dir")
     else:
         command = [sys.executable, "-m", "keras_adahan.train", *trainer_args]
         print("$", " ".join(command[1:]), flush=True)
@@ -86,9 +86,9 @@ def check(process, what, out):
     """One line, not a traceback, when the trainer or evaluation stopped (its own message
     is above)."""
     if process.returncode:
-        sys.exit(f"the {what} of {out} stopped with exit status {process.returncode} (its "
-                 "message is above); the runs before it are kept, and the same command "
-                 "reuses them")
+        raise cli.UserError(f"the {what} of {out} stopped with exit status "
+                            f"{process.returncode} (its message is above); the runs before "
+                            "it are kept, and the same command reuses them")
 
 
 def cell(values, percent=True):

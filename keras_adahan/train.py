@@ -157,11 +157,11 @@ def parse_args(argv=None):
             setattr(args, name, value)
     if args.epochs is None:
         args.epochs = registry.get_dataset(args.dataset).default_epochs
-    if bool(args.warmup_types) != (args.warmup_epochs > 0):
-        parser.error("--warmup_types and --warmup_epochs go together: pass both (or neither)")
     if not 0 <= args.warmup_epochs < args.epochs:
         parser.error(f"--warmup_epochs must be in [0, --epochs) = [0, {args.epochs}), "
                      f"received {args.warmup_epochs}")
+    if bool(args.warmup_types) != (args.warmup_epochs > 0):
+        parser.error("--warmup_types and --warmup_epochs go together: pass both (or neither)")
     if args.learning_rate <= 0:
         parser.error(f"--learning_rate must be positive, received {args.learning_rate}")
     if args.overwrite and args.resume:

@@ -566,9 +566,9 @@ def test_table_scripts_refuse_a_finished_run_with_other_settings(copied_run,
     result = subprocess.run(
         [sys.executable, script, "--dataset", "tiny", "--variants", "han", "--seeds", "0",
          "--epochs", "2", "--runs_dir", str(runs)], capture_output=True, text=True, env=ENV)
-    assert result.returncode == 1
+    assert result.returncode == 2  # As every refusal (it was 1, with no "error: ").
     assert result.stderr.strip().splitlines()[-1] == (
-        f"{runs / 'tiny-default-han-seed0'} holds a run trained with other settings: epochs 1 "
+        f"error: {runs / 'tiny-default-han-seed0'} holds a run trained with other settings: epochs 1 "
         "(asked 2); pass another --runs_dir")
 
 
@@ -597,6 +597,7 @@ def test_variants_table_names_a_failed_trainer_in_one_line(tmp_path, capfd):
         load_table_script("variants_table").main(
             ["--dataset", "tiny", "--variants", "han", "--seeds", "0", "--runs_dir", str(runs),
              "--quiet"])
+    assert stop.value.code == 2  # As every refusal; it was 1.
     assert str(stop.value) == (f"the trainer of {runs / 'tiny-default-han-seed0'} stopped with "
                                "exit status 2 (its message is above); the runs before it are "
                                "kept, and the same command reuses them")

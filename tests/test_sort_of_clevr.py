@@ -311,6 +311,8 @@ def test_coverage_of_a_run_that_keeps_every_cell_is_complete(tmp_path):
      "--seeds, --epochs, --runs_dir: not used by --coverage, which reads one run"),
     (["--colour_probe", "RUN", "--data_dir", "d", "--", "--learning_rate", "3e-4"],
      "--runs_dir, --data_dir, flags after --: not used by --colour_probe, which reads one run"),
+    # An empty path read as "not given": it trained the whole table.
+    (["--coverage", ""], "argument --coverage: expected a folder path, received an empty string"),
 ])
 def test_table_refuses_bad_flags_before_training(tmp_path, argv, message):
     table = load_table_script()

@@ -168,6 +168,9 @@ def test_evaluate_cli(tiny_run):
     (["--warmup_types", "shape"], "--warmup_types and --warmup_epochs go together"),
     (["--epochs", "2", "--warmup_types", "shape", "--warmup_epochs", "2"],
      "--warmup_epochs must be in [0, --epochs) = [0, 2), received 2"),
+    # Both given: it said they "go together".
+    (["--epochs", "2", "--warmup_types", "shape", "--warmup_epochs", "-1"],
+     "--warmup_epochs must be in [0, --epochs) = [0, 2), received -1"),
     (["--init_from", "/nonexistent/run"], "--init_from '/nonexistent/run' is not a run folder"),
     (["--init_from", "RUN", "--overwrite"], "is the run --init_from starts from"),
     # Was refused after the dataset's build (CLEVR: an 18 GB download).
