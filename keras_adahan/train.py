@@ -259,6 +259,8 @@ def main(argv=None):
         source = load_init_run(args) if args.init_from else None
         warmup = warmup_type_ids(args)
         dataset = data.prepare_dataset(args.dataset, args.data_dir)
+        if warmup:
+            check_warmup_questions(dataset, args.warmup_types, warmup[0])
         keras.utils.set_random_seed(args.seed)
         vocabulary = training_vocabulary(args, run_dir, dataset, source)
         config = model_config(args, vocabulary.size, len(dataset.answer_names))
@@ -303,6 +305,19 @@ def warmup_type_ids(args):
             raise cli.UserError(f"--warmup_types: {name!r} is not a question type of "
                                 f"{spec.title} ({', '.join(names)})")
     return [names.index(name) for name in args.warmup_types], args.warmup_epochs
+
+
+def check_warmup_questions(dataset, names, type_ids):
+    """Raises `UserError` naming each --warmup_types type that no training question has
+    (a type of the test split only): its warm-up epochs would train on nothing."""
+    found = set()
+    for element in dataset.elements("train", decode_images=False).as_numpy_iterator():
+        found.update(element["types"].tolist())
+    missing = [name for name, type_id in zip(names, type_ids) if type_id not in found]
+    if missing:
+        raise cli.UserError(f"--warmup_types: no training question of {dataset.spec.title} "
+                            f"has the type {', '.join(map(repr, missing))}; the warm-up "
+                            "would train on nothing")
 
 
 def input_pipelines(args, dataset, vocabulary, config, first_epoch, warmup=None):

@@ -278,6 +278,18 @@ def test_answers_held_out_alone_or_alike_but_for_case_are_named(tmp_path):
         assert "Red" in {line.answer for line in folder_format.read_folder(str(folder))["train"]}
 
 
+def test_a_warmup_type_no_training_question_has_is_refused(tmp_path):
+    folder = make_folder(tmp_path / "cards")
+    _append(folder / "test.jsonl", json.dumps({"image": "img/24.png", "type": "other",
+                                               "question": "Is it red?", "answer": "red"}))
+    # It trained its warm-up epoch on nothing (loss 0.0) and exited 0.
+    with pytest.raises(SystemExit, match=r"--warmup_types: no training question of .* has the "
+                                         r"type 'other'; the warm-up would train on nothing"):
+        train.main(["--dataset", f"folder:{folder}", "--epochs", "2", "--warmup_types",
+                    "other", "--warmup_epochs", "1", "--data_dir", str(tmp_path / "tfds"),
+                    "--output_dir", str(tmp_path / "run")])
+
+
 def _append(path, line):
     with open(path, "a", errors="surrogateescape") as f:  # Bytes that are not UTF-8 too.
         f.write(line + "\n")
