@@ -266,10 +266,16 @@ class ModelConfig:
             raise ValueError("`soft_head_weight` trains the presence that HAN and AdaHAN keep "
                              f"cells by: it needs variant 'han' or 'adahan', received "
                              f"{self.variant!r}")
-        num_cells = self.num_cells
         check_k(self.k)
-        num_kept_cells(self.k, num_cells)  # Raises for an int k > N.
-        check_adahan_arguments(self.threshold, self.adahan_min_cells, self.max_cells, num_cells)
+        check_adahan_arguments(self.threshold, self.min_cells or 0, self.max_cells)
+        num_cells = self.num_cells
+        try:  # The counts of cells against the grid.
+            num_kept_cells(self.k, num_cells)
+            check_adahan_arguments(self.threshold, self.adahan_min_cells, self.max_cells,
+                                   num_cells)
+        except ValueError as error:  # The grid follows from the image size: say so.
+            raise ValueError(f"{error}: image_size {self.image_size} gives a "
+                             f"{self.grid_size}x{self.grid_size} grid of cells") from None
 
     @property
     def adahan_min_cells(self):
@@ -320,3 +326,14 @@ class ModelConfig:
     def from_dict(cls, values):
         """Inverse of `to_dict`; unknown keys raise a `ValueError`."""
         return cls().replace(**values) if values else cls()
+
+
+def config_differences(saved, config, fresh_name="now"):
+    """`"field saved (FRESH_NAME fresh)"` for each field where a saved model config (a dict
+    from config.json) and the `ModelConfig` `config` differ."""
+    # Through to_dict: the saved config holds lists where the fresh one has tuples.
+    fresh = config.to_dict()
+    # A field newer than the run was built with its default (the behaviour before it).
+    defaults = ModelConfig().to_dict()
+    return [f"{key} {saved.get(key, defaults[key])!r} ({fresh_name} {fresh[key]!r})"
+            for key in fresh if saved.get(key, defaults[key]) != fresh[key]]

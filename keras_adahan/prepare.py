@@ -140,6 +140,7 @@ def prepare_dataset(name, data_dir=None, build=True):
     """
     spec = registry.get_dataset(name)
     builder = dataset_builder(spec, data_dir)
+    _check_folders(builder)
     damage = damaged(builder)
     if damage and not build:
         raise ValueError(f"{spec.title} in {builder.data_dir} is damaged: {damage}. Move that "
@@ -182,6 +183,19 @@ def dataset_builder(spec, data_dir):
             f"{spec.title} in {data_dir or 'the TFDS data folder'} cannot be read "
             f"({first_line}): its files are damaged. Move its folder away and build it again "
             f"with `{build_command(spec, data_dir)}`") from None
+
+
+def _check_folders(builder):
+    """A `ValueError` naming the first file (or link to no folder) where the dataset's
+    folders go, `DATA_DIR/NAME/CONFIG/VERSION`."""
+    path, folders_below = builder.data_dir, []
+    while os.path.normpath(path) != os.path.normpath(builder.data_dir_root):
+        folders_below.append(path)
+        path = os.path.dirname(path)
+    for path in [builder.data_dir_root, *reversed(folders_below)]:
+        if os.path.lexists(path) and not os.path.isdir(path):
+            raise ValueError(f"{path!r} is in the way of the dataset's folders: expected a "
+                             "folder there; move it away or pass another --data_dir")
 
 
 def build_command(spec, data_dir):

@@ -159,6 +159,7 @@ def load_run(run_dir_or_model):
             f"{run_dir!r} is not a complete run folder: missing {', '.join(missing)} "
             "(train one with `python -m keras_adahan.train`)"
         )
+    from keras_adahan.config import config_differences
     from keras_adahan.model import VQAModel  # Registers it and the layers for load_model.
 
     config = read_json(os.path.join(run_dir, CONFIG))
@@ -184,6 +185,10 @@ def load_run(run_dir_or_model):
         # Saved before models carried their config: the same graph, rebuilt from config.json.
         loaded, model = model, VQAModel(config["model"], name=model.name)
         model.set_weights(loaded.get_weights())
+    differ = config_differences(config["model"], model.config, fresh_name=MODEL)
+    if differ:  # Copied from another run: its answers and words are not this folder's.
+        raise ValueError(f"{model_path!r} is not the model {os.path.join(run_dir, CONFIG)!r} "
+                         f"describes: {', '.join(differ)}")
     try:
         vocabulary = Vocabulary.load(os.path.join(run_dir, VOCABULARY))
     except (ValueError, TypeError, KeyError) as error:

@@ -32,6 +32,7 @@ from keras_adahan.backup import AtomicBackupAndRestore
 from keras_adahan.config import AGGREGATIONS
 from keras_adahan.config import FUSIONS
 from keras_adahan.config import ModelConfig
+from keras_adahan.config import config_differences
 from keras_adahan.config import VARIANTS
 from keras_adahan.datasets import registry
 from keras_adahan.model import build_model
@@ -378,17 +379,6 @@ def write_run_files(args, run_dir, config, vocabulary, answers):
     run_config["checksums"] = {name: run_files.sha256(os.path.join(run_dir, name))
                                for name in (run_files.VOCABULARY, run_files.ANSWERS)}
     run_files.write_json(config_path, run_config)
-
-
-def config_differences(saved, config):
-    """`"field saved (now fresh)"` for each field where a saved model config (a dict from
-    config.json) and the `ModelConfig` `config` differ."""
-    # Through JSON both ways: the saved config holds lists where the fresh one has tuples.
-    fresh = json.loads(json.dumps(dataclasses.asdict(config)))
-    # A field newer than the run was built with its default (the behaviour before it).
-    defaults = json.loads(json.dumps(dataclasses.asdict(ModelConfig())))
-    return [f"{key} {saved.get(key, defaults[key])!r} (now {fresh[key]!r})"
-            for key in fresh if saved.get(key, defaults[key]) != fresh[key]]
 
 
 def settings_differences(run_dir, argv):

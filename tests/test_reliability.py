@@ -7,6 +7,7 @@ import argparse
 import glob
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -25,6 +26,7 @@ from keras_adahan import run_files
 from keras_adahan import train
 from keras_adahan.backup import STATE
 from keras_adahan.export import exporter
+from keras_adahan.model import VQAModel
 
 ENV = dict(os.environ, PYTHONUNBUFFERED="1")
 ENV.pop("TF_CPP_MIN_LOG_LEVEL", None)  # The tools' own quiet start-up is under test too.
@@ -254,6 +256,18 @@ def test_the_dataset_build_lock_never_writes_through_a_link(tmp_path):
     (config_dir / ".build.lock").symlink_to(mine)
     with pytest.raises(cli.UserError, match=r"cannot lock the dataset folder .*\.build\.lock' "
                                             r"is not a plain file this project can write"):
+        data.prepare_dataset("tiny", str(tmp_path / "tfds"))
+    assert mine.read_text() == "mine"
+
+
+@pytest.mark.parametrize("in_the_way", ["barn_vqa", "barn_vqa/tiny"])
+def test_a_file_where_the_datasets_folders_go_is_named(tmp_path, in_the_way):
+    mine = tmp_path / "tfds" / in_the_way
+    mine.parent.mkdir(parents=True)
+    mine.write_text("mine")
+    # Was `[Errno 20] Not a directory` / `[Errno 17] File exists`, with no word of a folder.
+    with pytest.raises(ValueError, match=f"'{re.escape(str(mine))}' is in the way of the "
+                                         "dataset's folders: expected a folder there"):
         data.prepare_dataset("tiny", str(tmp_path / "tfds"))
     assert mine.read_text() == "mine"
 
@@ -750,6 +764,15 @@ def test_edited_run_files_and_backup_state_are_refused(copied_run, exported_tiny
     with pytest.raises(ValueError, match="answers.json' is not the file this run was trained"):
         run_files.load_run(str(copied_run))
     (copied_run / "answers.json").write_bytes(original)
+    run = run_files.load_run(str(copied_run))
+    # A model.keras copied from another run: it was the answers that were blamed.
+    model = (copied_run / "model.keras").read_bytes()
+    units = run.config["model"]["rnn_units"]
+    VQAModel({**run.config["model"], "rnn_units": 2 * units}).save(copied_run / "model.keras")
+    with pytest.raises(ValueError, match=f"model.keras' is not the model '.*config.json' "
+                                         f"describes: rnn_units {units} .model.keras {2 * units}"):
+        run_files.load_run(str(copied_run))
+    (copied_run / "model.keras").write_bytes(model)
     run_files.load_run(str(copied_run))
     state = run_files.read_json(copied_run / "backup" / STATE)
     for bad in ({"epoch": -3}, {"epoch": "1"}, {"history": []}, {"weights": "../x.h5"},

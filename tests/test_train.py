@@ -148,6 +148,9 @@ def test_evaluate_cli(tiny_run):
     (["--k", "0"], "`k` must be a count in [1, num_cells] or a share of the cells in (0, 1]"),
     (["--variant", "adahan", "--threshold", "1.5"],
      "`threshold` must be in (0, 1], received 1.5"),
+    # The preset's k against a grid the image size shrank: it blamed k alone.
+    (["--k", "7", "--set", "image_size=8"],
+     "`k` must be in [1, num_cells] = [1, 1], received 7: image_size 8 gives a 1x1 grid"),
     (["--threshold", "0.1"],
      "--threshold is AdaHAN's; it needs --variant adahan, received --variant han"),
     (["--variant", "soft", "--min_cells", "1"],
