@@ -32,10 +32,12 @@ import time
 import keras
 import numpy as np
 
+from keras_adahan import cli
 from keras_adahan.layers import RelationalAggregation
 
 NUM_OBJECTS = 6
 GRID = 5  # The sort_of_clevr preset's 5x5 cells.
+TEST_QUESTIONS = 4000
 
 
 def make_questions(rng, count, scenes=None, coordinates="exact"):
@@ -82,18 +84,28 @@ def build(layer_norm):
     return model
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=15000)
-    parser.add_argument("--batch_size", type=int, default=64)
+# The training questions are drawn at once: refuse what would not fit in a laptop's memory.
+MAX_GIB = 8
+
+
+def main(argv=None):
+    parser = cli.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=cli.positive_int, default=15000)
+    parser.add_argument("--batch_size", type=cli.positive_int, default=64)
     parser.add_argument("--scenes", type=int, default=0,
                         help="a fixed set of this many scenes (0: a new scene per question)")
     parser.add_argument("--coordinates", choices=("exact", "cell"), default="exact")
     parser.add_argument("--layer_norm", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    if args.steps < 10 or args.batch_size < 1 or args.scenes < 0:
-        parser.error("--steps must be >= 10, --batch_size >= 1, --scenes >= 0")
+    parser.add_argument("--seed", type=cli.seed, default=0)
+    args = parser.parse_args(argv)
+    if args.steps < 10 or args.scenes < 0:
+        parser.error("--steps must be >= 10 (it reports every tenth), --scenes >= 0")
+    # float32 features and question, int64 answer and kind, bool shortcut; float64 scenes.
+    gib = (args.steps * args.batch_size * (4 * (NUM_OBJECTS * (NUM_OBJECTS + 4) + 8) + 17)
+           + args.scenes * NUM_OBJECTS * 24) / 2**30
+    if gib > MAX_GIB:
+        parser.error(f"--steps x --batch_size questions and --scenes scenes would take "
+                     f"{gib:,.0f} GiB of memory; expected under {MAX_GIB} GiB")
 
     rng = np.random.default_rng(args.seed)
     keras.utils.set_random_seed(args.seed)
@@ -102,24 +114,26 @@ def main():
         scenes = (rng.uniform(-1, 1, (args.scenes, NUM_OBJECTS, 2)),
                   rng.integers(0, 2, (args.scenes, NUM_OBJECTS)))
     # Test scenes are always new ones: a fixed training set must generalize to them.
-    test = make_questions(rng, 4000, coordinates=args.coordinates)
+    test = make_questions(rng, TEST_QUESTIONS, coordinates=args.coordinates)
     train = make_questions(rng, args.steps * args.batch_size, scenes, args.coordinates)
     model = build(args.layer_norm)
     print(f"relational probe: {vars(args)}; the shortcut answers {test[4].mean():.1%} of "
           "the test questions right")
     print(f"{'steps':>7} {'closest':>8} {'furthest':>9} {'both':>6} {'seconds':>8}")
-    start, chunk = time.time(), args.steps // 10
-    for index in range(10):
-        rows = slice(index * chunk * args.batch_size, (index + 1) * chunk * args.batch_size)
+    start = time.time()
+    # Ten reports; every step trained, though --steps is no multiple of ten.
+    ends = np.linspace(0, args.steps, 11).astype(int)
+    for first, last in zip(ends[:-1], ends[1:]):
+        rows = slice(first * args.batch_size, last * args.batch_size)
         inputs = [train[0][rows], train[1][rows], np.ones(train[0][rows].shape[:2], "float32")]
         model.fit(inputs, train[2][rows], batch_size=args.batch_size, epochs=1, verbose=0)
         predicted = model.predict(
             [test[0], test[1], np.ones(test[0].shape[:2], "float32")], verbose=0).argmax(-1)
         right = predicted == test[2]
-        print(f"{(index + 1) * chunk:>7} {right[test[3] == 0].mean():>8.1%} "
+        print(f"{last:>7} {right[test[3] == 0].mean():>8.1%} "
               f"{right[test[3] == 1].mean():>9.1%} {right.mean():>6.1%} "
               f"{time.time() - start:>8.0f}", flush=True)
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

@@ -37,7 +37,6 @@ only answer from what is kept.
 
 import collections
 import itertools
-import json
 import os
 import subprocess
 import sys
@@ -166,11 +165,11 @@ def stages(args):
 
 
 def load_result(run_dir):
-    result = {"run_dir": run_dir}
-    for name in ("metrics", "training", "config"):
-        with open(os.path.join(run_dir, f"{name}.json")) as f:
-            result[name] = json.load(f)
-    return result
+    from keras_adahan import run_files
+
+    return {"run_dir": run_dir, **{  # A damaged file: one line that names it.
+        name: run_files.read_json(os.path.join(run_dir, f"{name}.json"))
+        for name in ("metrics", "training", "config")}}
 
 
 def trainer_flags(setup, seed, args, dataset, epochs, flags=()):
@@ -287,8 +286,13 @@ def _scene_config(run, flag, run_dir):
 
 def _ask(run, scene, texts):
     """The run's outputs for the questions `texts` about `scene`'s image."""
-    questions = run.vocabulary.encode_batch(texts, run.model.config.max_question_length)
-    image = np.repeat(scene.image[None].astype("float32"), len(texts), axis=0)
+    from keras_adahan.preprocessing import resize_images
+
+    config = run.model.config
+    questions = run.vocabulary.encode_batch(texts, config.max_question_length)
+    # As the input pipeline: a run of another `--set image_size` sees its own size.
+    image = resize_images(scene.image[None].astype("float32"), config.image_size).numpy()
+    image = np.repeat(image, len(texts), axis=0)
     return run.model.predict({"image": image, "question": questions}, verbose=0)
 
 

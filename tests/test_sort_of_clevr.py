@@ -179,6 +179,19 @@ def test_relational_probe_questions_answer_from_the_objects():
                                atol=1e-6)
 
 
+def test_relational_probe_trains_every_step_asked_and_refuses_bad_flags(monkeypatch, capsys):
+    probe = load_table_script("relational_probe")
+    monkeypatch.setattr(probe, "TEST_QUESTIONS", 40)
+    probe.main(["--steps", "13", "--batch_size", "2"])  # Trained 10 steps: 13 // 10 ten times.
+    steps = [int(line.split()[0]) for line in capsys.readouterr().out.splitlines()[2:]]
+    assert len(steps) == 10 and steps[-1] == 13 and steps == sorted(steps)
+    for argv, message in [(["--seed", "-1"], "argument --seed: expected a seed in [0, 2**32)"),
+                          (["--scenes", "1000000000000"],
+                           "would take 134,111 GiB of memory; expected under 8 GiB")]:
+        with pytest.raises(SystemExit, match=re.escape(message)):  # Were tracebacks.
+            probe.main(argv)
+
+
 def test_every_table_setup_is_a_valid_trainer_configuration():
     table = load_table_script()
     relational = set()
@@ -285,7 +298,8 @@ def test_coverage_of_a_run_that_keeps_every_cell_is_complete(tmp_path):
     run_dir = tmp_path / "run"
     train.main(["--dataset", "sort_of_clevr_tiny", "--preset", "sort_of_clevr", "--variant",
                 "none", "--epochs", "1", "--data_dir", str(tmp_path / "tfds"),
-                "--output_dir", str(run_dir)])
+                "--output_dir", str(run_dir), "--set", "image_size=64"])
+    # The scenes are drawn at 75 px: resized as the input pipeline does (was a shape error).
     per_type, fewest, commonest, right, images = table.coverage(str(run_dir))
     assert images == 4  # The tiny config's test split.
     assert per_type == {name: 1.0 for name in scenes.QUESTION_TYPES}
@@ -321,3 +335,12 @@ def test_table_refuses_bad_flags_before_training(tmp_path, argv, message):
         table.main(["--runs_dir", str(runs), *argv])
     assert message in str(stop.value), str(stop.value)
     assert not runs.exists()
+
+
+def test_table_names_a_damaged_result_file(tmp_path):
+    table = load_table_script()
+    for name in ("metrics", "training", "config"):
+        (tmp_path / f"{name}.json").write_text("{}")
+    (tmp_path / "training.json").write_text('{"seconds": 1')  # Cut off mid-write by hand.
+    with pytest.raises(ValueError, match=r"training\.json' is not a readable JSON file"):
+        table.load_result(str(tmp_path))
