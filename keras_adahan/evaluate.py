@@ -38,13 +38,15 @@ class Evaluation:
     type_names: list
 
 
-def grounding(presence, mask, boxes, grid_size):
+def grounding(presence, mask, boxes, grid_size, edges=None):
     """Grounding of each question's attention on its target box.
 
     Args:
         presence, mask: `(Q, N)` presence scores and 0/1 kept cells of a `grid_size` grid.
         boxes: `(Q, 4)` normalized `(ymin, xmin, ymax, xmax)` target boxes.
         grid_size: int. G, the model's (`model.grid_size`).
+        edges: `(G + 1,)` normalized cell edges, or `None` for the even split
+            (`geometry.cell_boxes`). Defaults to `None`.
 
     Returns:
         `(top_on_target, kept_area_share, top_touches_target, target_kept)`, each `(Q,)`:
@@ -55,13 +57,13 @@ def grounding(presence, mask, boxes, grid_size):
     """
     kept = mask > 0.5
     top = np.argmax(np.where(kept, presence, -np.inf), axis=1)
-    centres = geometry.cell_centres(grid_size)[top]
+    centres = geometry.cell_centres(grid_size, edges)[top]
     ymin, xmin, ymax, xmax = boxes.T
     top_on_target = (
         (centres[:, 0] >= ymin) & (centres[:, 0] <= ymax)
         & (centres[:, 1] >= xmin) & (centres[:, 1] <= xmax)
     )
-    cell_share = geometry.box_overlap_shares(grid_size, boxes)  # (Q, N)
+    cell_share = geometry.box_overlap_shares(grid_size, boxes, edges)  # (Q, N)
     kept_area_share = (cell_share * kept).sum(1) / np.maximum(kept.sum(1), 1)
     top_touches_target = np.take_along_axis(cell_share, top[:, None], axis=1)[:, 0] > 0
     target_kept = ((cell_share > 0) & kept).any(1)

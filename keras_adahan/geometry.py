@@ -45,19 +45,28 @@ def cell_boxes(grid_size, image_size=None):
     return np.stack([edges[i], edges[j], edges[i + 1], edges[j + 1]], axis=1).astype("float32")
 
 
-def cell_centres(grid_size):
-    """Normalized `(y, x)` centres of the cells, row-major, `(N, 2)`."""
-    centres = (np.arange(grid_size) + 0.5) / grid_size
+def cell_centres(grid_size, edges=None):
+    """Normalized `(y, x)` centres of the cells, row-major, `(N, 2)`; `edges`, `(G + 1,)`
+    normalized, replace the even split's (benchmarks/cell_alignment.py)."""
+    edges = _edges(grid_size, edges)
+    centres = (edges[:-1] + edges[1:]) / 2
     y, x = np.meshgrid(centres, centres, indexing="ij")
     return np.stack([y.ravel(), x.ravel()], axis=1)
 
 
-def box_overlap_shares(grid_size, boxes):
+def box_overlap_shares(grid_size, boxes, edges=None):
     """Share of each cell's area inside each box: `(Q, N)` for `(Q, 4)` normalized
-    `(ymin, xmin, ymax, xmax)` boxes."""
+    `(ymin, xmin, ymax, xmax)` boxes; `edges` as in `cell_centres`."""
+    edges = _edges(grid_size, edges)
     ymin, xmin, ymax, xmax = np.asarray(boxes).T
-    low = np.arange(grid_size) / grid_size
-    high = low + 1.0 / grid_size
+    low, high = edges[:-1], edges[1:]
     overlap_y = np.clip(np.minimum(high, ymax[:, None]) - np.maximum(low, ymin[:, None]), 0, None)
     overlap_x = np.clip(np.minimum(high, xmax[:, None]) - np.maximum(low, xmin[:, None]), 0, None)
-    return (overlap_y[:, :, None] * overlap_x[:, None, :]).reshape(len(ymin), -1) * grid_size**2
+    shares_y, shares_x = overlap_y / (high - low), overlap_x / (high - low)
+    return (shares_y[:, :, None] * shares_x[:, None, :]).reshape(len(ymin), -1)
+
+
+def _edges(grid_size, edges):
+    if edges is None:
+        return np.arange(grid_size + 1, dtype=np.float64) / grid_size
+    return np.asarray(edges, dtype=np.float64)

@@ -357,6 +357,17 @@ def test_grounding_hand_computed():
         presence, np.array([[0.0, 1.0, 0.0, 0.0]]), boxes, 2)
     assert top.tolist() == [False] and touches.tolist() == [True] and kept.tolist() == [True]
     assert share.tolist() == [0.25]
+    # Uneven cells (benchmarks/cell_alignment.py): edges at 0, 0.75, 1 make cell 1 the top
+    # right quarter-wide column, which the box (x up to 0.625) no longer reaches.
+    edges = [0, 0.75, 1]
+    top, share, touches, kept = evaluate.grounding(
+        presence, np.array([[0.0, 1.0, 0.0, 0.0]]), boxes, 2, edges)
+    assert touches.tolist() == [False] and kept.tolist() == [False]
+    top, share, touches, kept = evaluate.grounding(
+        presence, np.array([[1.0, 1.0, 0.0, 0.0]]), boxes, 2, edges)
+    assert top.tolist() == [True]  # Cell 0's centre, (0.375, 0.375), lies in the box.
+    # Cell 0: 0.5 of its 0.75 rows, 0.625 of its 0.75 columns; cell 1: none. Mean 5/18.
+    assert share == pytest.approx([5 / 18])
 
 
 def test_training_model_is_saved_as_the_single_question_model(tiny_run):
