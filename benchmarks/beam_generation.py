@@ -19,12 +19,12 @@ python benchmarks/beam_generation.py --settings plain multi_processing:2
 ```
 """
 
-import argparse
 import dataclasses
 import resource
 import tempfile
 import time
 
+from keras_adahan import cli
 from keras_adahan.datasets.barn_vqa import barn_vqa_dataset_builder, scene_config
 
 SETTINGS = ("plain", "in_memory:1", "in_memory:2", "multi_processing:1", "multi_processing:2")
@@ -55,13 +55,13 @@ def build(config, setting):
         return time.perf_counter() - start, cpu_seconds() - start_cpu
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv=None):
+    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="classic", choices=sorted(scene_config.CONFIGS))
     parser.add_argument("--num_images", type=int, default=2000, help="training images")
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS),
                         help=f"any of {', '.join(SETTINGS)} (MODE:WORKERS)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     scene = scene_config.get_config(args.config)
     # A config of its own name: TFDS refuses a custom config named like a built-in one.
@@ -82,4 +82,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

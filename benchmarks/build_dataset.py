@@ -14,19 +14,19 @@ python benchmarks/build_dataset.py --config randomized --full
 ```
 """
 
-import argparse
 import dataclasses
 import tempfile
 import time
 
+from keras_adahan import cli
 from keras_adahan.datasets.barn_vqa import barn_vqa_dataset_builder, scene_config
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv=None):
+    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="classic", choices=sorted(scene_config.CONFIGS))
     parser.add_argument("--full", action="store_true", help="build every split")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     scene = scene_config.get_config(args.config)
     if args.full:
@@ -53,4 +53,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

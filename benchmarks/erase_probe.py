@@ -13,13 +13,12 @@ probability of the right answer on clean and on painted images, and the answer g
 often once the target is gone.
 """
 
-import argparse
 import collections
 import dataclasses
 
 import numpy as np
 
-from keras_adahan import data, evaluate, run_files
+from keras_adahan import cli, data, evaluate, run_files
 
 
 def erase_targets(arrays):
@@ -41,11 +40,11 @@ def true_answer_probability(outputs, answers):
     return probabilities[np.arange(len(answers)), answers]
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv=None):
+    parser = cli.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", help="a run folder written by keras_adahan.train")
     parser.add_argument("--data_dir", default=None, help="default: the run's")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     run = run_files.load_run(args.run_dir)
     dataset = data.prepare_dataset(run.config["train"]["dataset"],
@@ -85,4 +84,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

@@ -25,7 +25,6 @@ a slow minute of the machine hits all rows alike and their ratios hold:
 Also the file sizes, how much of each .tflite is weights, and the machine.
 """
 
-import argparse
 import functools
 import os
 import statistics
@@ -46,6 +45,7 @@ tf.config.threading.set_inter_op_parallelism_threads(1)
 
 import keras  # noqa: E402
 
+from keras_adahan import cli  # noqa: E402
 from keras_adahan import run_files  # noqa: E402
 from keras_adahan.export import exporter  # noqa: E402
 from keras_adahan.export import tflite  # noqa: E402
@@ -264,7 +264,7 @@ def format_table(preset, results, reference_ms=None):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = cli.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", action="append", default=[],
                         help="PRESET=RUN_DIR, a trained run of that preset (repeatable)")
     parser.add_argument("--presets", default="reference,default")
@@ -308,4 +308,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main() and 0)
+    cli.run(main)

@@ -13,7 +13,6 @@ training images/s of the model itself on cached batches (`train_throughput.py`'s
 measurement), so the input's margin over the model is read in one run.
 """
 
-import argparse
 import json
 import os
 import random
@@ -25,6 +24,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from PIL import Image  # noqa: E402
 from PIL import ImageDraw  # noqa: E402
+
+from keras_adahan import cli  # noqa: E402
 
 COLORS = ("red", "blue", "green", "yellow", "gray", "cyan", "purple", "brown")
 SHAPES = ("cube", "sphere", "cylinder")
@@ -56,14 +57,14 @@ def draw_folder(folder, images, seed=0):
         f.close()
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv=None):
+    parser = cli.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=70000)
     parser.add_argument("--folder", default="/tmp/keras_adahan_pipeline_folder")
     parser.add_argument("--data_dir", default="/tmp/keras_adahan_pipeline_tfds")
     parser.add_argument("--image_size", type=int, default=128)
     parser.add_argument("--batch_size", type=int, default=32)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     from keras_adahan import data
 
@@ -93,4 +94,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

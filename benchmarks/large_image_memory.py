@@ -8,11 +8,12 @@ prints that process's peak resident memory, beside the same process's peak after
 TensorFlow alone (the floor any of the tools starts from).
 """
 
-import argparse
 import os
 import subprocess
 import sys
 import tempfile
+
+from keras_adahan import cli
 
 MEASURE = """
 import resource, sys, time
@@ -39,11 +40,11 @@ image.save(sys.argv[2] + ".jpg", quality=90)
 """
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv=None):
+    parser = cli.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--side", type=int, default=9000, help="image side in pixels")
     parser.add_argument("--image_size", type=int, default=128, help="the model's input size")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     with tempfile.TemporaryDirectory() as folder:
         stem = os.path.join(folder, "large")
@@ -58,4 +59,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

@@ -10,7 +10,6 @@ absolute times belong to that machine only; ratios measured in one run travel be
 yardstick the training benchmark compares its achieved FLOP/s with.
 """
 
-import argparse
 import importlib.metadata
 import os
 import platform
@@ -104,11 +103,13 @@ def matmul_peak(dtype="float32"):
     return compute.matmul_flops(dtype, size=2048, seconds=2.0)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv=None):
+    from keras_adahan import cli
+
+    parser = cli.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--peak", action="store_true",
                         help="also measure the float32 and bfloat16 matmul peak")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     print(format_machine(describe()))
     if args.peak:
         for dtype in ("float32", "bfloat16"):
@@ -121,4 +122,6 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    from keras_adahan import cli
+
+    cli.run(main)

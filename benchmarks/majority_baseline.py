@@ -16,9 +16,9 @@ python benchmarks/majority_baseline.py --configs tiny_randomized
 ```
 """
 
-import argparse
 import collections
 
+from keras_adahan import cli
 from keras_adahan.datasets.barn_vqa import layout, scene_config
 
 
@@ -47,13 +47,13 @@ def majority_baselines(config):
     return blind, blind_accuracy, per_type, right / num_test
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv=None):
+    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--configs", nargs="+", default=["classic", "randomized"],
         choices=sorted(scene_config.CONFIGS),
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     for name in args.configs:
         config = scene_config.get_config(name)
         blind, blind_accuracy, per_type, type_accuracy = majority_baselines(config)
@@ -67,4 +67,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

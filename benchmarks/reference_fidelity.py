@@ -18,10 +18,10 @@ with the fast preset's GRU skipping the padding too (`skip_padding=True`), which
 pooling border as the one difference.
 """
 
-import argparse
 
 import numpy as np
 
+from keras_adahan import cli
 from keras_adahan.convert_reference import load_reference_weights
 from keras_adahan.datasets.barn_vqa import layout
 from keras_adahan.datasets.barn_vqa import scene_config
@@ -70,13 +70,13 @@ def copy_weights(exact, fast):
                 layer.set_weights(exact.get_layer(submodel).get_layer(name).get_weights())
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv=None):
+    parser = cli.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--draws", type=int, default=10, help="weight draws (seeds 0..N-1)")
     parser.add_argument("--images", type=int, default=100, help="classic test scenes")
     parser.add_argument("--init", default="pytorch", choices=("pytorch", "keras"),
                         help="how the weights are drawn")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     import keras
 
@@ -118,4 +118,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

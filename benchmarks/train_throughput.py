@@ -37,6 +37,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import machine  # noqa: E402
+from keras_adahan import cli  # noqa: E402
 from keras_adahan import compute  # noqa: E402
 from keras_adahan.model import build_model, build_training_model  # noqa: E402
 from keras_adahan.presets import get_preset  # noqa: E402
@@ -202,7 +203,7 @@ def reference_steps_per_second(seconds, device="cpu"):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = cli.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", nargs="+", default=["reference", "default"])
     parser.add_argument("--dtype", nargs="+", default=["float32", "mixed_bfloat16"],
                         choices=["float32", "mixed_bfloat16"])
@@ -297,4 +298,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)
