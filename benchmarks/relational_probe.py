@@ -38,6 +38,8 @@ from keras_adahan.layers import RelationalAggregation
 NUM_OBJECTS = 6
 GRID = 5  # The sort_of_clevr preset's 5x5 cells.
 TEST_QUESTIONS = 4000
+# The training questions are drawn at once: refuse what would not fit in a laptop's memory.
+MAX_GIB = 8
 
 
 def make_questions(rng, count, scenes=None, coordinates="exact"):
@@ -82,10 +84,6 @@ def build(layer_norm):
     model.compile(keras.optimizers.Adam(1e-4),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     return model
-
-
-# The training questions are drawn at once: refuse what would not fit in a laptop's memory.
-MAX_GIB = 8
 
 
 def main(argv=None):
