@@ -47,9 +47,12 @@ def cell_boxes(grid_size, image_size=None):
 
 def cell_centres(grid_size, edges=None):
     """Normalized `(y, x)` centres of the cells, row-major, `(N, 2)`; `edges`, `(G + 1,)`
-    normalized, replace the even split's (benchmarks/cell_alignment.py)."""
-    edges = _edges(grid_size, edges)
-    centres = (edges[:-1] + edges[1:]) / 2
+    normalized and increasing, replace the even split's (benchmarks/cell_alignment.py)."""
+    if edges is None:
+        centres = (np.arange(grid_size) + 0.5) / grid_size
+    else:
+        low, high = _spans(grid_size, edges)
+        centres = (low + high) / 2
     y, x = np.meshgrid(centres, centres, indexing="ij")
     return np.stack([y.ravel(), x.ravel()], axis=1)
 
@@ -57,16 +60,23 @@ def cell_centres(grid_size, edges=None):
 def box_overlap_shares(grid_size, boxes, edges=None):
     """Share of each cell's area inside each box: `(Q, N)` for `(Q, 4)` normalized
     `(ymin, xmin, ymax, xmax)` boxes; `edges` as in `cell_centres`."""
-    edges = _edges(grid_size, edges)
+    low, high = _spans(grid_size, edges)
     ymin, xmin, ymax, xmax = np.asarray(boxes).T
-    low, high = edges[:-1], edges[1:]
     overlap_y = np.clip(np.minimum(high, ymax[:, None]) - np.maximum(low, ymin[:, None]), 0, None)
     overlap_x = np.clip(np.minimum(high, xmax[:, None]) - np.maximum(low, xmin[:, None]), 0, None)
     shares_y, shares_x = overlap_y / (high - low), overlap_x / (high - low)
     return (shares_y[:, :, None] * shares_x[:, None, :]).reshape(len(ymin), -1)
 
 
-def _edges(grid_size, edges):
+def _spans(grid_size, edges):
+    """`(low, high)`, `(G,)` each: where each cell starts and ends along an axis."""
     if edges is None:
-        return np.arange(grid_size + 1, dtype=np.float64) / grid_size
-    return np.asarray(edges, dtype=np.float64)
+        # j / G + 1 / G, not (j + 1) / G: the sums the grounding and coverage figures in the
+        # docs were measured with (an object's edge at a cell border, in float64, can touch
+        # the cell before it by 1e-16 one way and not the other).
+        low = np.arange(grid_size) / grid_size
+        return low, low + 1.0 / grid_size
+    edges = np.asarray(edges, dtype=np.float64)
+    if edges.shape != (grid_size + 1,) or not np.all(np.diff(edges) > 0):
+        raise ValueError(f"`edges` must be {grid_size + 1} increasing values, received {edges}")
+    return edges[:-1], edges[1:]
