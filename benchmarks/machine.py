@@ -14,6 +14,8 @@ import importlib.metadata
 import os
 import platform
 
+from keras_adahan import cli
+
 # The CPU flags that decide which kernels run fast here (oneDNN, XNNPACK, PyTorch).
 FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile",
          "amx_bf16", "amx_int8")
@@ -104,8 +106,6 @@ def matmul_peak(dtype="float32"):
 
 
 def main(argv=None):
-    from keras_adahan import cli
-
     parser = cli.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--peak", action="store_true",
                         help="also measure the float32 and bfloat16 matmul peak")
@@ -122,6 +122,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from keras_adahan import cli
-
     cli.run(main)

@@ -18,7 +18,6 @@ with the fast preset's GRU skipping the padding too (`skip_padding=True`), which
 pooling border as the one difference.
 """
 
-
 import numpy as np
 
 from keras_adahan import cli

@@ -9,11 +9,15 @@ Main entry points:
 
 __version__ = "0.1.0"
 
+import os
 import sys
 
-if sys.argv[:1] == ["-m"]:
+if sys.argv[:1] == ["-m"] or (
+        sys.argv[:1] and os.path.basename(os.path.dirname(os.path.abspath(sys.argv[0])))
+        == "benchmarks" and sys.argv[0].endswith(".py")):
     # Python is locating `python -m keras_adahan.COMMAND` (sys.argv[0] is "-m" until it
-    # finds the module): silence TensorFlow's start-up lines before anything imports it.
+    # finds the module), or runs a script of the repository's benchmarks/: silence
+    # TensorFlow's start-up lines before anything imports it.
     from keras_adahan import cli
 
     cli.quiet_tensorflow()

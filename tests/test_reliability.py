@@ -284,6 +284,32 @@ def test_benchmarks_draw_only_into_a_new_or_empty_folder(tmp_path, script):
     assert snapshot(mine) == before
 
 
+# export_latency.py is left out: it sets TensorFlow's thread counts when imported.
+@pytest.mark.parametrize("script", [
+    "beam_generation", "build_dataset", "cell_alignment", "erase_probe", "input_pipeline",
+    "large_image_memory", "machine", "majority_baseline", "reference_fidelity",
+    "relational_probe", "sort_of_clevr_table", "train_throughput", "variants_table"])
+def test_benchmarks_fail_with_one_line(script, capsys):
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", f"{script}.py")
+    spec = importlib.util.spec_from_file_location(script, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    run_dir = ["/nonexistent/run"] if script == "erase_probe" else []  # Its positional.
+    with pytest.raises(SystemExit) as stop:  # They printed argparse's usage lines.
+        cli.run(module.main, [*run_dir, "--bogus"])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "error: __main__.py: unrecognized arguments: --bogus (see --help)"]  # pytest's name.
+    if script == "erase_probe":  # A missing run folder was a traceback.
+        with pytest.raises(SystemExit) as stop:
+            cli.run(module.main, ["/nonexistent/run"])
+        assert stop.value.code == 2
+        assert capsys.readouterr().err.splitlines() == [
+            "error: run folder '/nonexistent/run' does not exist"]
+
+
 def test_export_never_replaces_its_source_run_or_a_foreign_folder(exported_tiny_run,
                                                                    copied_run, tmp_path):
     from keras_adahan.export.__main__ import main
@@ -765,7 +791,8 @@ def test_edited_run_files_and_backup_state_are_refused(copied_run, exported_tiny
         run_files.load_run(str(copied_run))
     (copied_run / "answers.json").write_bytes(original)
     run = run_files.load_run(str(copied_run))
-    # A model.keras copied from another run: it was the answers that were blamed.
+    # A model.keras copied from another run: with as many answers it was taken without a
+    # word (with another count, answers.json was blamed).
     model = (copied_run / "model.keras").read_bytes()
     units = run.config["model"]["rnn_units"]
     VQAModel({**run.config["model"], "rnn_units": 2 * units}).save(copied_run / "model.keras")
