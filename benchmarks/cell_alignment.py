@@ -1,6 +1,6 @@
 """Where does each cell of the image encoder look, against the even split of the image?
 
-    python benchmarks/cell_alignment.py                      # every preset, untrained
+    python benchmarks/cell_alignment.py                      # every preset, untrained (seed 0)
     python benchmarks/cell_alignment.py --run RUN [--data_dir DIR]
 
 Evaluation, plots, overlays and export labels give cell j of a G-cell axis the pixels
@@ -65,18 +65,22 @@ def report(name, encoder, image_size, grid_size):
 
 def main(argv=None):
     parser = cli.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", type=cli.folder_path, default=None,
-                        help="a run folder: its encoder, and its grounding both ways")
+    parser.add_argument("--run", default=None,
+                        help="a run folder (or its model.keras): its encoder, and its "
+                             "grounding both ways")
     parser.add_argument("--data_dir", type=cli.folder_path, default=None,
                         help="with --run: where its dataset is built (default: the run's)")
     args = parser.parse_args(argv)
     if args.data_dir and not args.run:
         parser.error("--data_dir is read with --run only")
+    import keras
+
     from keras_adahan.model import VQAModel
     from keras_adahan.presets import PRESETS
 
     if not args.run:
         for name, config in PRESETS.items():
+            keras.utils.set_random_seed(0)  # Untrained weights sway the centroids a little.
             model = VQAModel(config)
             report(name, model.get_layer("image_encoder"), config.image_size, model.grid_size)
         return

@@ -98,9 +98,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.steps < 10 or args.scenes < 0:
         parser.error("--steps must be >= 10 (it reports every tenth), --scenes >= 0")
-    # float32 features and question, int64 answer and kind, bool shortcut; float64 scenes.
-    gib = (args.steps * args.batch_size * (4 * (NUM_OBJECTS * (NUM_OBJECTS + 4) + 8) + 17)
-           + args.scenes * NUM_OBJECTS * 24) / 2**30
+    # make_questions peaks near 1,100 bytes a question (its float64 temporaries); a fixed
+    # scene takes 144 (float64 centres, int64 shapes).
+    gib = (args.steps * args.batch_size * 1100 + args.scenes * NUM_OBJECTS * 24) / 2**30
     if gib > MAX_GIB:
         parser.error(f"--steps x --batch_size questions and --scenes scenes would take "
                      f"{gib:,.0f} GiB of memory; expected under {MAX_GIB} GiB")

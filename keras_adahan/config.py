@@ -267,7 +267,8 @@ class ModelConfig:
                              f"cells by: it needs variant 'han' or 'adahan', received "
                              f"{self.variant!r}")
         check_k(self.k)
-        check_adahan_arguments(self.threshold, self.min_cells or 0, self.max_cells)
+        check_adahan_arguments(self.threshold, 0 if self.min_cells is None else self.min_cells,
+                               self.max_cells)
         num_cells = self.num_cells
         try:  # The counts of cells against the grid.
             num_kept_cells(self.k, num_cells)

@@ -31,7 +31,6 @@ from keras_adahan import run_files
 from keras_adahan.backup import AtomicBackupAndRestore
 from keras_adahan.config import AGGREGATIONS
 from keras_adahan.config import FUSIONS
-from keras_adahan.config import ModelConfig
 from keras_adahan.config import config_differences
 from keras_adahan.config import VARIANTS
 from keras_adahan.datasets import registry

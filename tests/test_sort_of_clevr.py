@@ -182,7 +182,17 @@ def test_relational_probe_questions_answer_from_the_objects():
 def test_relational_probe_trains_every_step_asked_and_refuses_bad_flags(monkeypatch, capsys):
     probe = load_table_script("relational_probe")
     monkeypatch.setattr(probe, "TEST_QUESTIONS", 40)
+    trained, build = [], probe.build
+
+    def counting_build(layer_norm):
+        model = build(layer_norm)
+        fit = model.fit
+        model.fit = lambda x, y, **kwargs: trained.append(len(y)) or fit(x, y, **kwargs)
+        return model
+
+    monkeypatch.setattr(probe, "build", counting_build)
     probe.main(["--steps", "13", "--batch_size", "2"])  # Trained 10 steps: 13 // 10 ten times.
+    assert sum(trained) == 13 * 2 and len(trained) == 10
     steps = [int(line.split()[0]) for line in capsys.readouterr().out.splitlines()[2:]]
     assert len(steps) == 10 and steps[-1] == 13 and steps == sorted(steps)
     for argv, message in [(["--seed", "-1"], "argument --seed: expected a seed in [0, 2**32)"),
@@ -197,10 +207,13 @@ def test_cell_alignment_finds_where_the_sort_of_clevr_cells_look(capsys):
     * 2 + 3 - in rows, the odd one after, so the layers map output row i to input rows
     centred at 2i, 2i + 1, 2i, 2i + 1: cell j is centred at pixel 16 j + 10 (10.5 with the
     pixel's own half), not at the even split's 15 j + 7.5."""
+    import keras
+
     alignment = load_table_script("cell_alignment")
     from keras_adahan.model import VQAModel
     from keras_adahan.presets import PRESETS
 
+    keras.utils.set_random_seed(0)
     model = VQAModel(PRESETS["sort_of_clevr"])
     edges = alignment.report("sort_of_clevr", model.get_layer("image_encoder"), 75, 5)
     centres = 16 * np.arange(5) + 10.5
