@@ -336,5 +336,10 @@ def config_differences(saved, config, fresh_name="now"):
     fresh = config.to_dict()
     # A field newer than the run was built with its default (the behaviour before it).
     defaults = ModelConfig().to_dict()
+    def same(key, old, new):
+        if key == "k":  # An int counts cells, a float is a share: 1 is one cell, 1.0 all.
+            return old == new and isinstance(old, float) == isinstance(new, float)
+        return old == new
+
     return [f"{key} {saved.get(key, defaults[key])!r} ({fresh_name} {fresh[key]!r})"
-            for key in fresh if saved.get(key, defaults[key]) != fresh[key]]
+            for key in fresh if not same(key, saved.get(key, defaults[key]), fresh[key])]

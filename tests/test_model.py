@@ -13,6 +13,7 @@ import tensorflow as tf
 from keras_adahan.config import AGGREGATIONS
 from keras_adahan.config import VARIANTS
 from keras_adahan.config import ModelConfig
+from keras_adahan.config import config_differences
 from keras_adahan.geometry import cell_boxes
 from keras_adahan.geometry import grid_size
 from keras_adahan.model import VQAModel
@@ -84,6 +85,14 @@ class ConfigTest(unittest.TestCase):
         np.testing.assert_allclose(cell_boxes(3)[cell], [1 / 3, 2 / 3, 2 / 3, 1.0], rtol=1e-6)
         with self.assertRaisesRegex(ValueError, "`grid_size` must be a positive int, received 0"):
             cell_boxes(0)
+
+    def test_config_differences_tell_one_cell_from_all_cells(self):
+        config = ModelConfig(k=1)  # One cell; k = 1.0 would keep all of them.
+        saved = json.loads(json.dumps(config.to_dict()))  # As config.json holds it.
+        self.assertEqual(config_differences(saved, config), [])
+        self.assertEqual(config_differences({**saved, "k": 1.0}, config), ["k 1.0 (now 1)"])
+        self.assertEqual(config_differences({**saved, "conv_filters": [8]}, config, "model"),
+                         ["conv_filters [8] (model [16, 32, 64, 64, 64])"])
 
     def test_replace_and_dict_round_trip(self):
         config = TINY.replace(variant="adahan", max_cells=6)
