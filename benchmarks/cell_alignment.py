@@ -104,7 +104,9 @@ def main(argv=None):
                             "target box: no grounding to compare")
     print(f"grounding of {grounded.sum():,} test questions (%): top cell's centre on the "
           "target, top cell touches it, a kept cell touches it, kept area on it")
-    for label, cell_edges in (("even boxes", None), ("boxes around the centroids", edges)):
+    geometries = [("even boxes", None)] + [("boxes around the centroids", edges)] * (
+        edges is not None)
+    for label, cell_edges in geometries:
         top_on, area_share, top_touches, target_kept = evaluate.grounding(
             outputs["presence"][grounded], outputs["mask"][grounded], arrays.boxes[grounded],
             run.model.grid_size, cell_edges)
