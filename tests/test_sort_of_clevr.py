@@ -220,6 +220,9 @@ def test_cell_alignment_finds_where_the_sort_of_clevr_cells_look(capsys):
     expected = np.concatenate([[0], (centres[:-1] + centres[1:]) / 2, [75]]) / 75
     np.testing.assert_allclose(edges, expected, atol=1.5 / 75)  # Within 1.5 px.
     assert "middle cell 2: 4" in capsys.readouterr().out  # 42.5 px, not the even 37.5.
+    with pytest.raises(SystemExit, match="argument --run: expected a run folder or its "
+                                         "model.keras, received an empty string"):
+        alignment.main(["--run", ""])  # Read as "not given", it measured every preset.
 
 
 def test_every_table_setup_is_a_valid_trainer_configuration():
