@@ -29,7 +29,6 @@ python benchmarks/relational_probe.py --steps 15000 --scenes 9800 --coordinates 
 import argparse
 import time
 
-import keras
 import numpy as np
 
 from keras_adahan import cli
@@ -72,6 +71,8 @@ def make_questions(rng, count, scenes=None, coordinates="exact"):
 
 
 def build(layer_norm):
+    import keras  # Here, not above: keras_adahan first silences TensorFlow's start-up lines.
+
     objects = keras.Input((NUM_OBJECTS, NUM_OBJECTS + 4), name="objects")
     question = keras.Input((NUM_OBJECTS + 2,), name="question")
     every_object = keras.Input((NUM_OBJECTS,), name="mask")
@@ -100,10 +101,12 @@ def main(argv=None):
         parser.error("--steps must be >= 10 (it reports every tenth), --scenes >= 0")
     # make_questions peaks near 1,100 bytes a question (its float64 temporaries); a fixed
     # scene takes 144 (float64 centres, int64 shapes).
-    gib = (args.steps * args.batch_size * 1100 + args.scenes * NUM_OBJECTS * 24) / 2**30
-    if gib > MAX_GIB:
+    needed = args.steps * args.batch_size * 1100 + args.scenes * NUM_OBJECTS * 24  # Bytes.
+    if needed > MAX_GIB * 2**30:  # Whole numbers: a 400-digit --steps is no float.
         parser.error(f"--steps x --batch_size questions and --scenes scenes would take "
-                     f"{gib:,.0f} GiB of memory; expected under {MAX_GIB} GiB")
+                     f"{needed // 2**30:,} GiB of memory; expected under {MAX_GIB} GiB")
+
+    import keras
 
     rng = np.random.default_rng(args.seed)
     keras.utils.set_random_seed(args.seed)

@@ -167,9 +167,15 @@ def stages(args):
 def load_result(run_dir):
     from keras_adahan import run_files
 
-    return {"run_dir": run_dir, **{  # A damaged file: one line that names it.
+    result = {"run_dir": run_dir, **{  # A damaged file: one line that names it.
         name: run_files.read_json(os.path.join(run_dir, f"{name}.json"))
         for name in ("metrics", "training", "config")}}
+    for name, key in (("metrics", "accuracy_per_type"), ("training", "seconds")):
+        if not isinstance(result[name], dict) or key not in result[name]:
+            raise ValueError(f"{os.path.join(run_dir, name + '.json')!r} holds no {key!r}: "
+                             f"not what the trainer writes (`python -m keras_adahan.evaluate "
+                             f"{run_dir}` rewrites metrics.json)")
+    return result
 
 
 def trainer_flags(setup, seed, args, dataset, epochs, flags=()):

@@ -133,7 +133,7 @@ class Run:
 def run_folder_of(run_dir_or_model):
     """The run folder a command is given: the folder itself, or the one of its `model.keras`
     (`.` for a bare `model.keras`)."""
-    if run_dir_or_model.endswith(".keras"):
+    if run_dir_or_model.endswith(".keras") and not os.path.isdir(run_dir_or_model):
         return os.path.dirname(run_dir_or_model) or "."
     return run_dir_or_model
 
@@ -165,9 +165,12 @@ def load_run(run_dir_or_model):
     config = read_json(os.path.join(run_dir, CONFIG))
     if (not isinstance(config, dict) or not isinstance(config.get("model"), dict)
             or not isinstance(config.get("train"), dict)
-            or not isinstance(config["train"].get("dataset"), str)):
+            or not isinstance(config["train"].get("dataset"), str)
+            or not isinstance(config["train"].get("data_dir"), (str, type(None)))):
         raise ValueError(f"{os.path.join(run_dir, CONFIG)!r} is not a run's config (it needs "
-                         "\"model\" and \"train\" with its \"dataset\")")
+                         "\"model\" and \"train\" with its \"dataset\" and \"data_dir\", "
+                         "a string or null)")
+    config["train"].setdefault("data_dir", None)  # TFDS's default folder.
     # The vocabulary and answers give the ids and labels their meaning: an edited file would
     # answer with the wrong names without a word.
     for name, expected in config.get("checksums", {}).items():

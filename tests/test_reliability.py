@@ -811,6 +811,22 @@ def test_edited_run_files_and_backup_state_are_refused(copied_run, exported_tiny
                                   "--epochs", "2"))
 
 
+def test_a_run_folder_named_like_a_model_file_and_a_config_without_data_dir(copied_run):
+    named = copied_run.parent / "run.keras"  # The trainer writes such a folder.
+    copied_run.rename(named)
+    # It was taken for a model file and its parent loaded: "... is not a complete run folder".
+    assert run_files.load_run(str(named)).answers
+    config = json.loads((named / "config.json").read_text())
+    del config["train"]["data_dir"]  # evaluate failed with KeyError: 'data_dir'.
+    (named / "config.json").write_text(json.dumps(config))
+    assert run_files.load_run(str(named)).config["train"]["data_dir"] is None
+    config["train"]["data_dir"] = 5
+    (named / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"config.json' is not a run's config .* \"data_dir\", "
+                                         "a string or null"):
+        run_files.load_run(str(named))
+
+
 def test_a_swap_killed_between_its_renames_gets_the_old_folder_back(tmp_path):
     # What a kill between `swap_into_place`'s two renames leaves: the old folder moved
     # aside, the new one still in staging, nothing at the target.

@@ -377,3 +377,7 @@ def test_table_names_a_damaged_result_file(tmp_path):
     (tmp_path / "training.json").write_text('{"seconds": 1')  # Cut off mid-write by hand.
     with pytest.raises(ValueError, match=r"training\.json' is not a readable JSON file"):
         table.load_result(str(tmp_path))
+    (tmp_path / "training.json").write_text('{"seconds": 1}')
+    (tmp_path / "metrics.json").write_text("[1]")  # JSON, but no evaluation's.
+    with pytest.raises(ValueError, match=r"metrics\.json' holds no 'accuracy_per_type'"):
+        table.load_result(str(tmp_path))
