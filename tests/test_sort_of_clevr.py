@@ -197,7 +197,9 @@ def test_relational_probe_trains_every_step_asked_and_refuses_bad_flags(monkeypa
     assert len(steps) == 10 and steps[-1] == 13 and steps == sorted(steps)
     for argv, message in [(["--seed", "-1"], "argument --seed: expected a seed in [0, 2**32)"),
                           (["--scenes", "1000000000000"],
-                           "would take 134,111 GiB of memory; expected under 8 GiB")]:
+                           "would take 134,111 GiB of memory; expected under 8 GiB"),
+                          (["--steps", "1" + "0" * 400],  # No float holds it.
+                           "0,000 GiB of memory; expected under 8 GiB")]:
         with pytest.raises(SystemExit, match=re.escape(message)):  # Were tracebacks.
             probe.main(argv)
 
