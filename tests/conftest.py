@@ -1,8 +1,18 @@
-"""Shared pytest fixtures."""
+"""Shared pytest fixtures, and `load_benchmark` for the tests of benchmarks/ scripts."""
 
+import importlib.util
 import os
 
 import pytest
+
+
+def load_benchmark(name):
+    """The script `benchmarks/NAME.py` as a module (benchmarks/ is no package)."""
+    path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="session")

@@ -1,16 +1,11 @@
 """benchmarks/erase_probe.py: the painting of target boxes."""
 
-import importlib.util
-import os
-
 import numpy as np
+from conftest import load_benchmark
 
 from keras_adahan import data
 
-_PATH = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "erase_probe.py")
-_spec = importlib.util.spec_from_file_location("erase_probe", _PATH)
-erase_probe = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(erase_probe)
+erase_probe = load_benchmark("erase_probe")
 
 
 def test_erase_paints_each_questions_box_with_the_row_above():

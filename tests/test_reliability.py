@@ -18,6 +18,7 @@ import time
 import h5py
 import numpy as np
 import pytest
+from conftest import load_benchmark
 
 from keras_adahan import cli
 from keras_adahan import data
@@ -290,12 +291,7 @@ def test_benchmarks_draw_only_into_a_new_or_empty_folder(tmp_path, script):
     "large_image_memory", "machine", "majority_baseline", "reference_fidelity",
     "relational_probe", "sort_of_clevr_table", "train_throughput", "variants_table"])
 def test_benchmarks_fail_with_one_line(script, capsys):
-    import importlib.util
-
-    path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", f"{script}.py")
-    spec = importlib.util.spec_from_file_location(script, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark(script)
     run_dir = ["/nonexistent/run"] if script == "erase_probe" else []  # Its positional.
     with pytest.raises(SystemExit) as stop:  # They printed argparse's usage lines.
         cli.run(module.main, [*run_dir, "--bogus"])
@@ -620,22 +616,18 @@ def test_table_scripts_refuse_a_finished_run_with_other_settings(copied_run,
     (["--epochs", "0"], "argument --epochs: expected a positive integer, received '0'"),
 ])
 def test_variants_table_refuses_bad_flags_before_training(tmp_path, argv, message):
-    from test_sort_of_clevr import load_table_script
-
     with pytest.raises(cli.UserError, match=message):
-        load_table_script("variants_table").main(["--runs_dir", str(tmp_path / "runs"), *argv])
+        load_benchmark("variants_table").main(["--runs_dir", str(tmp_path / "runs"), *argv])
     assert not (tmp_path / "runs").exists()
 
 
 def test_variants_table_names_a_failed_trainer_in_one_line(tmp_path, capfd):
     """It was a CalledProcessError traceback."""
-    from test_sort_of_clevr import load_table_script
-
     runs = tmp_path / "runs"
     runs.mkdir()
     (runs / "tiny-default-han-seed0").write_text("mine")  # Where the run would go.
     with pytest.raises(SystemExit) as stop:
-        load_table_script("variants_table").main(
+        load_benchmark("variants_table").main(
             ["--dataset", "tiny", "--variants", "han", "--seeds", "0", "--runs_dir", str(runs),
              "--quiet"])
     assert stop.value.code == 2  # As every refusal; it was 1.
@@ -662,12 +654,10 @@ def test_variants_table_names_a_failed_trainer_in_one_line(tmp_path, capfd):
 def test_table_scripts_refuse_flags_that_override_their_own(tmp_path, script, flags, named):
     """The flags after -- come last on each trainer command, so they would win: `-- --seed 5`
     would train every "seed" alike and the table would print their spread."""
-    from test_sort_of_clevr import load_table_script
-
     if "--" not in flags:
         flags = ["--", *flags]
     with pytest.raises(cli.UserError) as stop:
-        load_table_script(script).main(["--runs_dir", str(tmp_path / "runs"), *flags])
+        load_benchmark(script).main(["--runs_dir", str(tmp_path / "runs"), *flags])
     assert str(stop.value) == (f"the flags after -- set {named}, which this script sets for "
                                "that run itself: use the script's own flags")
     assert not os.path.exists(tmp_path / "runs")
@@ -675,8 +665,6 @@ def test_table_scripts_refuse_flags_that_override_their_own(tmp_path, script, fl
 
 def test_table_scripts_check_every_runs_flags_before_training(tmp_path):
     """A flag one of the runs refuses stops the table before any run trains."""
-    from test_sort_of_clevr import load_table_script
-
     runs = tmp_path / "runs"
     for script, argv in (
             ("variants_table", ["--variants", "adahan", "han", "--", "--threshold", "0.2"]),
@@ -684,7 +672,7 @@ def test_table_scripts_check_every_runs_flags_before_training(tmp_path):
                                      "--threshold", "0.1"])):
         with pytest.raises(cli.UserError, match="is AdaHAN's; it needs --variant adahan, "
                                                 "received --variant han"):
-            load_table_script(script).main(["--runs_dir", str(runs), *argv])
+            load_benchmark(script).main(["--runs_dir", str(runs), *argv])
         assert not runs.exists()
 
 

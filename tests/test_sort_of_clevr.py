@@ -5,6 +5,7 @@ import re
 
 import numpy as np
 import pytest
+from conftest import load_benchmark
 
 from keras_adahan import train
 from keras_adahan.datasets import registry
@@ -143,23 +144,11 @@ def test_trainer_warmup_flags_name_the_dataset_types(tmp_path):
     assert not (tmp_path / "tfds").exists()  # Refused before the build.
 
 
-def load_table_script(name="sort_of_clevr_table"):
-    """A script of benchmarks/ as a module."""
-    import importlib.util
-    import pathlib
-
-    path = pathlib.Path(__file__).parents[1] / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    table = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(table)
-    return table
-
-
 def test_relational_probe_questions_answer_from_the_objects():
     """benchmarks/relational_probe.py: each answer is the shape of the object closest to
     (furthest from) the named one, and the shortcut flag says whether the commonest shape of
     the other five is that answer; checked object by object here."""
-    probe = load_table_script("relational_probe")
+    probe = load_benchmark("relational_probe")
     features, question, answer, kind, shortcut = probe.make_questions(
         np.random.default_rng(0), 300)
     assert set(kind) == {0, 1} and 0 < shortcut.mean() < 1
@@ -180,7 +169,7 @@ def test_relational_probe_questions_answer_from_the_objects():
 
 
 def test_relational_probe_trains_every_step_asked_and_refuses_bad_flags(monkeypatch, capsys):
-    probe = load_table_script("relational_probe")
+    probe = load_benchmark("relational_probe")
     monkeypatch.setattr(probe, "TEST_QUESTIONS", 40)
     trained, build = [], probe.build
 
@@ -211,7 +200,7 @@ def test_cell_alignment_finds_where_the_sort_of_clevr_cells_look(capsys):
     pixel's own half), not at the even split's 15 j + 7.5."""
     import keras
 
-    alignment = load_table_script("cell_alignment")
+    alignment = load_benchmark("cell_alignment")
     from keras_adahan.model import VQAModel
     from keras_adahan.presets import PRESETS
 
@@ -228,7 +217,7 @@ def test_cell_alignment_finds_where_the_sort_of_clevr_cells_look(capsys):
 
 
 def test_every_table_setup_is_a_valid_trainer_configuration():
-    table = load_table_script()
+    table = load_benchmark("sort_of_clevr_table")
     relational = set()
     for name, (_, flags) in table.SETUPS.items():
         args = train.parse_args(["--dataset", "sort_of_clevr", "--preset", "sort_of_clevr",
@@ -250,7 +239,7 @@ def test_every_table_setup_is_a_valid_trainer_configuration():
 
 
 def test_curriculum_starts_its_second_run_from_the_first(tmp_path, monkeypatch, capfd):
-    table = load_table_script()
+    table = load_benchmark("sort_of_clevr_table")
     # The best run's curriculum for AdaHAN, shortened and on the tiny config for both stages.
     def curriculum(first_epochs):
         return {"adahan_rn_image_more_scenes": (
@@ -301,7 +290,7 @@ def test_curriculum_starts_its_second_run_from_the_first(tmp_path, monkeypatch, 
 
 
 def test_coverage_needs_the_objects_the_generator_answered_from():
-    table = load_table_script()
+    table = load_benchmark("sort_of_clevr_table")
     config = scenes.CONFIGS["default"]
     for index in range(5):
         scene = scenes.render_scene(config, "test", index)
@@ -319,7 +308,7 @@ def test_coverage_needs_the_objects_the_generator_answered_from():
 
 
 def test_fewest_covering_cells():
-    table = load_table_script()
+    table = load_benchmark("sort_of_clevr_table")
     touches = np.array([[1, 1, 0, 0],   # Object 0 on cells 0 and 1,
                         [0, 1, 1, 0],   # object 1 on cells 1 and 2,
                         [0, 0, 0, 1]],  # object 2 on cell 3: cells 1 and 3 touch all.
@@ -329,7 +318,7 @@ def test_fewest_covering_cells():
 
 
 def test_coverage_of_a_run_that_keeps_every_cell_is_complete(tmp_path):
-    table = load_table_script()
+    table = load_benchmark("sort_of_clevr_table")
     run_dir = tmp_path / "run"
     train.main(["--dataset", "sort_of_clevr_tiny", "--preset", "sort_of_clevr", "--variant",
                 "none", "--epochs", "1", "--data_dir", str(tmp_path / "tfds"),
@@ -364,7 +353,7 @@ def test_coverage_of_a_run_that_keeps_every_cell_is_complete(tmp_path):
     (["--coverage", ""], "argument --coverage: expected a folder path, received an empty string"),
 ])
 def test_table_refuses_bad_flags_before_training(tmp_path, argv, message):
-    table = load_table_script()
+    table = load_benchmark("sort_of_clevr_table")
     runs = tmp_path / "runs"
     with pytest.raises(SystemExit) as stop:
         table.main(["--runs_dir", str(runs), *argv])
@@ -373,7 +362,7 @@ def test_table_refuses_bad_flags_before_training(tmp_path, argv, message):
 
 
 def test_table_names_a_damaged_result_file(tmp_path):
-    table = load_table_script()
+    table = load_benchmark("sort_of_clevr_table")
     for name in ("metrics", "training", "config"):
         (tmp_path / f"{name}.json").write_text("{}")
     (tmp_path / "training.json").write_text('{"seconds": 1')  # Cut off mid-write by hand.
