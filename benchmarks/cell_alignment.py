@@ -93,11 +93,10 @@ def main(argv=None):
     from keras_adahan import run_files
 
     run = run_files.load_run(args.run)
-    config = run.model.config
-    edges = report(args.run, run.model.get_layer("image_encoder"), config.image_size,
-                   run.model.grid_size)
-    dataset = data.prepare_dataset(run.config["train"]["dataset"],
+    dataset = data.prepare_dataset(run.config["train"]["dataset"],  # Refused before measuring.
                                    args.data_dir or run.config["train"]["data_dir"], build=False)
+    edges = report(args.run, run.model.get_layer("image_encoder"), run.model.config.image_size,
+                   run.model.grid_size)
     result = evaluate.evaluate(run.model, dataset, run.vocabulary)
     arrays, outputs = result.arrays, result.outputs
     grounded = evaluate.grounded_questions(arrays, dataset.type_names, dataset.answer_names,
@@ -107,8 +106,9 @@ def main(argv=None):
                             "target box: no grounding to compare")
     print(f"grounding of {grounded.sum():,} test questions (%): top cell's centre on the "
           "target, top cell touches it, a kept cell touches it, kept area on it")
-    geometries = [("even boxes", None)] + [("boxes around the centroids", edges)] * (
-        edges is not None)
+    geometries = [("even boxes", None)]
+    if edges is not None:
+        geometries.append(("boxes around the centroids", edges))
     for label, cell_edges in geometries:
         top_on, area_share, top_touches, target_kept = evaluate.grounding(
             outputs["presence"][grounded], outputs["mask"][grounded], arrays.boxes[grounded],
