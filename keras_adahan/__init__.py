@@ -12,12 +12,17 @@ __version__ = "0.1.0"
 import os
 import sys
 
-if sys.argv[:1] == ["-m"] or (
-        sys.argv[:1] and os.path.basename(os.path.dirname(os.path.abspath(sys.argv[0])))
-        == "benchmarks" and sys.argv[0].endswith(".py")):
-    # Python is locating `python -m keras_adahan.COMMAND` (sys.argv[0] is "-m" until it
-    # finds the module), or runs a script of the repository's benchmarks/: silence
-    # TensorFlow's start-up lines before anything imports it.
+
+def _started_as_a_tool():
+    """`python -m keras_adahan.COMMAND` (sys.argv[0] is "-m" while Python locates the
+    module) or a script of the repository's benchmarks/ (`python benchmarks/X.py`)."""
+    first = sys.argv[0] if sys.argv else ""
+    folder = os.path.basename(os.path.dirname(os.path.abspath(first)))
+    return first == "-m" or (first.endswith(".py") and folder == "benchmarks")
+
+
+if _started_as_a_tool():
+    # Silence TensorFlow's start-up lines before anything imports it.
     from keras_adahan import cli
 
     cli.quiet_tensorflow()
