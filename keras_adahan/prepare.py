@@ -187,13 +187,14 @@ def dataset_builder(spec, data_dir):
 
 def _check_folders(builder):
     """A `ValueError` naming the first file (or link to no folder) where the dataset's
-    folders go, `DATA_DIR/NAME/CONFIG/VERSION`."""
+    folders go: `DATA_DIR/NAME/CONFIG/VERSION`, and `DATA_DIR/downloads` (TFDS's download
+    folder, made by every build)."""
     root = os.path.abspath(builder.data_dir_root)
     path, folders_below = os.path.abspath(builder.data_dir), []
     while path != root and path != os.path.dirname(path):  # Up to the root, or to `/`.
         folders_below.append(path)
         path = os.path.dirname(path)
-    for path in [root, *reversed(folders_below)]:
+    for path in [root, os.path.join(root, "downloads"), *reversed(folders_below)]:
         if os.path.lexists(path) and not os.path.isdir(path):
             raise ValueError(f"{path!r} is in the way of the dataset's folders: expected a "
                              "folder there; move it away or pass another --data_dir")

@@ -261,7 +261,7 @@ def test_the_dataset_build_lock_never_writes_through_a_link(tmp_path):
     assert mine.read_text() == "mine"
 
 
-@pytest.mark.parametrize("in_the_way", ["barn_vqa", "barn_vqa/tiny"])
+@pytest.mark.parametrize("in_the_way", ["barn_vqa", "barn_vqa/tiny", "downloads"])
 def test_a_file_where_the_datasets_folders_go_is_named(tmp_path, in_the_way):
     mine = tmp_path / "tfds" / in_the_way
     mine.parent.mkdir(parents=True)
