@@ -65,15 +65,12 @@ def report(name, encoder, image_size, grid_size):
 
 def main(argv=None):
     parser = cli.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", default=None,
+    parser.add_argument("--run", type=cli.run_path, default=None,
                         help="a run folder (or its model.keras): its encoder, and its "
                              "grounding both ways")
     parser.add_argument("--data_dir", type=cli.folder_path, default=None,
                         help="with --run: where its dataset is built (default: the run's)")
     args = parser.parse_args(argv)
-    if args.run is not None and not args.run.strip():  # Read as "not given", it ran them all.
-        parser.error("argument --run: expected a run folder or its model.keras, received an "
-                     "empty string")
     if args.data_dir and not args.run:
         parser.error("--data_dir is read with --run only")
     import keras

@@ -434,12 +434,13 @@ def main(argv=None):
                         default=os.path.join("runs", "sort_of_clevr_table"))
     parser.add_argument("--quiet", action="store_true", help="hide the trainer's output")
     modes = parser.add_mutually_exclusive_group()  # Each prints about one run, then stops.
-    modes.add_argument("--threshold_study", metavar="RUN", default=None, type=cli.folder_path,
-                        help="only print the threshold study of this run folder (any dataset)")
-    modes.add_argument("--colour_probe", metavar="RUN", default=None, type=cli.folder_path,
+    modes.add_argument("--threshold_study", metavar="RUN", default=None, type=cli.run_path,
+                        help="only print the threshold study of this run folder or model.keras "
+                             "(any dataset)")
+    modes.add_argument("--colour_probe", metavar="RUN", default=None, type=cli.run_path,
                         help="only ask this Sort-of-CLEVR run each object's shape, colour by "
                              "colour, and print whether its answers follow the colour")
-    modes.add_argument("--coverage", metavar="RUN", default=None, type=cli.folder_path,
+    modes.add_argument("--coverage", metavar="RUN", default=None, type=cli.run_path,
                         help="only print, per question type, how often this Sort-of-CLEVR "
                              "run's kept cells touch every object the answer needs")
     parser.add_argument("trainer_flags", nargs="*",

@@ -178,6 +178,15 @@ def folder_path(text):
     return path
 
 
+def run_path(text):
+    """argparse type: a run folder or its `model.keras` (`~` expanded); an empty string is
+    refused (`run_files.load_run` names what else is wrong)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a run folder or its model.keras, received "
+                                         "an empty string")
+    return os.path.expanduser(text)
+
+
 def dataset_name(text):
     """argparse type: a registered dataset name or folder:PATH."""
     from keras_adahan.datasets import registry

@@ -317,7 +317,7 @@ def test_fewest_covering_cells():
     assert table._fewest_covering_cells(np.eye(3, dtype=bool)) == 3
 
 
-def test_coverage_of_a_run_that_keeps_every_cell_is_complete(tmp_path):
+def test_coverage_of_a_run_that_keeps_every_cell_is_complete(tmp_path, capsys):
     table = load_benchmark("sort_of_clevr_table")
     run_dir = tmp_path / "run"
     train.main(["--dataset", "sort_of_clevr_tiny", "--preset", "sort_of_clevr", "--variant",
@@ -333,6 +333,10 @@ def test_coverage_of_a_run_that_keeps_every_cell_is_complete(tmp_path):
         assert right[name][0] == pytest.approx(accuracy[name]) and right[name][1] is None
     assert sum(fewest.values()) == 4 and set(fewest) <= {1, 2, 3, 4, 5, 6}
     assert set(commonest) == {"closest", "furthest"}
+    # The run's model.keras is read as its folder, as evaluate reads it (was "is a file").
+    capsys.readouterr()
+    table.main(["--coverage", str(run_dir / "model.keras")])
+    assert "4 test images (%): shape 100" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -350,7 +354,8 @@ def test_coverage_of_a_run_that_keeps_every_cell_is_complete(tmp_path):
     (["--colour_probe", "RUN", "--data_dir", "d", "--", "--learning_rate", "3e-4"],
      "--runs_dir, --data_dir, flags after --: not used by --colour_probe, which reads one run"),
     # An empty path read as "not given": it trained the whole table.
-    (["--coverage", ""], "argument --coverage: expected a folder path, received an empty string"),
+    (["--coverage", ""],
+     "argument --coverage: expected a run folder or its model.keras, received an empty string"),
 ])
 def test_table_refuses_bad_flags_before_training(tmp_path, argv, message):
     table = load_benchmark("sort_of_clevr_table")
