@@ -96,13 +96,13 @@ def export(
         folders.check_creatable(output_dir, "--output_dir")
     except SystemExit as error:
         raise ExportError(str(error)) from None
-    run_dir = run_files.run_folder_of(run_dir_or_model)
     if not folders.is_empty(output_dir) and not overwrite:
         raise ExportError(
             f"the output folder {output_dir!r} is not empty; pass --overwrite to replace it "
             "or choose another --output_dir"
         )
     try:
+        run_dir = run_files.run_folder_of(run_dir_or_model)
         # Replaced only if it is an export folder of ours, and never the run it comes from.
         folders.check_replaceable(output_dir, "export", "--output_dir", protect=[run_dir])
         run = run_files.load_run(run_dir_or_model)

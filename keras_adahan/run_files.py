@@ -132,8 +132,16 @@ class Run:
 
 def run_folder_of(run_dir_or_model):
     """The run folder a command is given: the folder itself, or the one of its `model.keras`
-    (`.` for a bare `model.keras`)."""
+    (`.` for a bare `model.keras`).
+
+    Raises `FileNotFoundError` for another `.keras` file: its folder's `model.keras` would be
+    loaded in its place without a word.
+    """
     if run_dir_or_model.endswith(".keras") and not os.path.isdir(run_dir_or_model):
+        if os.path.basename(run_dir_or_model) != MODEL:
+            raise FileNotFoundError(
+                f"{run_dir_or_model!r} is not a run: expected a run folder of "
+                f"keras_adahan.train or the {MODEL} inside one")
         return os.path.dirname(run_dir_or_model) or "."
     return run_dir_or_model
 
@@ -173,7 +181,13 @@ def load_run(run_dir_or_model):
     config["train"].setdefault("data_dir", None)  # TFDS's default folder.
     # The vocabulary and answers give the ids and labels their meaning: an edited file would
     # answer with the wrong names without a word.
-    for name, expected in config.get("checksums", {}).items():
+    checksums = config.get("checksums", {})
+    if not isinstance(checksums, dict) or not all(
+            name in (VOCABULARY, ANSWERS) and isinstance(value, str)
+            for name, value in checksums.items()):
+        raise ValueError(f"{os.path.join(run_dir, CONFIG)!r} is not a run's config: its "
+                         f"\"checksums\" must map {VOCABULARY} and {ANSWERS} to SHA-256s")
+    for name, expected in checksums.items():
         if sha256(os.path.join(run_dir, name)) != expected:
             raise ValueError(f"{os.path.join(run_dir, name)!r} is not the file this run was "
                              "trained with (edited or damaged)")

@@ -813,6 +813,31 @@ def test_a_run_folder_named_like_a_model_file_and_a_config_without_data_dir(copi
     with pytest.raises(ValueError, match=r"config.json' is not a run's config .* \"data_dir\", "
                                          "a string or null"):
         run_files.load_run(str(named))
+    config["train"]["data_dir"] = None
+    for checksums in (["vocabulary.json"], {"../../notes.txt": "0" * 64}):
+        (named / "config.json").write_text(json.dumps({**config, "checksums": checksums}))
+        with pytest.raises(ValueError, match=r"config.json' is not a run's config: its "
+                                             r"\"checksums\" must map"):
+            run_files.load_run(str(named))  # An AttributeError traceback; a file outside.
+
+
+def test_another_keras_file_is_not_taken_for_its_folders_model(copied_run, tmp_path):
+    # Its folder's model.keras was loaded in its place: evaluate wrote that model's figures
+    # under the other file's name, export shipped it.
+    from keras_adahan import evaluate
+
+    other = copied_run / "model_epoch4.keras"
+    shutil.copy(copied_run / "model.keras", other)
+    before = snapshot(copied_run)
+    expected = f"'{other}' is not a run: expected a run folder of keras_adahan.train"
+    with pytest.raises(FileNotFoundError, match=expected):
+        run_files.load_run(str(other))
+    with pytest.raises(cli.UserError, match=expected):
+        evaluate.main([str(other)])
+    with pytest.raises(exporter.ExportError, match=expected):
+        exporter.export(str(other), str(tmp_path / "export"), quantizations=("float32",))
+    assert snapshot(copied_run) == before and not (tmp_path / "export").exists()
+    assert run_files.load_run(str(copied_run / "model.keras")).answers  # Its own is taken.
 
 
 def test_a_swap_killed_between_its_renames_gets_the_old_folder_back(tmp_path):
