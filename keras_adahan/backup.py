@@ -109,14 +109,15 @@ class AtomicBackupAndRestore(keras.callbacks.Callback):
         try:
             state = run_files.read_json(self.state_path)
             _check_state(state)
-            weights = os.path.join(self.backup_dir, state["weights"])
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ValueError(self._damaged(f"{self.state_path!r} is unreadable ({error})")) from None
-        try:
-            with h5py.File(weights, "r"):
-                pass
-        except OSError as error:  # Missing, truncated or not HDF5.
-            raise ValueError(self._damaged(f"{weights!r} does not open ({error})")) from None
+        for name in {state["weights"], (state.get("best") or state)["weights"]}:
+            weights = os.path.join(self.backup_dir, name)
+            try:
+                with h5py.File(weights, "r"):
+                    pass
+            except OSError as error:  # Missing, truncated or not HDF5.
+                raise ValueError(self._damaged(f"{weights!r} does not open ({error})")) from None
         return state
 
     def _damaged(self, detail):
@@ -250,3 +251,14 @@ def _check_state(state):
         raise ValueError(f"seconds must be a number of seconds, received {seconds!r}")
     if not isinstance(weights, str) or os.path.basename(weights) != weights:
         raise ValueError(f"weights must name a file of the backup, received {weights!r}")
+    best = state.get("best")
+    if best is not None and not (
+            isinstance(best, dict) and set(best) == {"epoch", "weights", "value"}
+            and isinstance(best["epoch"], int) and not isinstance(best["epoch"], bool)
+            and 1 <= best["epoch"] <= epoch
+            and isinstance(best["weights"], str)
+            and os.path.basename(best["weights"]) == best["weights"]
+            and isinstance(best["value"], (int, float)) and not isinstance(best["value"], bool)
+            and math.isfinite(best["value"])):
+        raise ValueError("best must hold the best epoch, its weights file of the backup and "
+                         f"its finite value, received {best!r}")

@@ -791,8 +791,13 @@ def test_edited_run_files_and_backup_state_are_refused(copied_run, exported_tiny
     (copied_run / "model.keras").write_bytes(model)
     run_files.load_run(str(copied_run))
     state = run_files.read_json(copied_run / "backup" / STATE)
+    best = {"epoch": 1, "weights": state["weights"], "value": 0.5}
+    # A damaged "best" was a KeyError or TypeError traceback, or loaded weights from outside.
     for bad in ({"epoch": -3}, {"epoch": "1"}, {"history": []}, {"weights": "../x.h5"},
-                {"seconds": -1.0}):
+                {"seconds": -1.0}, {"best": [1]}, {"best": {**best, "weights": "../x.h5"}},
+                {"best": {"epoch": 1, "weights": state["weights"]}},
+                {"best": {**best, "epoch": state["epoch"] + 1}},
+                {"best": {**best, "weights": "gone.weights.h5"}}):
         (copied_run / "backup" / STATE).write_text(json.dumps({**state, **bad}))
         with pytest.raises(ValueError, match="the training backup .* is damaged"):
             train.main(tiny_flags(exported_tiny_run["data_dir"], copied_run, "--resume",
