@@ -18,6 +18,7 @@ import warnings
 import numpy as np
 
 from keras_adahan import cli
+from keras_adahan import folders
 from keras_adahan import geometry
 from keras_adahan import run_files
 
@@ -302,8 +303,13 @@ def main(argv=None):
                              "writes metrics_NAME.json, e.g. a run trained on classic_open "
                              "tested on classic")
     args = parser.parse_args(argv)
+    lock = None
     try:
         run = run_files.load_run(args.run_dir)
+        # A trainer resuming the run would have its new metrics.json replaced by these, the
+        # older model's.
+        lock = folders.FolderLock(run_files.run_folder_of(args.run_dir),
+                                  advice="wait for it to finish")
         trained_on = run.config["train"]["dataset"]
         name = args.dataset or trained_on
         dataset = data.prepare_dataset(name, args.data_dir or run.config["train"]["data_dir"],
@@ -324,10 +330,12 @@ def main(argv=None):
                     f"{' ...' if len(words) > 8 else ''}")
         evaluation = evaluate(run.model, dataset, run.vocabulary, split=args.split,
                               answers=run.answers if by_name else None)
+        write_evaluation(evaluation, run_files.run_folder_of(args.run_dir))
     except (FileNotFoundError, ValueError) as error:
         raise cli.UserError(str(error)) from None
-    run_dir = run_files.run_folder_of(args.run_dir)
-    write_evaluation(evaluation, run_dir)
+    finally:
+        if lock is not None:
+            lock.release()
     print(format_summary(evaluation.metrics, f"{args.run_dir} on {dataset.spec.title} "
                                              f"{evaluation.metrics['split']}"))
     print(json.dumps(evaluation.metrics))

@@ -266,7 +266,8 @@ class FolderLock:
         UserError: another process holds the lock.
     """
 
-    def __init__(self, folder, what="run folder"):
+    def __init__(self, folder, what="run folder",
+                 advice="wait for it to finish, or choose another --output_dir"):
         import fcntl
 
         self.path = os.path.join(folder, LOCK)
@@ -282,8 +283,7 @@ class FolderLock:
             self._file.seek(0)
             holder = self._file.read().strip() or "another process"
             self._file.close()
-            raise UserError(f"the {what} {folder!r} is in use by {holder}; wait for it to "
-                            "finish, or choose another --output_dir") from None
+            raise UserError(f"the {what} {folder!r} is in use by {holder}; {advice}") from None
         self._file.seek(0)
         self._file.truncate()
         self._file.write(f"process {os.getpid()} on {socket.gethostname()} since "

@@ -382,6 +382,8 @@ time.sleep(120)
 
 
 def test_a_second_trainer_is_told_who_holds_the_run_folder(copied_run, exported_tiny_run):
+    from keras_adahan import evaluate
+
     holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(copied_run)],
                               stdout=subprocess.PIPE, text=True)
     try:
@@ -391,11 +393,17 @@ def test_a_second_trainer_is_told_who_holds_the_run_folder(copied_run, exported_
             train.main(tiny_flags(exported_tiny_run["data_dir"], copied_run, "--resume"))
         assert stop.value.code == 2
         assert snapshot(copied_run) == before  # Not even its temporary files were cleaned.
+        # Evaluating the older model.keras meanwhile replaced the trainer's new metrics.json.
+        with pytest.raises(cli.UserError, match=f"in use by process {holder.pid} on .*; wait "
+                                                "for it to finish$"):
+            evaluate.main([str(copied_run), "--data_dir", exported_tiny_run["data_dir"]])
+        assert snapshot(copied_run) == before
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
     # The operating system released the lock with the killed process.
     folders.FolderLock(str(copied_run)).release()
+    evaluate.main([str(copied_run), "--data_dir", exported_tiny_run["data_dir"]])
 
 
 # --- 3. One line and exit status 2 from every command line tool ------------------------------
