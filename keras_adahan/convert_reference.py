@@ -216,6 +216,7 @@ def convert(state_dict, reference_words, answers, output_dir, variant="han",
 
     if os.path.lexists(output_dir) and not os.path.isdir(output_dir):
         raise cli.UserError(f"--output_dir {output_dir!r} is a file, not a folder")
+    folders.check_creatable(output_dir, "--output_dir")
     if not folders.is_empty(output_dir):
         if not overwrite:
             raise cli.UserError(f"--output_dir {output_dir!r} is not empty; pass --overwrite "
@@ -293,21 +294,21 @@ def main(argv=None):
     parser.add_argument("--answers", required=True,
                         help="the reference's data/answers.txt, or JSON: its answers in id "
                              "order, or its answer2idx")
-    parser.add_argument("--output_dir", required=True, help="the run folder to write")
+    parser.add_argument("--output_dir", required=True, type=cli.folder_path,
+                        help="the run folder to write")
     parser.add_argument("--variant", default="han", choices=("han", "adahan"),
                         help="han: top-2 cells; adahan: the reference's adaptive=True")
     parser.add_argument("--max_question_length", type=int, default=None,
                         help="words a question may have. Default: the longest question of "
                              "--vocabulary's questions.txt, at least 16")
-    parser.add_argument("--dataset", default="classic",
+    parser.add_argument("--dataset", default="classic", type=cli.dataset_name,
                         help="dataset that evaluate and export read by default (barn_vqa "
                              "classic asks the reference's three questions)")
-    parser.add_argument("--data_dir", default=None, help="its TFDS folder")
+    parser.add_argument("--data_dir", default=None, type=cli.folder_path,
+                        help="its TFDS folder")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace --output_dir if it is a run folder of keras-adahan")
     args = parser.parse_args(argv)
-    if not args.output_dir.strip():
-        parser.error("--output_dir must not be empty")
     try:
         words, longest = read_numbering(args.vocabulary, "words")
         answers, _ = read_numbering(args.answers, "answers")

@@ -119,7 +119,7 @@ def test_conversion_names_what_does_not_fit(fixture):
         convert_reference.reference_weights(weights)
 
 
-def test_convert_command_writes_a_usable_run(fixture, tmp_path):
+def test_convert_command_writes_a_usable_run(fixture, tmp_path, monkeypatch):
     weights = tmp_path / "state_dict.npz"
     np.savez(weights, **state_dict(fixture, 0))
     questions = tmp_path / "questions.txt"  # The reference's data files.
@@ -153,6 +153,18 @@ def test_convert_command_writes_a_usable_run(fixture, tmp_path):
         lock.release()
     assert run_files.load_run(run_dir).answers == ANSWERS  # Untouched.
     convert_reference.main(argv + ["--overwrite"])
+    # `--output_dir=~/ref` (the shell leaves that `~`) wrote a folder named `~` here.
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    convert_reference.main(argv[:-2] + ["--output_dir=~/ref"])
+    assert run_files.load_run(str(tmp_path / "home" / "ref")).answers == ANSWERS
+    assert not (tmp_path / "~").exists()
+    with pytest.raises(cli.UserError, match=r"--output_dir '.*answers.txt/run' cannot be "
+                                            r"made: '.*answers.txt' is a file"):
+        convert_reference.main(argv[:-1] + [str(answers / "run")])  # Was [Errno 20].
+    with pytest.raises(cli.UserError, match="--dataset: .*'clasic'"):  # Was taken as it is.
+        convert_reference.main(argv[:-1] + [str(tmp_path / "other"), "--dataset", "clasic"])
+    assert not (tmp_path / "other").exists()
     with pytest.raises(cli.UserError, match="'barn' and 'Barn' are both 'barn'"):
         questions.write_text("the barn,the Barn,\n")
         convert_reference.main(argv[:-1] + [str(tmp_path / "other")])
