@@ -40,25 +40,33 @@ def true_answer_probability(outputs, answers):
     return probabilities[np.arange(len(answers)), answers]
 
 
+def grounded_arrays(run, dataset):
+    """The test questions with a target object, their answers numbered as the model numbers
+    its answers (a run of convert_reference keeps the reference's order)."""
+    model = run.model
+    arrays = data.question_arrays(dataset, "test", run.vocabulary, model.config.image_size,
+                                  model.config.max_question_length)
+    labels = evaluate.model_answer_labels(dataset.answer_names, run.answers, dataset.spec.title)
+    arrays = dataclasses.replace(arrays, answers=labels[arrays.answers])
+    grounded = evaluate.grounded_questions(arrays, dataset.type_names, run.answers, dataset.spec)
+    return dataclasses.replace(
+        arrays, questions=arrays.questions[grounded], answers=arrays.answers[grounded],
+        types=arrays.types[grounded], boxes=arrays.boxes[grounded],
+        image_index=arrays.image_index[grounded],
+        texts=[t for t, keep in zip(arrays.texts, grounded) if keep])
+
+
 def main(argv=None):
     parser = cli.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", help="a run folder written by keras_adahan.train")
-    parser.add_argument("--data_dir", default=None, help="default: the run's")
+    parser.add_argument("--data_dir", default=None, type=cli.folder_path,
+                        help="default: the run's")
     args = parser.parse_args(argv)
 
     run = run_files.load_run(args.run_dir)
     dataset = data.prepare_dataset(run.config["train"]["dataset"],
                                    args.data_dir or run.config["train"]["data_dir"], build=False)
-    model = run.model
-    arrays = data.question_arrays(dataset, "test", run.vocabulary, model.config.image_size,
-                                  model.config.max_question_length)
-    type_names = dataset.type_names
-    grounded = evaluate.grounded_questions(arrays, type_names, run.answers, dataset.spec)
-    arrays = dataclasses.replace(
-        arrays, questions=arrays.questions[grounded], answers=arrays.answers[grounded],
-        types=arrays.types[grounded], boxes=arrays.boxes[grounded],
-        image_index=arrays.image_index[grounded],
-        texts=[t for t, keep in zip(arrays.texts, grounded) if keep])
+    model, arrays, type_names = run.model, grounded_arrays(run, dataset), dataset.type_names
 
     results = {}
     for name, probe in (("clean", arrays), ("painted", erase_targets(arrays))):

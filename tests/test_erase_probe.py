@@ -1,9 +1,12 @@
 """benchmarks/erase_probe.py: the painting of target boxes."""
 
+import dataclasses
+
 import numpy as np
 from conftest import load_benchmark
 
 from keras_adahan import data
+from keras_adahan import run_files
 
 erase_probe = load_benchmark("erase_probe")
 
@@ -29,3 +32,17 @@ def test_erase_paints_each_questions_box_with_the_row_above():
     np.testing.assert_array_equal(erased.images[1][0:2, 0:2],
                                   np.broadcast_to(image[0, 0:2], (2, 2, 3)))
     np.testing.assert_array_equal(erased.images[1][2:], image[2:])
+
+
+def test_answers_are_numbered_as_the_model_numbers_them(exported_tiny_run):
+    # A run of convert_reference keeps the reference's answer order: the probe compared the
+    # model's answer ids with the dataset's, and named answers by the wrong ids.
+    run = run_files.load_run(exported_tiny_run["run_dir"])
+    dataset = data.prepare_dataset(run.config["train"]["dataset"],
+                                   exported_tiny_run["data_dir"], build=False)
+    reordered = dataclasses.replace(run, answers=run.answers[::-1])
+    own = erase_probe.grounded_arrays(run, dataset)
+    other = erase_probe.grounded_arrays(reordered, dataset)
+    assert len(own.answers) > 0 and (own.answers != other.answers).any()
+    assert ([run.answers[a] for a in own.answers]
+            == [reordered.answers[a] for a in other.answers])
