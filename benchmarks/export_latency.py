@@ -25,6 +25,7 @@ a slow minute of the machine hits all rows alike and their ratios hold:
 Also the file sizes, how much of each .tflite is weights, and the machine.
 """
 
+import argparse
 import functools
 import os
 import statistics
@@ -200,8 +201,9 @@ def reference_inference():
     return functools.partial(pytorch_reference.infer, model, 1)
 
 
-def profile_encoder(model, export_dir, repeats, calibration_images):
-    """Milliseconds of the encoder cut after each of its layers (float32 and int8)."""
+def profile_encoder(model, repeats, calibration_images, work):
+    """Milliseconds of the encoder cut after each of its layers (float32 and int8); each
+    cut is written under the folder `work`."""
     exporter.fold_for_export(model)  # As the export does: constant kernels quantize.
     kept_float = tflite.float_layers_in_int8(model)
     encoder = model.get_layer("image_encoder")
@@ -214,7 +216,7 @@ def profile_encoder(model, export_dir, repeats, calibration_images):
         archive.add_endpoint(
             "encode", lambda image: {"cells": cut(image, training=False)},
             input_signature=[tf.TensorSpec((1, size, size, 3), tf.float32, name="image")])
-        folder = tempfile.mkdtemp()
+        folder = tempfile.mkdtemp(dir=work)
         archive.write_out(folder, verbose=False)
         row = {"layer": layer.name, "shape": list(layer.output.shape[1:])}
         for quantization in ("float32", "int8"):
@@ -263,23 +265,16 @@ def format_table(preset, results, reference_ms=None):
     return "\n".join(lines)
 
 
-def main(argv=None):
-    parser = cli.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", action="append", default=[],
-                        help="PRESET=RUN_DIR, a trained run of that preset (repeatable)")
-    parser.add_argument("--presets", default="reference,default")
-    parser.add_argument("--repeats", type=int, default=300)
-    parser.add_argument("--profile", action="store_true",
-                        help="also time the image encoder layer by layer")
-    parser.add_argument("--output", default=None, help="write the figures to this JSON file")
-    parser.add_argument("--data_dir", default=None,
-                        help="TFDS folder holding barn_vqa/classic (built there if missing; "
-                             "sizes the fresh runs, calibrates --profile). Default: TFDS's")
-    parser.add_argument("--no_reference", action="store_true",
-                        help="do not time the PyTorch reference")
-    args = parser.parse_args(argv)
-    runs = dict(item.split("=", 1) for item in args.run)
-    work = tempfile.mkdtemp(prefix="export_latency_")
+def preset_run(text):
+    """argparse type of --run: PRESET=RUN_DIR."""
+    preset, _, run_dir = text.partition("=")
+    if not preset or not run_dir:
+        raise argparse.ArgumentTypeError(f"expected PRESET=RUN_DIR, received {text!r}")
+    return preset, os.path.expanduser(run_dir)
+
+
+def measure(args, runs, work):
+    """The figures of each of `--presets`, its fresh run and exports written under `work`."""
     description = machine.describe({"tensorflow": 1, "litert": 1, "torch": 1})
     print(machine.format_machine(description), flush=True)
     report = {"machine": description}
@@ -299,12 +294,35 @@ def main(argv=None):
                                            args.data_dir or run.config["train"].get("data_dir"),
                                            build=False)
             images = calibration_samples(model, dataset, run.vocabulary, 20).images
-            results["encoder_profile"] = profile_encoder(model, export_dir, args.repeats, images)
+            results["encoder_profile"] = profile_encoder(model, args.repeats, images, work)
         report[preset] = results
         print(format_table(preset, results, reference and reference["median_ms"]), flush=True)
     if args.output:
         run_files.write_json(args.output, report)
     return report
+
+
+def main(argv=None):
+    parser = cli.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", action="append", default=[], type=preset_run,
+                        help="PRESET=RUN_DIR, a trained run of that preset (repeatable)")
+    parser.add_argument("--presets", default="reference,default")
+    parser.add_argument("--repeats", type=int, default=300)
+    parser.add_argument("--profile", action="store_true",
+                        help="also time the image encoder layer by layer")
+    parser.add_argument("--output", default=None, help="write the figures to this JSON file")
+    parser.add_argument("--data_dir", default=None,
+                        help="TFDS folder holding barn_vqa/classic (built there if missing; "
+                             "sizes the fresh runs, calibrates --profile). Default: TFDS's")
+    parser.add_argument("--no_reference", action="store_true",
+                        help="do not time the PyTorch reference")
+    args = parser.parse_args(argv)
+    runs = dict(args.run)
+    with tempfile.TemporaryDirectory(prefix="export_latency_") as work:  # Fresh runs, exports.
+        try:
+            return measure(args, runs, work)
+        except tflite.ExportError as error:  # A --run that is not a run, named by the export.
+            raise cli.UserError(str(error)) from None
 
 
 if __name__ == "__main__":

@@ -307,6 +307,23 @@ def test_benchmarks_fail_with_one_line(script, capsys):
             "error: run folder '/nonexistent/run' does not exist"]
 
 
+def test_export_latency_names_a_bad_run_in_one_line():
+    # In a process of its own: importing it sets TensorFlow's thread counts. `--run DIR`
+    # gave "dictionary update sequence element #0 has length 1; 2 is required".
+    script = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "export_latency.py")
+    result = subprocess.run([sys.executable, script, "--run", "runs/reference"],
+                            capture_output=True, text=True, env=ENV, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "error: export_latency.py: argument --run: expected PRESET=RUN_DIR, received "
+        "'runs/reference' (see --help)"]
+    result = subprocess.run([sys.executable, script, "--run", "default=/nonexistent/run",
+                             "--presets", "default", "--no_reference"],
+                            capture_output=True, text=True, env=ENV, timeout=300)
+    assert result.returncode == 2  # An ExportError traceback.
+    assert result.stderr.splitlines()[-1] == "error: run folder '/nonexistent/run' does not exist"
+
+
 def test_export_never_replaces_its_source_run_or_a_foreign_folder(exported_tiny_run,
                                                                    copied_run, tmp_path):
     from keras_adahan.export.__main__ import main
