@@ -22,6 +22,7 @@ weights that a resumed run starts from.
 import csv
 import math
 import os
+import re
 import time
 
 import h5py
@@ -225,9 +226,10 @@ class AtomicBackupAndRestore(keras.callbacks.Callback):
         if not os.path.isdir(self.backup_dir):
             return
         for name in os.listdir(self.backup_dir):
-            stale_weights = (name.endswith(".weights.h5") and keep is not None
-                             and name not in keep)
-            if folders.is_being_written(name) or stale_weights:
+            stale_weights = (re.fullmatch(r"epoch-\d+\.weights\.h5", name) is not None
+                             and keep is not None and name not in keep)
+            # As in a run folder's `backup/`, whatever this folder is named.
+            if folders.is_being_written(f"backup/{name}") or stale_weights:
                 os.remove(os.path.join(self.backup_dir, name))
 
 

@@ -90,10 +90,17 @@ def is_empty(folder):
         for name in os.listdir(folder))
 
 
-def is_being_written(name):
-    """Whether `name` is a temporary file or folder of a write of this project's (named by
-    `run_files.atomic_path` and `staging_path`)."""
-    return _WRITING.match(name) is not None
+def is_being_written(path, kind="run"):
+    """Whether `path`, inside a `kind` folder ('/'-separated), is a temporary file of a write
+    of this project's (`run_files.atomic_path`): `.tmp-PID-` before the name of a file the
+    folder holds at that place. A user's `.tmp-2024-notes` is not one."""
+    folder, _, name = path.rpartition("/")
+    match = _WRITING.match(name)
+    if match is None:
+        return False
+    own = name[match.end():]
+    own_path = f"{folder}/{own}" if folder else own
+    return own == MARKER or _OWN_PATHS[kind].fullmatch(own_path) is not None
 
 
 def check_creatable(folder, flag):
@@ -159,7 +166,7 @@ def _foreign_paths(folder, kind):
         inside = os.path.relpath(parent, folder)
         for name in sorted(subfolders + files):
             path = name if inside == "." else f"{inside}/{name}".replace(os.sep, "/")
-            writing = is_being_written(name)
+            writing = is_being_written(path, kind)
             ours = (writing or (inside == "." and name in (MARKER, LOCK))
                     or _OWN_PATHS[kind].fullmatch(path))
             if not ours:

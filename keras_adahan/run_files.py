@@ -87,16 +87,19 @@ def fsync_folder(path):
 
 
 def remove_temporary_files(directory):
-    """Deletes what `atomic_path` left in `directory` (and below) when its process was killed."""
+    """Deletes what `atomic_path` left in the run folder `directory` (and below) when its
+    process was killed."""
     for parent, subfolders, files in os.walk(directory):
-        for name in subfolders + files:
-            if folders.is_being_written(name):
-                path = os.path.join(parent, name)
-                if os.path.isdir(path):
-                    shutil.rmtree(path)
-                else:
-                    os.remove(path)
-        subfolders[:] = [name for name in subfolders if not folders.is_being_written(name)]
+        inside = os.path.relpath(parent, directory).replace(os.sep, "/")
+        written = {name for name in subfolders + files
+                   if folders.is_being_written(name if inside == "." else f"{inside}/{name}")}
+        for name in written:
+            path = os.path.join(parent, name)
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
+        subfolders[:] = [name for name in subfolders if name not in written]
 
 
 def write_json(path, obj):

@@ -99,7 +99,9 @@ def test_overwrite_refuses_a_folder_of_ours_with_a_users_file_inside_its_subfold
     for folder, inside in ((copied_run, "plots/mine.png"), (copied_run, "backup/mine.txt"),
                            (export_dir, "saved_model/mine.txt"),
                            (export_dir, "saved_model/variables/mine.txt"),
-                           (copied_run, "backup/photos/"), (copied_run, ".tmp-notes.txt")):
+                           (copied_run, "backup/photos/"), (copied_run, ".tmp-notes.txt"),
+                           (copied_run, ".tmp-2024-notes/"),  # Was taken for a killed write.
+                           (copied_run, "plots/.tmp-7-model.keras")):
         path = folder / inside
         if inside.endswith("/"):
             path.mkdir()  # An empty folder of the user's counts too.
@@ -237,7 +239,9 @@ def test_evaluating_a_bare_model_keras_or_an_export_keeps_them_usable(
 
 
 def test_resume_removes_only_its_own_killed_writes(copied_run, exported_tiny_run):
-    mine = [copied_run / ".tmp-notes.txt", copied_run / "plots" / ".tmp-draft.md"]
+    mine = [copied_run / ".tmp-notes.txt", copied_run / "plots" / ".tmp-draft.md",
+            copied_run / ".tmp-2024-notes.txt", copied_run / "backup" / ".tmp-7-model.keras",
+            copied_run / "backup" / "mine.weights.h5"]  # The last three were deleted.
     for path in mine:
         path.write_text("mine")
     killed = [copied_run / ".tmp-4242-model.keras", copied_run / "backup" / ".tmp-4242-state.json"]
