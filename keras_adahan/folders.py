@@ -203,6 +203,9 @@ def remove_stale_staging(folder):
         if not os.path.isdir(path) or os.path.islink(path) or (
                 folder_kind(path) is None and not is_empty(path)):
             continue  # Not a staging folder of ours: left alone.
+        if (not match.group(2) and name.startswith("old-")
+                and not os.path.lexists(os.path.join(parent, name[len("old-"):]))):
+            continue  # Maybe the folder NAME[4:]'s only copy, moved aside by a killed swap.
         if match.group(2) and not os.path.lexists(folder):
             # Killed between the two renames of a swap: the old folder was moved aside and
             # the new one not yet in place. Put the old one back.

@@ -885,6 +885,10 @@ def test_a_swap_killed_between_its_renames_gets_the_old_folder_back(tmp_path):
     folders.write_marker(str(old), "run")
     (old / "model.keras").write_text("the old run")
     new.mkdir()
+    # A job on `old-run` first: `.tmp-PID-old-run` reads as its staging folder too, but it
+    # may be `run`'s only copy (it was deleted).
+    folders.remove_stale_staging(str(tmp_path / "old-run"))
+    assert (old / "model.keras").read_text() == "the old run"
     folders.remove_stale_staging(str(tmp_path / "run"))
     assert os.listdir(tmp_path) == ["run"]
     assert (tmp_path / "run" / "model.keras").read_text() == "the old run"
