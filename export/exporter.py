@@ -269,8 +269,10 @@ def labels_dict(run):
         "num_cells": config.num_cells,
         "cells_shape": list(serving.cells_shape(run.model)),
         "tokenizer": (
-            "NFC-normalize and lower-case the question, take its runs of letters and digits "
-            "of any script (regex [^\\W_]+ with Unicode: 'Où' is one word), map word i of "
+            "NFC-normalize and lower-case the question, take its runs of letters, digits and "
+            "combining marks of any script (regex [\\p{L}\\p{N}\\p{M}]+, Unicode general "
+            "categories: 'Où' and 'कौन' are one word each; '_' and every other character "
+            "separate words), map word i of "
             "`words` to id i + 2 and any other word to 1, left-pad with 0 to "
             "max_question_length (keras_adahan.text.Vocabulary.encode)"
         ),

@@ -13,9 +13,11 @@ import numpy as np
 PAD_ID = 0  # Left padding: the RNN reads the words last (`skip_padding` masks it).
 OOV_ID = 1  # Any word not seen in the training questions.
 _RESERVED = ("<pad>", "<oov>")
-# A word is a run of letters and digits of any script ("é" and "ß" are letters, so "Café"
-# is one word, not "caf"); anything else separates words.
-_WORD = re.compile(r"[^\W_]+")
+# A word is a run of letters, digits and combining marks of any script (Unicode categories
+# L, N and M: "Café" is one word, not "caf"; the vowel signs of "कौन" belong to it, where
+# Python's `\w` would split it into "क" and "न"); anything else separates words.
+_WORD_CATEGORIES = "LNM"
+_ASCII_WORD = re.compile(r"[a-z0-9]+")  # The same rule on ASCII, lower-cased.
 
 
 def tokenize(text):
@@ -30,7 +32,11 @@ def tokenize(text):
     if not isinstance(text, str):
         raise TypeError(f"`question` must be a string, received {type(text).__name__}")
     # NFC: "é" typed as e + accent is the same word as the one-letter "é".
-    return _WORD.findall(unicodedata.normalize("NFC", text).lower())
+    text = unicodedata.normalize("NFC", text).lower()
+    if text.isascii():  # Most questions: a regex instead of a loop over characters.
+        return _ASCII_WORD.findall(text)
+    return "".join(c if unicodedata.category(c)[0] in _WORD_CATEGORIES else " "
+                   for c in text).split()
 
 
 class Vocabulary:

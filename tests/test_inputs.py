@@ -114,6 +114,11 @@ def test_letters_outside_ascii_are_letters():
     # "é" typed as "e" + a combining accent is the same word as the single letter.
     assert text.tokenize("caf\u0065\u0301") == text.tokenize("caf\u00e9") == ["café"]
     assert text.tokenize("Wie viele Kühe? 3 Kühe.") == ["wie", "viele", "kühe", "3", "kühe"]
+    # Combining vowel signs are part of their word: "who" and "ear" were both "क", "न".
+    assert text.tokenize("कौन जानवर छत पर है?") == ["कौन", "जानवर", "छत", "पर", "है"]
+    assert text.tokenize("कौन") != text.tokenize("कान")
+    assert text.tokenize("สัตว์อะไร อยู่ที่นี่") == ["สัตว์อะไร", "อยู่ที่นี่"]  # Thai: no spaces between words.
+    assert text.tokenize("hay_bale") == ["hay", "bale"]
 
 
 def test_unknown_words_are_named():
