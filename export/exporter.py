@@ -114,6 +114,13 @@ def export(
     dataset = None
     if "int8" in quantizations or parity:
         dataset = _prepared_dataset(run.config, data_dir)
+    if parity:  # Named before anything is converted: parity matches the answers by name.
+        from keras_adahan.evaluate import model_answer_labels
+
+        try:
+            model_answer_labels(dataset.answer_names, run.answers, dataset.spec.title)
+        except ValueError as error:
+            raise ExportError(f"{error}, or pass --skip_parity") from None
     calibration = None
     if "int8" in quantizations:
         log(f"Loading {calibration_steps} training images of {dataset.spec.title} to "
@@ -192,7 +199,7 @@ def export(
             from . import parity as parity_module
 
             report["parity"] = parity_module.check(
-                model, staging, dataset, run.vocabulary, quantizations,
+                model, staging, dataset, run.vocabulary, run.answers, quantizations,
                 max_questions=max_parity_questions, log=log,
             )
         run_files.write_json(os.path.join(staging, REPORT), report)

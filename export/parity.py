@@ -113,8 +113,10 @@ def warnings_for(report):
             for name, drop in drops.items() if drop > MAX_ACCURACY_DROP_POINTS}
 
 
-def check(model, export_dir, dataset, vocabulary, quantizations, max_questions=None, log=print):
-    """Parity figures of every artifact in `export_dir`, as a JSON-ready dict."""
+def check(model, export_dir, dataset, vocabulary, answers, quantizations, max_questions=None,
+          log=print):
+    """Parity figures of every artifact in `export_dir`, as a JSON-ready dict; `answers` are
+    the model's answer labels (a run's `answers.json`), matched to the dataset's by name."""
     from keras_adahan import data
     from keras_adahan import evaluate
 
@@ -127,6 +129,9 @@ def check(model, export_dir, dataset, vocabulary, quantizations, max_questions=N
                              model.config.max_question_length),
         max_questions,
     )
+    # A run of convert_reference numbers its answers in the reference's order.
+    labels = evaluate.model_answer_labels(dataset.answer_names, answers, dataset.spec.title)
+    arrays = dataclasses.replace(arrays, answers=labels[arrays.answers])
     split = dataset.spec.evaluation_split
     log(f"Checking parity on {len(arrays.answers)} {split} questions")
     keras_raw = evaluate.predict_split(model, arrays)

@@ -50,7 +50,7 @@ def test_labels_json_describes_the_tokenizer_predict_uses(exported_tiny_run):
     length = labels["max_question_length"]
     for question in ("What animal is near the Hay?", "Où est la vache naïve ?",
                      "Cafe\u0301 near the hay_bale, 3x",  # e + a combining accent.
-                     "कौन जानवर छत पर है?"):  # Vowel signs are marks (Python's \w splits there).
+                     "कौन जानवर छत पर है?"):  # Vowel signs: marks, which Python's \w splits.
         normalized = unicodedata.normalize("NFC", question).lower()
         words = "".join(c if unicodedata.category(c).startswith(categories) else " "
                         for c in normalized).split()
@@ -403,3 +403,21 @@ def test_report_warns_of_a_tflite_file_that_answers_below_keras():
            "within a point of it" in exporter.format_report(report)
     del report["parity"]  # --skip_parity: nothing to warn of.
     assert "Warning" not in exporter.format_report(report)
+
+
+def test_parity_matches_the_models_answers_to_the_datasets_by_name(exported_tiny_run):
+    # A run of convert_reference numbers its answers in the reference's order: parity took
+    # the model's answer ids for the dataset's, and its accuracies (and the int8 warning
+    # built on them) were wrong.
+    from keras_adahan.export import parity
+
+    run = run_files.load_run(exported_tiny_run["run_dir"])
+    dataset = data.prepare_dataset(run.config["train"]["dataset"],
+                                   exported_tiny_run["data_dir"], build=False)
+    layer = run.model.get_layer("answer_head").get_layer("answer_logits")
+    kernel, bias = layer.get_weights()
+    layer.set_weights([kernel[:, ::-1], bias[::-1]])  # Its answers numbered back to front.
+    report = parity.check(run.model, exported_tiny_run["export_dir"], dataset, run.vocabulary,
+                          run.answers[::-1], quantizations=())
+    accuracy = run_files.read_json(os.path.join(exported_tiny_run["run_dir"], "metrics.json"))
+    assert report["keras_accuracy"] == pytest.approx(accuracy["accuracy"])
