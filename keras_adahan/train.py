@@ -263,6 +263,7 @@ def main(argv=None):
             check_warmup_questions(dataset, args.warmup_types, warmup[0])
         keras.utils.set_random_seed(args.seed)
         vocabulary = training_vocabulary(args, run_dir, dataset, source)
+        check_resumed_answers(args, run_dir, dataset)
         config = model_config(args, vocabulary.size, len(dataset.answer_names))
         backup = AtomicBackupAndRestore(
             chief_backup or os.path.join(run_dir, "backup"),
@@ -452,6 +453,23 @@ def training_vocabulary(args, run_dir, dataset, source):
         raise cli.UserError(f"{dataset.spec.title}'s questions hold words that {whose} "
                             f"vocabulary lacks: {', '.join(sorted(missing))}")
     return vocabulary
+
+
+def check_resumed_answers(args, run_dir, dataset):
+    """A resumed run answers with its own labels in their order: its weights give each id
+    its name (a folder whose answers were edited since would relabel them without a word)."""
+    saved = os.path.join(run_dir, run_files.ANSWERS)
+    if not (args.resume and os.path.exists(saved)):
+        return
+    try:
+        trained = run_files.read_json(saved)["answers"]
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        raise cli.UserError(f"--resume: {saved!r} is not an answers file ({error})") from None
+    if trained != list(dataset.answer_names):
+        raise cli.UserError(
+            f"--resume: {run_dir!r} was trained to answer {trained}, and {dataset.spec.title} "
+            f"now answers {list(dataset.answer_names)}; resume it on the data it was trained "
+            "on, or train a new run into another --output_dir")
 
 
 def copy_weights(path, source, model, answers):

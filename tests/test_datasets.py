@@ -11,6 +11,7 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from keras_adahan import cli
 from keras_adahan import data
 from keras_adahan import run_files
 from keras_adahan import train
@@ -187,6 +188,24 @@ def test_folder_run_evaluates_exports_and_answers(folder_run):
     result = run_export_predict(str(run_dir), str(root / "export"), str(folder / "img/24.png"),
                                 "What colour is the card?")
     assert {a for a, _ in result["answers"]} <= {"blue", "gray", "red", "top left"}
+
+
+def test_resume_refuses_a_folder_whose_answers_changed(tmp_path):
+    # "gray" renamed "white": the sorted answers become blue, red, top left, white, and
+    # --resume relabelled the trained ids (the model's "gray" was written as "red").
+    folder = make_folder(tmp_path / "cards")
+    flags = ["--dataset", f"folder:{folder}", *FAST, "--data_dir", str(tmp_path / "tfds"),
+             "--output_dir", str(tmp_path / "run")]
+    train.main(flags)
+    answers = (tmp_path / "run" / "answers.json").read_bytes()
+    for split in ("train", "test"):
+        path = folder / f"{split}.jsonl"
+        path.write_text(path.read_text().replace('"gray"', '"white"'))
+    with pytest.raises(cli.UserError, match=r"--resume: .* was trained to answer \['blue', "
+                                            r"'gray', 'red', 'top left'\], and .* now answers "
+                                            r"\['blue', 'red', 'top left', 'white'\]"):
+        train.main(flags + ["--resume"])
+    assert (tmp_path / "run" / "answers.json").read_bytes() == answers
 
 
 def test_a_changed_folder_is_prepared_again(folder_run, tmp_path):
