@@ -307,10 +307,10 @@ class Calibration:
 
     def __init__(self, images, questions, cells):
         self.images = images  # uint8 (M, S, S, 3)
-        self.questions = questions  # int32 (M, Q, L)
+        self.questions = questions  # M int32 arrays (Q_m, L): each image's questions
         self.cells = cells  # float32 (M, G, G, P): the `encode` signature's output in Keras
         self.num_images = len(images)
-        self.num_questions = int(np.prod(questions.shape[:2]))
+        self.num_questions = sum(len(asked) for asked in questions)
 
     def dataset(self):
         for image, questions, cells in zip(self.images, self.questions, self.cells):
@@ -333,8 +333,9 @@ def calibration_samples(model, dataset, vocabulary, num_images):
     images, questions = [], []
     for inputs, *_ in batches.as_numpy_iterator():  # (inputs, answers[, weights])
         images.append(inputs["image"][0].astype(np.uint8))
-        questions.append(inputs["questions"][0])
-    images, questions = np.stack(images), np.stack(questions)
+        asked = inputs["questions"][0]  # Padded to the most questions an image has (CLEVR,
+        questions.append(asked[asked.any(axis=1)])  # folders): all-padding rows dropped.
+    images = np.stack(images)
     # The int8 image input then gets the range 0..255 exactly (scale 1, zero point -128),
     # so whole pixel values quantize without rounding, whatever the scenes' darkest and
     # brightest pixels are. Two pixels of one image: no effect on the other ranges.

@@ -317,3 +317,20 @@ def _append(path, line):
 def test_unknown_dataset_names_the_folder_form():
     with pytest.raises(ValueError, match="known: classic, .*clevr.*or folder:PATH"):
         registry.get_dataset("imagenet")
+
+
+def test_int8_calibration_reads_the_questions_asked_only(folder_run):
+    # Images asked one question were padded with an empty one (all ids 0), which the int8
+    # calibration took for a question, and the export report counted.
+    from keras_adahan.export import exporter
+
+    root, folder, run_dir, _ = folder_run
+    run = run_files.load_run(str(run_dir))
+    dataset = data.prepare_dataset(f"folder:{folder}", str(root / "tfds"), build=False)
+    calibration = exporter.calibration_samples(run.model, dataset, run.vocabulary, 12)
+    fed = [inputs["question"] for signature, inputs in calibration.dataset()
+           if signature == "vqa"]
+    asked = [len(questions) for questions in calibration.questions]
+    assert set(asked) == {1, 2}  # Both kinds of image among the 12.
+    assert len(fed) == calibration.num_questions == sum(asked)
+    assert all(question.any() for question in fed)
