@@ -431,6 +431,14 @@ def test_evaluate_on_another_config(tiny_run):
     assert json.load(open(os.path.join(run_dir, "metrics_tiny.json"))) == other.metrics
     assert os.path.exists(os.path.join(run_dir, "plots", "attention_tiny.png"))
     assert open(os.path.join(run_dir, "metrics.json")).read() == before
+    # The same model with its answers numbered back to front (as a converted run's): by
+    # name, the same figures.
+    layer = run.model.get_layer("answer_head").get_layer("answer_logits")
+    kernel, bias = layer.get_weights()
+    layer.set_weights([kernel[:, ::-1], bias[::-1]])
+    reordered = evaluate.evaluate(run.model, dataset, run.vocabulary, answers=run.answers[::-1])
+    assert reordered.metrics["accuracy"] == pytest.approx(metrics["accuracy"])
+    assert reordered.metrics["accuracy_per_type"] == pytest.approx(metrics["accuracy_per_type"])
     # A config with answers the model cannot give is refused, naming them.
     data.prepare_dataset("tiny_randomized", data_dir)
     with pytest.raises(SystemExit, match=r"has answers \['0', '1', '2', '3'\] the model cannot"):
