@@ -58,7 +58,8 @@ def build(config, setting):
 def main(argv=None):
     parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="classic", choices=sorted(scene_config.CONFIGS))
-    parser.add_argument("--num_images", type=int, default=2000, help="training images")
+    parser.add_argument("--num_images", type=cli.positive_int, default=2000,
+                        help="training images")
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS),
                         help=f"any of {', '.join(SETTINGS)} (MODE:WORKERS)")
     args = parser.parse_args(argv)

@@ -307,7 +307,7 @@ def main(argv=None):
     parser.add_argument("--run", action="append", default=[], type=preset_run,
                         help="PRESET=RUN_DIR, a trained run of that preset (repeatable)")
     parser.add_argument("--presets", default="reference,default")
-    parser.add_argument("--repeats", type=int, default=300)
+    parser.add_argument("--repeats", type=cli.positive_int, default=300)
     parser.add_argument("--profile", action="store_true",
                         help="also time the image encoder layer by layer")
     parser.add_argument("--output", default=None, help="write the figures to this JSON file")

@@ -59,11 +59,11 @@ def draw_folder(folder, images, seed=0):
 
 def main(argv=None):
     parser = cli.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=70000)
+    parser.add_argument("--images", type=cli.positive_int, default=70000)
     parser.add_argument("--folder", default="/tmp/keras_adahan_pipeline_folder")
     parser.add_argument("--data_dir", default="/tmp/keras_adahan_pipeline_tfds")
-    parser.add_argument("--image_size", type=int, default=128)
-    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--image_size", type=cli.positive_int, default=128)
+    parser.add_argument("--batch_size", type=cli.positive_int, default=32)
     args = parser.parse_args(argv)
 
     from keras_adahan import data

@@ -8,6 +8,7 @@ prints that process's peak resident memory, beside the same process's peak after
 TensorFlow alone (the floor any of the tools starts from).
 """
 
+import argparse
 import os
 import subprocess
 import sys
@@ -40,10 +41,20 @@ image.save(sys.argv[2] + ".jpg", quality=90)
 """
 
 
+def side_in_tiles(text):
+    """argparse type of --side: the image is drawn in tiles of 100 x 100 pixels."""
+    side = cli.positive_int(text)
+    if side % 100:
+        raise argparse.ArgumentTypeError(f"expected a multiple of 100, received {text!r}")
+    return side
+
+
 def main(argv=None):
     parser = cli.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--side", type=int, default=9000, help="image side in pixels")
-    parser.add_argument("--image_size", type=int, default=128, help="the model's input size")
+    parser.add_argument("--side", type=side_in_tiles, default=9000,
+                        help="image side in pixels, a multiple of 100 (its tiles' side)")
+    parser.add_argument("--image_size", type=cli.positive_int, default=128,
+                        help="the model's input size")
     args = parser.parse_args(argv)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     with tempfile.TemporaryDirectory() as folder:

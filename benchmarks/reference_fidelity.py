@@ -71,8 +71,10 @@ def copy_weights(exact, fast):
 
 def main(argv=None):
     parser = cli.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--draws", type=int, default=10, help="weight draws (seeds 0..N-1)")
-    parser.add_argument("--images", type=int, default=100, help="classic test scenes")
+    parser.add_argument("--draws", type=cli.positive_int, default=10,
+                        help="weight draws (seeds 0..N-1)")
+    parser.add_argument("--images", type=cli.positive_int, default=100,
+                        help="classic test scenes")
     parser.add_argument("--init", default="pytorch", choices=("pytorch", "keras"),
                         help="how the weights are drawn")
     args = parser.parse_args(argv)

@@ -208,12 +208,13 @@ def main(argv=None):
     parser.add_argument("--dtype", nargs="+", default=["float32", "mixed_bfloat16"],
                         choices=["float32", "mixed_bfloat16"])
     parser.add_argument("--variant", default="han")
-    parser.add_argument("--batch_size", type=int, nargs="+", default=[32],
+    parser.add_argument("--batch_size", type=cli.positive_int, nargs="+", default=[32],
                         help="images per step (several: each is timed)")
-    parser.add_argument("--steps", type=int, default=40, help="training steps timed per round")
-    parser.add_argument("--rounds", type=int, default=2,
+    parser.add_argument("--steps", type=cli.positive_int, default=40,
+                        help="training steps timed per round")
+    parser.add_argument("--rounds", type=cli.positive_int, default=2,
                         help="rounds of (every preset x dtype x batch size, then the reference)")
-    parser.add_argument("--questions", type=int, default=QUESTIONS_PER_IMAGE,
+    parser.add_argument("--questions", type=cli.positive_int, default=QUESTIONS_PER_IMAGE,
                         help="questions per image (barn_vqa 3; CLEVR about 10)")
     parser.add_argument("--aggregation", default=None,
                         help="override the preset's aggregation (e.g. relational: HAN+RN)")

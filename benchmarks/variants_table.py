@@ -18,7 +18,6 @@ and grounding, as a Markdown table; with --test_dataset, of the runs evaluated o
 config's test split (`python -m keras_adahan.evaluate RUN --dataset CONFIG`).
 """
 
-import json
 import os
 import subprocess
 import sys
@@ -28,6 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up line
 import numpy as np  # noqa: E402
 
 from keras_adahan import cli  # noqa: E402
+from keras_adahan import run_files  # noqa: E402
 from keras_adahan.config import VARIANTS  # noqa: E402
 from keras_adahan.datasets import registry  # noqa: E402
 from keras_adahan.evaluate import file_tag  # noqa: E402
@@ -70,15 +70,24 @@ def run(dataset, variant, seed, args):
     if args.test_dataset and args.test_dataset != dataset:
         metrics = os.path.join(out, f"metrics_{file_tag(args.test_dataset)}.json")
         evaluate += ["--dataset", args.test_dataset]
-    result = {}
-    if os.path.exists(metrics):
-        with open(metrics) as f:
-            result = json.load(f)
+    result = read_metrics(metrics, evaluate) if os.path.exists(metrics) else {}
     # Not evaluated on that config yet, or before the "touching" figure existed.
     if "grounding_top_cell_touches" not in result:
         check(subprocess.run(evaluate, stdout=subprocess.DEVNULL), "evaluation", out)
-        with open(metrics) as f:
-            result = json.load(f)
+        result = read_metrics(metrics, evaluate)
+    return result
+
+
+def read_metrics(path, evaluate):
+    """A run's metrics file; one line naming it, and the `evaluate` command that rewrites
+    it, when it is not a file of metrics."""
+    rewrite = f"`{' '.join(['python', *evaluate[1:]])}` rewrites it"
+    try:
+        result = run_files.read_json(path)
+    except ValueError as error:
+        raise cli.UserError(f"{error}; {rewrite}") from None
+    if not isinstance(result, dict):
+        raise cli.UserError(f"{path!r} holds no metrics; {rewrite}")
     return result
 
 

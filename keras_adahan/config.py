@@ -181,6 +181,10 @@ class ModelConfig:
             if max(values if isinstance(values, tuple) else (values,), default=0) > limit:
                 raise ValueError(f"`{name}` must be at most {limit:,} (a model this large does "
                                  f"not fit in memory here), received {values}")
+        for name in ("conv_strides", "pool_sizes", "pool_strides"):  # TF takes int32 only.
+            if max(getattr(self, name), default=0) > _LIMITS["image_size"]:
+                raise ValueError(f"`{name}` must be at most {_LIMITS['image_size']:,} (the "
+                                 f"largest image_size), received {getattr(self, name)}")
         num_convs = len(self.conv_filters)
         for name in ("conv_kernel_sizes", "conv_strides"):
             if len(getattr(self, name)) != num_convs:

@@ -130,7 +130,9 @@ def _read_json_ids(path, what):
     if isinstance(values, dict) and "answers" in values and what == "answers":
         values = values["answers"]
     if isinstance(values, dict):  # The reference's word2idx / answer2idx.
-        if sorted(values.values()) != list(range(len(values))):
+        ids = list(values.values())
+        if (not all(isinstance(i, int) and not isinstance(i, bool) for i in ids)
+                or sorted(ids) != list(range(len(values)))):
             raise ValueError(f"{path!r}: the ids of the {what} must be 0..{len(values) - 1}")
         values = sorted(values, key=values.get)
     if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
@@ -153,13 +155,20 @@ def read_numbering(path, what):
         names, longest = _read_json_ids(path, what), None
     else:
         names, longest = {}, 0
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                for item in line.rstrip().split(",")[:-1]:  # As main.py's load_data.
-                    tokens = item.split(" ") if what == "words" else [item]
-                    longest = max(longest, len(tokens))
-                    for token in tokens:
-                        names.setdefault(token, len(names))
+        try:
+            with open(path, encoding="utf-8") as f:
+                lines = f.readlines()
+        except UnicodeDecodeError:
+            flag = "--vocabulary" if what == "words" else "--answers"
+            raise ValueError(f"{flag} {path!r} is not UTF-8 text (the reference's "
+                             f"{'questions' if what == 'words' else 'answers'}.txt, or JSON)"
+                             ) from None
+        for line in lines:
+            for item in line.rstrip().split(",")[:-1]:  # As main.py's load_data.
+                tokens = item.split(" ") if what == "words" else [item]
+                longest = max(longest, len(tokens))
+                for token in tokens:
+                    names.setdefault(token, len(names))
         names = list(names)
     if not names or len(set(names)) != len(names):
         raise ValueError(f"{path!r} holds no {what}, or repeats some")

@@ -122,6 +122,9 @@ class ConfigTest(unittest.TestCase):
             (dict(min_cells=-1), "`min_cells` must be >= 0, received -1"),
             (dict(image_size=0), "`image_size` must be an int >= 1, received 0"),
             (dict(conv_strides=(2,)), r"`conv_strides` must have one entry per conv layer \(3"),
+            # Past int32: TensorFlow's error came from Conv2D.call, after the data was built.
+            (dict(conv_strides=(2, 2**31, 1)), r"`conv_strides` must be at most 2,048 \(the "
+                                               r"largest image_size\), received \(2, 2147483648, 1\)"),
             (dict(pool_sizes=(3, 3, 3)), "`pool_sizes` and `pool_strides` must be both empty or both set"),
             (dict(context_convs=3), r"`fusion='gated'` needs `context_convs` in .* = \[1, 2\], received 3"),
             (dict(conv_strides=(2, 2, 2)), "context convs .* at stride 1 without pooling"),

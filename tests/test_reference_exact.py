@@ -2,6 +2,7 @@
 inputs and outputs are in tests/fixtures/reference_outputs.npz (made by
 tests/fixtures/make_reference_fixture.py from benchmarks/pytorch_reference.py)."""
 
+import json
 import os
 
 import keras
@@ -117,6 +118,19 @@ def test_conversion_names_what_does_not_fit(fixture):
     weights["encoder_rnn.gru.weight_ih_l0"] = weights["encoder_rnn.gru.weight_ih_l0"][:23]
     with pytest.raises(ValueError, match=r"gru.weight_ih_l0 has shape \(23, 8\)"):
         convert_reference.reference_weights(weights)
+
+
+def test_numbering_files_that_do_not_fit_are_named(tmp_path):
+    word2idx = tmp_path / "word2idx.json"
+    word2idx.write_text(json.dumps({"what": 1, "is": 0}))
+    assert convert_reference.read_numbering(str(word2idx), "words") == (["is", "what"], None)
+    word2idx.write_text(json.dumps({"what": "0", "is": 1}))  # Was a TypeError traceback.
+    with pytest.raises(ValueError, match=r"word2idx.json': the ids of the words must be 0..1"):
+        convert_reference.read_numbering(str(word2idx), "words")
+    binary = tmp_path / "vocab.bin"
+    binary.write_bytes(bytes(range(256)))  # Was "'utf-8' codec can't decode", no file named.
+    with pytest.raises(ValueError, match=r"--vocabulary '.*vocab.bin' is not UTF-8 text"):
+        convert_reference.read_numbering(str(binary), "words")
 
 
 def test_convert_command_writes_a_usable_run(fixture, tmp_path, monkeypatch):

@@ -129,7 +129,8 @@ def test_overwrite_refuses_a_parent_of_runs(copied_run, exported_tiny_run):
 def test_bad_flags_are_refused_before_a_folder_is_touched(copied_run, exported_tiny_run):
     before = snapshot(copied_run)
     for extra in (["--seed", "-1"], ["--k", "inf"], ["--learning_rate", "nan"],
-                  ["--set", "image_size=100000"],
+                  ["--set", "image_size=100000"], ["--set", "pool_strides=[2,2,2,1,1]",
+                                                     "--set", "pool_sizes=[2,2,2,1,10000000000]"],
                   ["--variant", "adahan", "--threshold", "nan"]):
         with pytest.raises(cli.UserError) as stop:
             train.main(tiny_flags(exported_tiny_run["data_dir"], copied_run, "--overwrite",
@@ -309,6 +310,23 @@ def test_benchmarks_fail_with_one_line(script, capsys):
         assert stop.value.code == 2
         assert capsys.readouterr().err.splitlines() == [
             "error: run folder '/nonexistent/run' does not exist"]
+
+
+@pytest.mark.parametrize("script, argv, message", [
+    # A traceback (IndexError, ZeroDivisionError, CalledProcessError) or a NumPy error.
+    ("reference_fidelity", ["--images", "0"], "--images: expected a positive integer"),
+    ("reference_fidelity", ["--draws", "0"], "--draws: expected a positive integer"),
+    ("train_throughput", ["--steps", "0"], "--steps: expected a positive integer"),
+    ("train_throughput", ["--rounds", "0"], "--rounds: expected a positive integer"),
+    ("large_image_memory", ["--side", "50"], "--side: expected a multiple of 100"),
+    # Drew empty question files, which every later run then reused.
+    ("input_pipeline", ["--images", "0"], "--images: expected a positive integer"),
+])
+def test_benchmark_counts_are_refused_below_one(script, argv, message, capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli.run(load_benchmark(script).main, argv)
+    assert stop.value.code == 2
+    assert message in capsys.readouterr().err
 
 
 def test_export_latency_names_a_bad_run_in_one_line():
@@ -636,6 +654,17 @@ def test_table_scripts_refuse_a_finished_run_with_other_settings(copied_run,
     assert result.stderr.strip().splitlines()[-1] == (
         f"error: {runs / 'tiny-default-han-seed0'} holds a run trained with other settings: epochs 1 "
         "(asked 2); pass another --runs_dir")
+    # A damaged metrics.json of a finished run: it said "Expecting value: line 1 column 1".
+    metrics = runs / "tiny-default-han-seed0" / "metrics.json"
+    metrics.write_text("garbage")
+    result = subprocess.run(
+        [sys.executable, script, "--dataset", "tiny", "--variants", "han", "--seeds", "0",
+         "--epochs", "1", "--runs_dir", str(runs)], capture_output=True, text=True, env=ENV)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: '{metrics}' is not a readable JSON file (Expecting value: line 1 column 1 "
+        f"(char 0)); `python -m keras_adahan.evaluate {metrics.parent}` rewrites it")
+    assert metrics.read_text() == "garbage"
 
 
 @pytest.mark.parametrize("argv, message", [
