@@ -178,6 +178,14 @@ def folder_path(text):
     return path
 
 
+def file_path(text):
+    """argparse type: a file path (`~` expanded); an empty string is refused (it read as
+    "not given": `--overlay ""` wrote nothing without a word)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a file path, received an empty string")
+    return os.path.expanduser(text)
+
+
 def run_path(text):
     """argparse type: a run folder or its `model.keras` (`~` expanded); an empty string is
     refused (`run_files.load_run` names what else is wrong)."""

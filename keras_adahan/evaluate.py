@@ -298,7 +298,7 @@ def main(argv=None):
                              "CLEVR's validation split)")
     parser.add_argument("--data_dir", default=None, type=cli.folder_path,
                         help="TFDS data folder (default: the one the run was trained with)")
-    parser.add_argument("--dataset", default=None,
+    parser.add_argument("--dataset", default=None, type=cli.dataset_name,
                         help="dataset to evaluate on (default: the run's own); another one "
                              "writes metrics_NAME.json, e.g. a run trained on classic_open "
                              "tested on classic")

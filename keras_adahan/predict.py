@@ -232,9 +232,12 @@ def predict(model_path, image_path, questions, top=3, labels_path=None, num_thre
         raise ValueError("give at least one --question")
     vqa = load_model(model_path, num_threads)
     labels = load_labels(model_path, labels_path)
-    vocabulary = Vocabulary(labels["words"])
     labels_file = labels_path_of(model_path, labels_path)
     check_labels(labels, vqa, labels_file)
+    try:
+        vocabulary = Vocabulary(labels["words"])
+    except ValueError as error:
+        raise ValueError(f"{labels_file!r} does not fit the model: {error}") from None
     warn_if_below_keras(model_path, vqa, labels, labels_file)
     # Every question is checked before the image is encoded.
     ids = [vocabulary.encode(q, vqa.max_question_length, require_known=True) for q in questions]
@@ -270,16 +273,17 @@ def main(argv=None):
         prog="python -m keras_adahan.predict",
         description="Answer questions about an image with an exported .tflite VQA model.",
     )
-    parser.add_argument("--model", required=True,
+    parser.add_argument("--model", required=True, type=cli.file_path,
                         help="a .tflite file written by python -m keras_adahan.export")
-    parser.add_argument("--image", required=True, help="an image file (any size and mode)")
+    parser.add_argument("--image", required=True, type=cli.file_path,
+                        help="an image file (any size and mode)")
     parser.add_argument("--question", action="append", required=True,
                         help="a question; repeat for several (the image is encoded once)")
     parser.add_argument("--top", type=int, default=3, help="answers to show per question")
-    parser.add_argument("--overlay", default=None,
+    parser.add_argument("--overlay", default=None, type=cli.file_path,
                         help="write the attention overlay (kept cells over the image) of the "
                              "first question to this PNG file")
-    parser.add_argument("--labels", default=None,
+    parser.add_argument("--labels", default=None, type=cli.file_path,
                         help=f"the labels file (default: {LABELS} beside the model)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads of LiteRT")
     parser.add_argument("--strict", action="store_true",

@@ -201,6 +201,8 @@ def model_config(args, vocabulary_size, num_answers):
         if field.strip() in _SET_BY_FLAGS:
             raise ValueError(f"--set {field.strip()}=... is set by {_SET_BY_FLAGS[field.strip()]}; "
                              "use that instead")
+        if field.strip() in overrides:  # The last would win without a word.
+            raise ValueError(f"--set {field.strip()} is given twice; give it once")
         try:
             value = json.loads(text)
         except json.JSONDecodeError:

@@ -177,6 +177,23 @@ def test_bad_files(exported_tiny_run, photos, tmp_path):
     with pytest.raises(SystemExit, match=".*not a readable .tflite model"):
         main(["--model", str(lonely / "vqa.tflite"), "--image", photos["RGB"],
               "--question", QUESTION])
+    # An empty path read as "not given": no overlay written, the default labels used.
+    for flag in ("--overlay", "--labels"):
+        with pytest.raises(SystemExit, match=f"argument {flag}: expected a file path, "
+                                             "received an empty string"):
+            main(["--model", model, "--image", photos["RGB"], "--question", QUESTION,
+                  flag, ""])
+    # labels.json of an older format (no fingerprint) whose words hold "<pad>": the error
+    # named no file.
+    labels = json.loads(open(os.path.join(export_dir, "labels.json")).read())
+    labels = {k: v for k, v in labels.items() if k not in ("fingerprint", "model_sha256")}
+    labels.update(format="keras_adahan.export/1", words=["<pad>"] + labels["words"][1:])
+    (lonely / "labels.json").write_text(json.dumps(labels))
+    shutil.copy(model, lonely / "vqa.tflite")
+    with pytest.raises(SystemExit, match=r".*labels.json' does not fit the model: `words` "
+                                         "must be unique and must not hold <pad> or <oov>"):
+        main(["--model", str(lonely / "vqa.tflite"), "--image", photos["RGB"],
+              "--question", QUESTION])
 
 
 def test_overlay_must_be_named_as_the_png_it_is(tmp_path):

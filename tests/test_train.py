@@ -168,6 +168,9 @@ def test_evaluate_cli(tiny_run):
     (["--set", "bogus=1"], "Unknown ModelConfig field(s) ['bogus']; allowed: ['aggregate_norm'"),
     (["--set", "aggregate_norm=7"], "`aggregate_norm` must be a bool, received 7"),
     (["--set", "rnn"], "--set takes FIELD=VALUE, received 'rnn'"),
+    (["--set", "rnn=lstm", "--set", "rnn=gru"], "--set rnn is given twice; give it once"),
+    (["--set", "conv_strides=[2,2,2,1,2147483648]"],
+     "`conv_strides` must be at most 2,048 (the largest image_size)"),
     (["--warmup_types", "shape"], "--warmup_types and --warmup_epochs go together"),
     (["--epochs", "2", "--warmup_types", "shape", "--warmup_epochs", "2"],
      "--warmup_epochs must be in [0, --epochs) = [0, 2), received 2"),
@@ -439,6 +442,9 @@ def test_evaluate_on_another_config(tiny_run):
     reordered = evaluate.evaluate(run.model, dataset, run.vocabulary, answers=run.answers[::-1])
     assert reordered.metrics["accuracy"] == pytest.approx(metrics["accuracy"])
     assert reordered.metrics["accuracy_per_type"] == pytest.approx(metrics["accuracy_per_type"])
+    # An empty --dataset read as "not given": the run's own was evaluated.
+    with pytest.raises(SystemExit, match="argument --dataset: unknown dataset ''"):
+        evaluate.main([run_dir, "--data_dir", data_dir, "--dataset", ""])
     # A config with answers the model cannot give is refused, naming them.
     data.prepare_dataset("tiny_randomized", data_dir)
     with pytest.raises(SystemExit, match=r"has answers \['0', '1', '2', '3'\] the model cannot"):
