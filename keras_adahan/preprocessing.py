@@ -107,9 +107,11 @@ def _to_rgb(image, min_side, path):
         image.draft("RGB", (min_side, min_side))  # Decodes at 1/2, 1/4 or 1/8 scale.
     mode = image.mode  # The range of its pixels, kept through the widening below.
     factor = min(image.size) // min_side
-    if factor > 1 and mode not in ("P", "1"):
+    if factor > 1:
         if mode.startswith("I;16"):
             image = image.convert("I")  # reduce() takes 32-bit pixels, not 16-bit ones.
+        elif mode in ("P", "1"):  # Palette indices and bits are not values to average.
+            image = image.convert("RGBA" if mode == "P" else "L")
         image = image.reduce(factor)  # Block averages: what area resizing does anyway.
     image = ImageOps.exif_transpose(image)  # After reducing: it copies the image.
     if image.mode.startswith("I") or image.mode == "F":

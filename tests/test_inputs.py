@@ -65,6 +65,21 @@ def test_a_large_16_bit_image_is_reduced_as_its_8_bit_version(tmp_path):
     np.testing.assert_array_equal(deep[..., 0], blocks)
 
 
+def test_a_large_palette_or_1_bit_image_is_reduced_while_read_too(tmp_path):
+    # It was read whole, then made RGBA twice over at full size (a 6000 px GIF: 1.5 GiB).
+    blocks = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    rgb = Image.fromarray(np.kron(blocks, np.ones((64, 64, 1), np.uint8)))
+    rgb.quantize(colors=64).save(tmp_path / "palette.png")
+    rgb.convert("1").save(tmp_path / "bits.png")
+    for name, mode in (("palette.png", "P"), ("bits.png", "1")):
+        assert Image.open(tmp_path / name).mode == mode
+        read = read_rgb(tmp_path / name, 64)
+        assert read.shape == (64, 64, 3), name
+        as_rgb = tmp_path / f"{name}.rgb.png"
+        Image.open(tmp_path / name).convert("RGB").save(as_rgb)
+        np.testing.assert_array_equal(read, read_rgb(as_rgb, 64))  # The same picture.
+
+
 def test_an_animated_image_is_read_from_its_first_frame_with_a_warning(tmp_path):
     frames = [Image.new("RGB", (16, 16), colour) for colour in ((200, 0, 0), (0, 0, 200))]
     frames[0].save(tmp_path / "blink.gif", save_all=True, append_images=frames[1:])
