@@ -66,7 +66,7 @@ def test_a_large_16_bit_image_is_reduced_as_its_8_bit_version(tmp_path):
 
 
 def test_a_large_palette_or_1_bit_image_is_reduced_while_read_too(tmp_path):
-    # It was read whole, then made RGBA twice over at full size (a 6000 px GIF: 1.5 GiB).
+    # It was read whole, then made RGBA twice over at full size.
     blocks = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
     rgb = Image.fromarray(np.kron(blocks, np.ones((64, 64, 1), np.uint8)))
     rgb.quantize(colors=64).save(tmp_path / "palette.png")
