@@ -11,6 +11,7 @@ import types
 import keras
 import numpy as np
 import pytest
+from PIL import Image
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
@@ -36,6 +37,10 @@ def test_run_folder_holds_a_usable_model(tiny_run):
                  "history.csv", "training.json", "metrics.json", "plots/history.png",
                  "plots/attention.png"):
         assert os.path.exists(os.path.join(run_dir, name)), name
+    for plot in ("history", "attention"):  # Drawn, not blank.
+        with Image.open(os.path.join(run_dir, "plots", f"{plot}.png")) as image:
+            pixels = np.asarray(image.convert("L"))
+        assert len(np.unique(pixels)) > 10, plot
     run = run_files.load_run(run_dir)
     assert run.answers == ["chicken", "sheep", "cow", "pig"]
     assert run.config["train"]["dataset"] == "tiny"
