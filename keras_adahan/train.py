@@ -609,6 +609,10 @@ def finish(args, folder, model, train_model, backup, dataset, vocabulary, histor
     print()
     print(evaluate.format_summary(evaluation.metrics, f"{split.capitalize()} split of "
                                                       f"{dataset.spec.title}"))
+    if best and split == "validation":  # CLEVR: its test split has no answers.
+        print(f"  (the validation split also chose the kept epoch, {best['epoch']}: these "
+              "figures lean optimistic; --no-restore_best_weights keeps the last epoch and "
+              "leaves the split unseen)")
     for name in dataset.spec.also_report_on:  # E.g. classic_open's runs on classic.
         other = data.prepare_dataset(name, args.data_dir)
         evaluation = evaluate.evaluate(model, other, vocabulary, answers=dataset.answer_names)

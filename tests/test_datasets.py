@@ -1,6 +1,8 @@
 """Beyond the barn: CLEVR through TFDS's own builder, and a user's folder, each trained,
 evaluated, exported and asked, on tiny fixtures (no network)."""
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -47,8 +49,11 @@ def clevr_run(tmp_path_factory):
                 path = os.path.join(parent, name)
                 archive.write(path, os.path.relpath(path, CLEVR_DUMMY))
     run_dir = root / "run"
-    metrics = train.main(["--dataset", "clevr", "--preset", "clevr", *FAST,
-                          "--data_dir", str(root / "tfds"), "--output_dir", str(run_dir)])
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        metrics = train.main(["--dataset", "clevr", "--preset", "clevr", *FAST,
+                              "--data_dir", str(root / "tfds"), "--output_dir", str(run_dir)])
+    (root / "printed.txt").write_text(printed.getvalue())  # What the trainer printed.
     return root, run_dir, metrics
 
 
@@ -70,6 +75,9 @@ def test_clevr_trains_and_reports_on_validation(clevr_run):
     assert set(metrics["accuracy_per_type"]) <= {"yes/no", "count", "color", "shape",
                                                  "material", "size"}
     assert "grounding_top_cell" not in metrics  # CLEVR's questions have no target boxes.
+    # The kept epoch was chosen on that split too: said, not left for the reader to know.
+    assert "the validation split also chose the kept epoch, 1: these figures lean " \
+           "optimistic" in (root / "printed.txt").read_text()
     with pytest.raises(ValueError, match="test split has an answer .* --split validation"):
         data.question_arrays(dataset, "test", run_files.load_run(str(run_dir)).vocabulary, 32, 48)
 
