@@ -267,6 +267,11 @@ def test_prepare_builds_a_folder_that_an_unbuilt_message_names(tmp_path, capsys)
         ensure_ascii=False).encode("latin-1").decode("utf-8", "surrogateescape")),
      r"test.jsonl:10: not UTF-8 text \(byte 0xe9\)"),  # After its 9 lines.
     (lambda p: (p / "validation.jsonl").mkdir(), "validation.jsonl' is not a file"),
+    # A plain ValueError and a RecursionError traceback, naming no file.
+    (lambda p: _append(p / "train.jsonl", '{"image": "img/00.png", "box": [' + "1" * 5000 +
+                       "]}"), r"train.jsonl:\d+: not a JSON line this format reads"),
+    (lambda p: _append(p / "train.jsonl", "[" * 100_000),
+     r"train.jsonl:\d+: not a JSON line this format reads"),
     (lambda p: (p / "img/06.png").write_bytes(b"not a png"),
      r"train.jsonl:\d+: .*img/06.png' is not a readable image file"),
 ])
@@ -300,9 +305,29 @@ def test_answers_held_out_alone_or_alike_but_for_case_are_named(tmp_path):
         "".join((folder / "train.jsonl").read_text().splitlines(True)[:-1]) +
         json.dumps({"image": kept, "question": "What colour is the card?", "answer": "Red"}) +
         "\n")
-    with pytest.warns(UserWarning, match=r"train.jsonl: answers that differ only in case are "
-                                         r"different answers to the model: 'Red' and 'red'$"):
+    with pytest.warns(UserWarning, match=r"train.jsonl: answers that differ only in case, "
+                                         r"spaces or Unicode form are different answers to the "
+                                         r"model: 'Red' and 'red'$"):
         assert "Red" in {line.answer for line in folder_format.read_folder(str(folder))["train"]}
+    # Two spaces, or an accent typed as a combining mark: named too (they were not).
+    base = "".join((folder / "train.jsonl").read_text().splitlines(True)[:-1])
+    for twins in (["top  left"], ["caf\u00e9", "cafe\u0301"]):
+        (folder / "train.jsonl").write_text(base + "".join(
+            json.dumps({"image": kept, "question": "Where is the card?", "answer": a}) + "\n"
+            for a in twins))
+        with pytest.warns(UserWarning, match="differ only in case, spaces or Unicode form"):
+            folder_format.read_folder(str(folder))
+
+
+def test_a_bom_and_an_image_named_with_two_leading_dots_are_read(tmp_path):
+    # Refused: "Unexpected UTF-8 BOM" (Notepad, Excel), and "..x.png" as outside the folder.
+    folder = make_folder(tmp_path / "cards")
+    shutil.copy(folder / "img/00.png", folder / "..x.png")
+    text = (folder / "train.jsonl").read_text() + json.dumps(
+        {"image": "..x.png", "question": "What colour is the card?", "answer": "red"}) + "\n"
+    (folder / "train.jsonl").write_bytes(b"\xef\xbb\xbf" + text.encode())
+    splits = folder_format.read_folder(str(folder))
+    assert "..x.png" in {line.image for lines in splits.values() for line in lines}
 
 
 def test_a_warmup_type_no_training_question_has_is_refused(tmp_path):

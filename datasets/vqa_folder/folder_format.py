@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import unicodedata
 import warnings
 import zlib
 
@@ -87,14 +88,19 @@ def read_folder(path):
                                   "train.jsonl, so no model trained on it can give it")
     spellings = {}
     for answer in sorted(answers):
-        spellings.setdefault(answer.casefold(), []).append(answer)
+        spellings.setdefault(_spelling_key(answer), []).append(answer)
     alike = [names for names in spellings.values() if len(names) > 1]
     if alike:
         warnings.warn(f"{os.path.join(path, SPLIT_FILES['train'])}: answers that differ only "
-                      f"in case are different answers to the model: "
+                      f"in case, spaces or Unicode form are different answers to the model: "
                       f"{'; '.join(' and '.join(map(repr, names)) for names in alike[:4])}",
                       stacklevel=2)
     return splits
+
+
+def _spelling_key(answer):
+    """What two spellings of one answer share: "Café", "cafe\u0301" and "café  " alike."""
+    return " ".join(unicodedata.normalize("NFC", answer).casefold().split())
 
 
 def _held_out(image):
@@ -109,7 +115,7 @@ def _read_lines(folder, file):
     with open(file, "rb") as f:
         raw = f.read()
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")  # Notepad and Excel begin the file with a BOM.
     except UnicodeDecodeError as error:  # Name the line, as for any other bad line.
         line = raw[:error.start].count(b"\n") + 1
         raise FolderError(f"{os.path.join(folder, name)}:{line}: not UTF-8 text (byte "
@@ -125,6 +131,10 @@ def _read_lines(folder, file):
         except json.JSONDecodeError as error:
             raise FolderError(f"{os.path.join(folder, where)}: not a JSON object "
                               f"({error.msg})") from None
+        except (ValueError, RecursionError) as error:  # A 5,000-digit number, deep nesting.
+            raise FolderError(f"{os.path.join(folder, where)}: not a JSON line this format "
+                              f"reads ({str(error).splitlines()[0][:80] or 'nested too deep'})"
+                              ) from None
         lines.append(_line(folder, record, os.path.join(folder, where)))
     return lines
 
@@ -154,7 +164,7 @@ def _line(folder, record, where):
         raise FolderError(f"{where}: \"box\" must be [ymin, xmin, ymax, xmax] in 0..1 with "
                           f"ymin <= ymax and xmin <= xmax, received {box!r}")
     image = os.path.normpath(record["image"])
-    if os.path.isabs(image) or image.startswith(".."):
+    if os.path.isabs(image) or image == ".." or image.startswith(".." + os.sep):
         raise FolderError(f"{where}: \"image\" must be a path inside the folder, received "
                           f"{record['image']!r}")
     if not os.path.isfile(os.path.join(folder, image)):
