@@ -82,6 +82,27 @@ def test_clevr_trains_and_reports_on_validation(clevr_run):
         data.question_arrays(dataset, "test", run_files.load_run(str(run_dir)).vocabulary, 32, 48)
 
 
+def test_a_half_extracted_clevr_folder_is_refused(tmp_path, monkeypatch):
+    # TFDS reads the questions of the images it finds: an extraction stopped early built a
+    # smaller CLEVR without a word.
+    from keras_adahan.datasets import clevr
+
+    manual = tmp_path / "tfds" / "downloads" / "manual"
+    extracted = manual / "CLEVR_v1.0"
+    shutil.copytree(os.path.join(CLEVR_DUMMY, "CLEVR_v1.0"), extracted)
+    counts = {split: len(os.listdir(extracted / "images" / split)) for split in clevr.IMAGES}
+    monkeypatch.setattr(clevr, "IMAGES", counts)  # The fixture's counts stand for CLEVR's.
+    last = sorted((extracted / "images" / "train").iterdir())[-1]
+    moved = last.rename(tmp_path / last.name)
+    with pytest.raises(ValueError, match=rf"images/train' holds {counts['train'] - 1} images, "
+                                         rf"CLEVR v1.0's {counts['train']}: an interrupted "
+                                         "extraction"):
+        data.prepare_dataset("clevr", str(tmp_path / "tfds"))
+    moved.rename(last)  # Whole again: built from the folder.
+    dataset = data.prepare_dataset("clevr", str(tmp_path / "tfds"))
+    assert dataset.num_examples("train") == counts["train"]
+
+
 def test_clevr_questions_per_image_vary_and_are_padded(clevr_run):
     root, run_dir, _ = clevr_run
     dataset = data.prepare_dataset("clevr", str(root / "tfds"), build=False)

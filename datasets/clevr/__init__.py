@@ -15,6 +15,7 @@ from tensorflow_datasets.datasets.clevr import clevr_dataset_builder as tfds_cle
 
 ARCHIVE = "CLEVR_v1.0.zip"
 FOLDER = "CLEVR_v1.0"
+IMAGES = {"train": 70_000, "val": 15_000, "test": 15_000}  # CLEVR v1.0's, per split folder.
 # The answer kinds of CLEVR's question families, as papers report them.
 ANSWER_TYPES = ("yes/no", "count", "color", "shape", "material", "size")
 _KINDS = {
@@ -47,9 +48,25 @@ class Builder(tfds_clevr.Builder, skip_registration=True):
         manual = epath.Path(self.data_dir_root) / "downloads" / "manual"
         for local in (manual / FOLDER, manual / ARCHIVE):
             if local.exists():
+                if local.is_dir():
+                    check_extracted(local)
                 print(f"Using {local} (not downloading CLEVR)")
                 return super()._split_generators(_LocalArchive(dl_manager, manual, local))
         return super()._split_generators(dl_manager)
+
+
+def check_extracted(folder):
+    """Raises `ValueError` unless every split folder of an extracted CLEVR holds all its
+    images: TFDS reads the questions of the images it finds, so a half-extracted folder
+    would build a smaller CLEVR without a word."""
+    for split, expected in IMAGES.items():
+        images = folder / "images" / split
+        found = sum(1 for _ in images.iterdir()) if images.is_dir() else 0
+        if found != expected:
+            raise ValueError(
+                f"{str(images)!r} holds {found:,} images, CLEVR v1.0's {expected:,}: an "
+                f"interrupted extraction? Extract {ARCHIVE} again, or move {str(folder)!r} "
+                f"away to build from {ARCHIVE} beside it (or download it)")
 
 
 class _LocalArchive:
