@@ -188,6 +188,12 @@ def parse_args(argv=None):
     except ValueError as error:
         parser.error(str(error))
     warmup_type_ids(args)  # Before the dataset's build, which a typo would waste.
+    folder = args.dataset[len(registry.FOLDER_PREFIX):]
+    if args.dataset.startswith(registry.FOLDER_PREFIX) and not os.path.isdir(folder):
+        # Before the run folder is made: it was left behind, holding only its marker.
+        parser.error(f"--dataset {args.dataset}: {folder!r} is "
+                     f"{'a file' if os.path.exists(folder) else 'no folder'}: expected a "
+                     "folder of images and JSON Lines (datasets/vqa_folder/README.md)")
     return args
 
 

@@ -170,6 +170,9 @@ def test_evaluate_cli(tiny_run):
     (["--set", "aggregation=relational", "--aggregation", "sum"],
      "--set aggregation=... is set by --aggregation; use that instead"),
     (["--dataset", "farm"], "argument --dataset: unknown dataset 'farm'; known: classic"),
+    # Refused at the dataset step, after the run folder was made (left holding its marker).
+    (["--dataset", "folder:/nonexistent/x"],
+     "--dataset folder:/nonexistent/x: '/nonexistent/x' is no folder: expected a folder of"),
     (["--set", "bogus=1"], "Unknown ModelConfig field(s) ['bogus']; allowed: ['aggregate_norm'"),
     (["--set", "aggregate_norm=7"], "`aggregate_norm` must be a bool, received 7"),
     (["--set", "rnn"], "--set takes FIELD=VALUE, received 'rnn'"),
