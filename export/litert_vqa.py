@@ -14,6 +14,7 @@ out["probabilities"], out["mask"], out["presence"]   # (A,), (N,), (N,) float32
 """
 
 import hashlib
+import warnings
 
 import numpy as np
 
@@ -100,6 +101,11 @@ class LiteRTVQA:
             if value.shape != expected:  # LiteRT would fail deep in a delegate's reshape.
                 raise ValueError(f"`{name}` must have shape {expected[1:]} (or {expected}), "
                                  f"received {value.shape}")
+            if (name == "image" and np.issubdtype(value.dtype, np.floating)
+                    and 0 < value.max(initial=0) <= 1.0):  # Answered, and wrongly.
+                warnings.warn("`image` holds values in 0..1; the model reads pixel values "
+                              "0..255 (keras_adahan.preprocessing.load_image): multiply it "
+                              "by 255", stacklevel=4)
             if name == "question" and not (np.issubdtype(value.dtype, np.integer)
                                            and value.min(initial=0) >= 0):
                 raise ValueError("`question` must hold token ids, integers >= 0 (see "

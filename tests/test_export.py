@@ -3,6 +3,7 @@
 import os
 import re
 import unicodedata
+import warnings
 
 import keras
 import numpy as np
@@ -230,6 +231,15 @@ def test_litert_vqa_names_inputs_of_the_wrong_shape_or_type(exported_tiny_run):
             vqa.predict(**{"image": image, "question": question, **bad})
     # With or without the batch axis of 1.
     assert vqa.predict(image[None], question[None])["mask"].shape == (vqa.num_cells,)
+    # Pixels scaled to 0..1 were answered, as a black image, without a word.
+    photo = np.random.default_rng(0).uniform(0, 255, (size, size, 3)).astype(np.float32)
+    with pytest.warns(UserWarning, match="`image` holds values in 0..1; the model reads "
+                                         "pixel values 0..255"):
+        vqa.predict(photo / 255, question)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        vqa.predict(photo, question)  # 0..255, and the black image above: no warning.
+        vqa.predict(image, question)
 
 
 def _tf_only_saved_model(path):
