@@ -305,11 +305,12 @@ def main(argv=None):
     args = parser.parse_args(argv)
     lock = None
     try:
+        run_dir = run_files.run_folder_of(args.run_dir)
+        if os.path.isfile(os.path.join(run_dir, run_files.CONFIG)):  # A run's, not a user's.
+            # Before the model is read: a trainer resuming the run would have its new
+            # metrics.json replaced by these, the older model's.
+            lock = folders.FolderLock(run_dir, advice="wait for it to finish")
         run = run_files.load_run(args.run_dir)
-        # A trainer resuming the run would have its new metrics.json replaced by these, the
-        # older model's.
-        lock = folders.FolderLock(run_files.run_folder_of(args.run_dir),
-                                  advice="wait for it to finish")
         trained_on = run.config["train"]["dataset"]
         name = args.dataset or trained_on
         dataset = data.prepare_dataset(name, args.data_dir or run.config["train"]["data_dir"],
@@ -330,7 +331,7 @@ def main(argv=None):
                     f"{' ...' if len(words) > 8 else ''}")
         evaluation = evaluate(run.model, dataset, run.vocabulary, split=args.split,
                               answers=run.answers if by_name else None)
-        write_evaluation(evaluation, run_files.run_folder_of(args.run_dir))
+        write_evaluation(evaluation, run_dir)
     except (FileNotFoundError, ValueError) as error:
         raise cli.UserError(str(error)) from None
     finally:

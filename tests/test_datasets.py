@@ -98,7 +98,8 @@ def test_a_half_extracted_clevr_folder_is_refused(tmp_path, monkeypatch):
                                          rf"CLEVR v1.0's {counts['train']}: an interrupted "
                                          "extraction"):
         data.prepare_dataset("clevr", str(tmp_path / "tfds"))
-    moved.rename(last)  # Whole again: built from the folder.
+    moved.rename(last)  # Whole again (a file manager's .DS_Store beside): built from it.
+    (extracted / "images" / "train" / ".DS_Store").write_bytes(b"\0")
     dataset = data.prepare_dataset("clevr", str(tmp_path / "tfds"))
     assert dataset.num_examples("train") == counts["train"]
 
@@ -349,6 +350,12 @@ def test_a_bom_and_an_image_named_with_two_leading_dots_are_read(tmp_path):
     (folder / "train.jsonl").write_bytes(b"\xef\xbb\xbf" + text.encode())
     splits = folder_format.read_folder(str(folder))
     assert "..x.png" in {line.image for lines in splits.values() for line in lines}
+    # A byte that is not UTF-8 after the BOM: named on its own line, as without one.
+    first = (folder / "test.jsonl").read_bytes().splitlines(True)[0]
+    (folder / "test.jsonl").write_bytes(b"\xef\xbb\xbf" + first + b"\xe9\n")
+    with pytest.raises(folder_format.FolderError, match=r"test.jsonl:2: not UTF-8 text "
+                                                        r"\(byte 0xe9\)"):
+        folder_format.read_folder(str(folder))
 
 
 def test_a_warmup_type_no_training_question_has_is_refused(tmp_path):

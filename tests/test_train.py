@@ -179,6 +179,8 @@ def test_evaluate_cli(tiny_run):
     (["--set", "rnn=lstm", "--set", "rnn=gru"], "--set rnn is given twice; give it once"),
     (["--set", "conv_strides=[2,2,2,1,2147483648]"],
      "`conv_strides` must be at most 2,048 (the largest image_size)"),
+    (["--set", "pool_strides=[2,2,2,1,1]", "--set", "pool_sizes=[2,2,2,1,10000000000]"],
+     "`pool_sizes` must be at most 2,048 (the largest image_size)"),
     (["--warmup_types", "shape"], "--warmup_types and --warmup_epochs go together"),
     (["--epochs", "2", "--warmup_types", "shape", "--warmup_epochs", "2"],
      "--warmup_epochs must be in [0, --epochs) = [0, 2), received 2"),

@@ -8,6 +8,7 @@
 Every line is checked before anything is built; an error names the file and the line.
 """
 
+import codecs
 import dataclasses
 import hashlib
 import io
@@ -114,8 +115,9 @@ def _read_lines(folder, file):
         raise FolderError(f"{file!r} is not a file: expected JSON Lines")
     with open(file, "rb") as f:
         raw = f.read()
+    raw = raw.removeprefix(codecs.BOM_UTF8)  # Notepad and Excel begin the file with one.
     try:
-        text = raw.decode("utf-8-sig")  # Notepad and Excel begin the file with a BOM.
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as error:  # Name the line, as for any other bad line.
         line = raw[:error.start].count(b"\n") + 1
         raise FolderError(f"{os.path.join(folder, name)}:{line}: not UTF-8 text (byte "
