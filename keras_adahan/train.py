@@ -473,11 +473,15 @@ def check_resumed_answers(args, run_dir, dataset):
         trained = run_files.read_json(saved)["answers"]
     except (OSError, ValueError, TypeError, KeyError) as error:
         raise cli.UserError(f"--resume: {saved!r} is not an answers file ({error})") from None
-    if trained != list(dataset.answer_names):
+    now = list(dataset.answer_names)
+    if trained != now:
+        gone, new = [a for a in trained if a not in now], [a for a in now if a not in trained]
+        differ = (f"{gone[:8]} no longer, {new[:8]} new" if gone or new
+                  else "the same answers in another order")
         raise cli.UserError(
-            f"--resume: {run_dir!r} was trained to answer {trained}, and {dataset.spec.title} "
-            f"now answers {list(dataset.answer_names)}; resume it on the data it was trained "
-            "on, or train a new run into another --output_dir")
+            f"--resume: {run_dir!r} was trained on other answers than {dataset.spec.title} "
+            f"gives now ({differ}); resume it on the data it was trained on, or train a new "
+            "run into another --output_dir")
 
 
 def copy_weights(path, source, model, answers):
