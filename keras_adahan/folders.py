@@ -192,21 +192,30 @@ def remove_stale_staging(folder):
     parent, name = os.path.split(os.path.abspath(folder))
     if not os.path.isdir(parent):
         return
-    pattern = re.compile(rf"\.tmp-(\d+)-(old-)?{re.escape(name)}$")
-    for entry in sorted(os.listdir(parent), key=lambda e: "-old-" not in e):  # old- first
+    # A swap's aside copy is `.old-PID-NAME`; before 2026-12-06 it was `.tmp-PID-old-NAME`,
+    # which reads as the staging folder of `old-NAME` too.
+    pattern = re.compile(rf"(?:\.old-(?P<aside>\d+)|\.tmp-(?P<staging>\d+)(?P<legacy>-old)?)"
+                         rf"-{re.escape(name)}$")
+    asides_first = sorted(os.listdir(parent), key=lambda e: not e.startswith(".old-")
+                          and "-old-" not in e)
+    for entry in asides_first:
         match = pattern.match(entry)
-        if not match or int(match.group(1)) == os.getpid() or _alive(int(match.group(1))):
+        if not match:
             continue
+        pid = int(match["aside"] or match["staging"])
+        if pid == os.getpid() or _alive(pid):
+            continue
+        aside = match["aside"] is not None or match["legacy"] is not None
         path = os.path.join(parent, entry)
         if _locked_on_another_machine(path):
             continue  # Its process id says nothing here: a shared file system's other job.
         if not os.path.isdir(path) or os.path.islink(path) or (
                 folder_kind(path) is None and not is_empty(path)):
             continue  # Not a staging folder of ours: left alone.
-        if (not match.group(2) and name.startswith("old-")
+        if (match["staging"] and not aside and name.startswith("old-")
                 and not os.path.lexists(os.path.join(parent, name[len("old-"):]))):
-            continue  # Maybe the folder NAME[4:]'s only copy, moved aside by a killed swap.
-        if match.group(2) and not os.path.lexists(folder):
+            continue  # Maybe the folder NAME[4:]'s only copy, moved aside by an older swap.
+        if aside and not os.path.lexists(folder):
             # Killed between the two renames of a swap: the old folder was moved aside and
             # the new one not yet in place. Put the old one back.
             os.replace(path, folder)
@@ -245,7 +254,7 @@ def swap_into_place(staging, folder, kind):
     from keras_adahan import run_files
 
     parent, name = os.path.split(os.path.abspath(folder))
-    old = os.path.join(parent, f".tmp-{os.getpid()}-old-{name}")
+    old = os.path.join(parent, f".old-{os.getpid()}-{name}")  # Never a staging folder's name.
     if os.path.isdir(folder) and not os.path.islink(folder):
         foreign = [] if is_empty(folder) else _foreign_paths(folder, kind)
         if foreign:

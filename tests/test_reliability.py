@@ -908,18 +908,28 @@ def test_a_swap_killed_between_its_renames_gets_the_old_folder_back(tmp_path):
     finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                               capture_output=True, text=True, check=True)
     dead = int(finished.stdout)
-    old, new = tmp_path / f".tmp-{dead}-old-run", tmp_path / f".tmp-{dead}-run"
-    old.mkdir()
-    folders.write_marker(str(old), "run")
-    (old / "model.keras").write_text("the old run")
-    new.mkdir()
-    # A job on `old-run` first: `.tmp-PID-old-run` reads as its staging folder too, but it
-    # may be `run`'s only copy (it was deleted).
+    # The aside's name now, and before 2026-12-06 (which reads as `old-run`'s staging too).
+    for aside in (f".old-{dead}-run", f".tmp-{dead}-old-run"):
+        old, new = tmp_path / aside, tmp_path / f".tmp-{dead}-run"
+        old.mkdir()
+        folders.write_marker(str(old), "run")
+        (old / "model.keras").write_text("the old run")
+        new.mkdir()
+        # A job on `old-run` first: the aside may be `run`'s only copy (it was deleted).
+        folders.remove_stale_staging(str(tmp_path / "old-run"))
+        assert (old / "model.keras").read_text() == "the old run"
+        folders.remove_stale_staging(str(tmp_path / "run"))
+        assert os.listdir(tmp_path) == ["run"]
+        assert (tmp_path / "run" / "model.keras").read_text() == "the old run"
+        shutil.rmtree(tmp_path / "run")
+    # Both kinds of folder a killed swap of `old-run` leaves are taken for its own.
+    run = tmp_path / "run"
+    run.mkdir()
+    for leftover in (f".old-{dead}-old-run", f".tmp-{dead}-old-run"):
+        (tmp_path / leftover).mkdir()
+        folders.write_marker(str(tmp_path / leftover), "run")
     folders.remove_stale_staging(str(tmp_path / "old-run"))
-    assert (old / "model.keras").read_text() == "the old run"
-    folders.remove_stale_staging(str(tmp_path / "run"))
-    assert os.listdir(tmp_path) == ["run"]
-    assert (tmp_path / "run" / "model.keras").read_text() == "the old run"
+    assert sorted(os.listdir(tmp_path)) == ["old-run", "run"]  # Aside put back; staging gone.
 
 
 def test_questions_longer_than_the_model_reads_are_named_before_training(tmp_path):
