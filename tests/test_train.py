@@ -280,7 +280,7 @@ def test_set_overrides_model_config_fields():
     assert (config.k, config.vocab_size, config.num_answers) == (3, 10, 4)
 
 
-def test_restore_best_weights_is_default_with_an_opt_out():
+def test_restore_best_weights_is_default_with_an_opt_out(tmp_path):
     assert train.parse_args([]).restore_best_weights
     assert not train.parse_args(["--no-restore_best_weights"]).restore_best_weights
     # The default run: classic_open (where no animal can be answered by elimination), 4
@@ -302,8 +302,9 @@ def test_restore_best_weights_is_default_with_an_opt_out():
     assert train.parse_args(["--dataset", "randomized"]).epochs == 15
     assert train.parse_args(["--dataset", "tiny"]).epochs == 2
     # A folder dataset's run is named after the folder.
-    folder = train.parse_args(["--dataset", "folder:/data/my farm"])
-    assert folder.dataset == "folder:/data/my farm"
+    (tmp_path / "my farm").mkdir()
+    folder = train.parse_args(["--dataset", f"folder:{tmp_path / 'my farm'}"])
+    assert folder.dataset == f"folder:{tmp_path / 'my farm'}"
     assert folder.output_dir == os.path.join("runs", "folder-my farm-default-han-seed0")
 
 
