@@ -46,8 +46,7 @@ def grounded_arrays(run, dataset):
     model = run.model
     arrays = data.question_arrays(dataset, "test", run.vocabulary, model.config.image_size,
                                   model.config.max_question_length)
-    labels = evaluate.model_answer_labels(dataset.answer_names, run.answers, dataset.spec.title)
-    arrays = dataclasses.replace(arrays, answers=labels[arrays.answers])
+    arrays = evaluate.in_model_order(arrays, dataset, run.answers)
     grounded = evaluate.grounded_questions(arrays, dataset.type_names, run.answers, dataset.spec)
     return dataclasses.replace(
         arrays, questions=arrays.questions[grounded], answers=arrays.answers[grounded],

@@ -129,9 +129,7 @@ def check(model, export_dir, dataset, vocabulary, answers, quantizations, max_qu
                              model.config.max_question_length),
         max_questions,
     )
-    # A run of convert_reference numbers its answers in the reference's order.
-    labels = evaluate.model_answer_labels(dataset.answer_names, answers, dataset.spec.title)
-    arrays = dataclasses.replace(arrays, answers=labels[arrays.answers])
+    arrays = evaluate.in_model_order(arrays, dataset, answers)
     split = dataset.spec.evaluation_split
     log(f"Checking parity on {len(arrays.answers)} {split} questions")
     keras_raw = evaluate.predict_split(model, arrays)

@@ -112,7 +112,8 @@ class AtomicBackupAndRestore(keras.callbacks.Callback):
             _check_state(state)
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ValueError(self._damaged(f"{self.state_path!r} is unreadable ({error})")) from None
-        for name in {state["weights"], (state.get("best") or state)["weights"]}:
+        best = state.get("best")
+        for name in {state["weights"]} | ({best["weights"]} if best else set()):
             weights = os.path.join(self.backup_dir, name)
             try:
                 with h5py.File(weights, "r"):

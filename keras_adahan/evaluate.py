@@ -169,6 +169,14 @@ def model_answer_labels(dataset_answers, model_answers, dataset_name):
     return np.array([list(model_answers).index(a) for a in dataset_answers])
 
 
+def in_model_order(arrays, dataset, model_answers):
+    """`arrays` (a dataset's `QuestionArrays`) with their answers numbered as the model
+    numbers its answers, matched by name (a run of convert_reference keeps the reference's
+    order; another dataset has its own). Raises `ValueError` as `model_answer_labels`."""
+    labels = model_answer_labels(dataset.answer_names, model_answers, dataset.spec.title)
+    return dataclasses.replace(arrays, answers=labels[arrays.answers])
+
+
 def file_tag(dataset_name):
     """The name another dataset's evaluation files carry: `metrics_TAG.json` (classic ->
     classic; folder:/a/b -> folder-a-b-HASH, where the hash keeps folder:/a-b apart)."""
@@ -201,8 +209,7 @@ def evaluate(model, dataset, vocabulary, split=None, answers=None):
     answer_names = dataset.answer_names
     suffix = "" if split == dataset.spec.evaluation_split else f"_{split}"
     if answers is not None:
-        labels = model_answer_labels(answer_names, answers, dataset.spec.title)
-        arrays = dataclasses.replace(arrays, answers=labels[arrays.answers])
+        arrays = in_model_order(arrays, dataset, answers)
         answer_names, suffix = list(answers), f"_{file_tag(dataset.name)}{suffix}"
     outputs = predict_split(model, arrays)
     grounded = grounded_questions(arrays, dataset.type_names, answer_names, dataset.spec)

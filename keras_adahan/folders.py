@@ -100,7 +100,7 @@ def is_being_written(path, kind="run"):
         return False
     own = name[match.end():]
     own_path = f"{folder}/{own}" if folder else own
-    return own == MARKER or _OWN_PATHS[kind].fullmatch(own_path) is not None
+    return own_path == MARKER or _OWN_PATHS[kind].fullmatch(own_path) is not None
 
 
 def check_creatable(folder, flag):
@@ -212,7 +212,7 @@ def remove_stale_staging(folder):
         if not os.path.isdir(path) or os.path.islink(path) or (
                 folder_kind(path) is None and not is_empty(path)):
             continue  # Not a staging folder of ours: left alone.
-        if (match["staging"] and not aside and name.startswith("old-")
+        if (not aside and name.startswith("old-")
                 and not os.path.lexists(os.path.join(parent, name[len("old-"):]))):
             continue  # Maybe the folder NAME[4:]'s only copy, moved aside by an older swap.
         if aside and not os.path.lexists(folder):
