@@ -33,10 +33,9 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import keras_adahan  # noqa: E402,F401  (its quiet start-up, before TensorFlow loads)
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 

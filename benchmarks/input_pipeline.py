@@ -20,12 +20,10 @@ import resource
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from PIL import Image
+from PIL import ImageDraw
 
-from PIL import Image  # noqa: E402
-from PIL import ImageDraw  # noqa: E402
-
-from keras_adahan import cli  # noqa: E402
+from keras_adahan import cli
 
 COLORS = ("red", "blue", "green", "yellow", "gray", "cyan", "purple", "brown")
 SHAPES = ("cube", "sphere", "cylinder")

@@ -41,14 +41,12 @@ import os
 import subprocess
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up lines
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from keras_adahan import cli  # noqa: E402
-from keras_adahan.datasets import registry  # noqa: E402
-from keras_adahan.datasets.sort_of_clevr import scenes  # noqa: E402
-from keras_adahan.layers.han_mask import num_kept_cells  # noqa: E402
+from keras_adahan import cli
+from keras_adahan.datasets import registry
+from keras_adahan.datasets.sort_of_clevr import scenes
+from keras_adahan.layers.han_mask import num_kept_cells
 
 WARMUP = ["--warmup_types", "shape", "--warmup_epochs", "12", "--lr_schedule", "constant"]
 # The paper's AdaHAN: no floor; a ceiling of HAN's 7 cells bounds the pairs.

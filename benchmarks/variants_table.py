@@ -22,15 +22,13 @@ import os
 import subprocess
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up lines
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from keras_adahan import cli  # noqa: E402
-from keras_adahan import run_files  # noqa: E402
-from keras_adahan.config import VARIANTS  # noqa: E402
-from keras_adahan.datasets import registry  # noqa: E402
-from keras_adahan.evaluate import file_tag  # noqa: E402
+from keras_adahan import cli
+from keras_adahan import run_files
+from keras_adahan.config import VARIANTS
+from keras_adahan.datasets import registry
+from keras_adahan.evaluate import file_tag
 
 COLUMNS = (
     ("accuracy", "test accuracy"),

@@ -27,10 +27,13 @@ import time
 
 import numpy as np
 
+from keras_adahan import cli
 from keras_adahan import folders
 from keras_adahan import run_files
 from keras_adahan.layers import ConvAveragePool2D
 from keras_adahan.model import SplitAnswerHead
+from keras_adahan.predict import LABELS
+from keras_adahan.predict import REPORT
 from keras_adahan.predict import labels_fingerprint
 
 from . import serving
@@ -39,8 +42,6 @@ from . import tflite_edits
 from .tflite import ExportError
 
 SAVED_MODEL = "saved_model"
-LABELS = "labels.json"
-REPORT = "export_report.json"
 FORMAT = "keras_adahan.export/3"  # 2: labels.json has a fingerprint; 3: cells (G,G,P).
 
 
@@ -94,7 +95,7 @@ def export(
     output_dir = os.path.abspath(output_dir)
     try:
         folders.check_creatable(output_dir, "--output_dir")
-    except SystemExit as error:
+    except cli.UserError as error:
         raise ExportError(str(error)) from None
     if not folders.is_empty(output_dir) and not overwrite:
         raise ExportError(
@@ -106,7 +107,7 @@ def export(
         # Replaced only if it is an export folder of ours, and never the run it comes from.
         folders.check_replaceable(output_dir, "export", "--output_dir", protect=[run_dir])
         run = run_files.load_run(run_dir_or_model)
-    except (FileNotFoundError, ValueError, SystemExit) as error:
+    except (FileNotFoundError, ValueError, cli.UserError) as error:
         raise ExportError(str(error)) from None
     model = run.model
     fold_for_export(model)
@@ -176,8 +177,7 @@ def export(
         labels = labels_dict(run)
         # Which files these labels belong to: predict refuses them beside another model.
         labels["model_sha256"] = {
-            tflite_name(q): run_files.sha256(os.path.join(staging, tflite_name(q)))
-            for q in quantizations}
+            tflite_name(q): artifacts[tflite_name(q)]["sha256"] for q in quantizations}
         labels["fingerprint"] = labels_fingerprint(labels)
         run_files.write_json(os.path.join(staging, LABELS), labels)
 

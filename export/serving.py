@@ -15,10 +15,9 @@ import contextlib
 import keras
 import tensorflow as tf
 
+from keras_adahan.export.litert_vqa import SIGNATURES  # noqa: F401  (the endpoints below)
 from keras_adahan.model import SplitAnswerHead
 
-SIGNATURES = ("vqa", "encode", "answer")
-OUTPUTS = ("probabilities", "mask", "presence")
 
 
 def cells_shape(model):

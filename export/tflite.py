@@ -132,7 +132,7 @@ def float_layers_in_int8(model):
     return tuple(FLOAT_LAYERS_IN_INT8) + tuple(names)
 
 
-def _quantize(calibrated, float_layers=FLOAT_LAYERS_IN_INT8):
+def _quantize(calibrated, float_layers):
     """Full-integer quantization of a calibrated model; `FLOAT_OPS_IN_INT8` and the ops of
     `float_layers` kept float.
 

@@ -21,16 +21,15 @@ _QUIET = False  # Set by `quiet_tensorflow`: a command line tool without --debug
 DEBUG_HELP = "show TensorFlow's own log lines and full tracebacks"
 
 
-def quiet_tensorflow(argv=None):
-    """Silences TensorFlow's C++, Python and absl logging unless `--debug` is in `argv`; a
+def quiet_tensorflow():
+    """Silences TensorFlow's C++, Python and absl logging unless `--debug` is given; a
     `TF_CPP_MIN_LOG_LEVEL` already set is left to choose the C++ lines.
 
     Runs from `keras_adahan/__init__.py` when Python starts `python -m keras_adahan.X`,
     before TensorFlow is imported: the C++ log level is read at import.
     """
     global _QUIET
-    argv = sys.argv[1:] if argv is None else argv
-    if DEBUG_FLAG in argv or "tensorflow" in sys.modules:
+    if DEBUG_FLAG in sys.argv[1:] or "tensorflow" in sys.modules:
         return
     if "TF_CPP_MIN_LOG_LEVEL" in os.environ:
         import tensorflow

@@ -57,7 +57,7 @@ def grounding(presence, mask, boxes, grid_size, edges=None):
         any kept cell overlaps the box (what a relational module over the kept cells needs).
     """
     kept = mask > 0.5
-    top = np.argmax(np.where(kept, presence, -np.inf), axis=1)
+    top = geometry.top_kept_cell(presence, mask)
     centres = geometry.cell_centres(grid_size, edges)[top]
     ymin, xmin, ymax, xmax = boxes.T
     top_on_target = (
@@ -220,13 +220,12 @@ def evaluate(model, dataset, vocabulary, split=None, answers=None):
                       list(dataset.type_names))
 
 
-def write_evaluation(evaluation, run_dir, plots=True):
-    """Writes `metrics{suffix}.json` and, with `plots`, the attention (and AdaHAN kept-cells)
-    plots of an `Evaluation` into `run_dir`."""
+def write_evaluation(evaluation, run_dir):
+    """Writes `metrics{suffix}.json` and the attention (and AdaHAN kept-cells) plots of an
+    `Evaluation` into `run_dir`."""
     run_files.write_json(os.path.join(run_dir, f"metrics{evaluation.suffix}.json"),
                          evaluation.metrics)
-    if plots:
-        _write_plots(evaluation, run_dir)
+    _write_plots(evaluation, run_dir)
 
 
 def _write_plots(evaluation, run_dir):

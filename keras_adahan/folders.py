@@ -22,7 +22,6 @@ from keras_adahan.cli import UserError
 
 MARKER = ".keras_adahan"
 LOCK = ".lock"
-KINDS = ("run", "export")
 # What each kind of folder holds when the project made it, as paths inside it (folders
 # too, so that one of the user's is seen even when empty); anything else is a user's, and
 # the folder is then not replaced. Both kinds hold a run's files, and what

@@ -57,6 +57,12 @@ def cell_centres(grid_size, edges=None):
     return np.stack([y.ravel(), x.ravel()], axis=1)
 
 
+def top_kept_cell(presence, mask):
+    """Index of the kept cell (`mask > 0.5`) with the highest presence, over the last axis:
+    the cell grounding is measured on and plots and overlays mark."""
+    return np.argmax(np.where(np.asarray(mask) > 0.5, presence, -np.inf), axis=-1)
+
+
 def box_overlap_shares(grid_size, boxes, edges=None):
     """Share of each cell's area inside each box: `(Q, N)` for `(Q, 4)` normalized
     `(ymin, xmin, ymax, xmax)` boxes; `edges` as in `cell_centres`."""

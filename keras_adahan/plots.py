@@ -56,7 +56,7 @@ def plot_attention(images, questions, answers, predictions, presence, mask, grid
             ax.add_patch(plt.Rectangle((xmin, ymin), xmax - xmin, ymax - ymin, fill=False,
                                        edgecolor="yellow", linewidth=1.2))
         # The kept cell with the highest presence: what grounding is measured on.
-        ymin, xmin, ymax, xmax = boxes[np.argmax(np.where(mask[row] > 0.5, presence[row], -np.inf))]
+        ymin, xmin, ymax, xmax = boxes[geometry.top_kept_cell(presence[row], mask[row])]
         ax.add_patch(plt.Rectangle((xmin, ymin), xmax - xmin, ymax - ymin,
                                    fill=False, edgecolor="red", linewidth=2))
         verdict = "right" if predictions[row] == answers[row] else "WRONG"

@@ -23,8 +23,9 @@ import numpy as np
 from keras_adahan import cli
 
 LABELS = "labels.json"
+REPORT = "export_report.json"
 OVERLAY_MARK = "keras_adahan_overlay"  # A PNG text key marking the overlays this tool writes.
-MAX_REPORT_BYTES = 10 * 2**20  # export_report.json is a few KB.
+MAX_REPORT_BYTES = 10 * 2**20  # A report is a few KB.
 
 
 class UnknownWordsWarning(UserWarning):
@@ -41,7 +42,7 @@ def warn_if_below_keras(model_path, vqa, labels, labels_path):
     file of a fragile model. The file is found by its hash, whatever it is called now."""
     from keras_adahan.export import parity
 
-    path = os.path.join(os.path.dirname(os.path.abspath(labels_path)), "export_report.json")
+    path = os.path.join(os.path.dirname(os.path.abspath(labels_path)), REPORT)
     try:
         names = [name for name, digest in labels["model_sha256"].items() if digest == vqa.sha256]
         if os.path.getsize(path) > MAX_REPORT_BYTES:
@@ -181,7 +182,7 @@ def draw_overlay(image_path, mask, presence, grid_size, path):
     dark = Image.new("RGB", photo.size, (0, 0, 0))
     out = Image.composite(dark, photo, shade)
     draw = ImageDraw.Draw(out)
-    top = int(np.argmax(np.where(kept, presence, -np.inf)))
+    top = int(geometry.top_kept_cell(presence, mask))
     for index in np.flatnonzero(kept):
         ymin, xmin, ymax, xmax = boxes[index]
         width_px = 3 if index == top else 1

@@ -35,7 +35,6 @@ ANSWERS = "answers.json"
 CONFIG = "config.json"
 HISTORY = "history.csv"
 TRAINING = "training.json"
-METRICS = "metrics.json"
 
 
 @contextlib.contextmanager
