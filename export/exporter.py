@@ -102,13 +102,30 @@ def export(
             f"the output folder {output_dir!r} is not empty; pass --overwrite to replace it "
             "or choose another --output_dir"
         )
+    run_lock = None
     try:
         run_dir = run_files.run_folder_of(run_dir_or_model)
         # Replaced only if it is an export folder of ours, and never the run it comes from.
         folders.check_replaceable(output_dir, "export", "--output_dir", protect=[run_dir])
+        if os.path.isfile(os.path.join(run_dir, run_files.CONFIG)):  # A run's, not a user's.
+            # Held until the end: a trainer finishing a --resume of the run meanwhile would
+            # leave the export a model.keras other than the one its files were made from.
+            run_lock = folders.FolderLock(run_dir, advice="wait for it to finish")
         run = run_files.load_run(run_dir_or_model)
     except (FileNotFoundError, ValueError, cli.UserError) as error:
+        if run_lock is not None:
+            run_lock.release()
         raise ExportError(str(error)) from None
+    try:
+        return _export_run(run, run_dir, output_dir, quantizations, calibration_steps,
+                           data_dir, parity, max_parity_questions, log)
+    finally:
+        if run_lock is not None:
+            run_lock.release()
+
+
+def _export_run(run, run_dir, output_dir, quantizations, calibration_steps, data_dir, parity,
+                max_parity_questions, log):
     model = run.model
     fold_for_export(model)
 
@@ -284,7 +301,8 @@ def labels_dict(run):
             "max_question_length (keras_adahan.text.Vocabulary.encode)"
         ),
         "image": (
-            "RGB, transparent areas over white, resized to image_size x image_size by "
+            "rotated upright by its EXIF orientation, RGB (16-bit grayscale divided by 257), "
+            "transparent areas over white, resized to image_size x image_size by "
             "area averaging and rounded, float pixel values 0..255 "
             "(keras_adahan.preprocessing.load_image); int8 models: quantize with the "
             "input's scale and zero point"

@@ -42,6 +42,39 @@ def dequantize(values, details):
     return values.astype(np.float32, copy=False)
 
 
+def _check_image(image):
+    """Pixel values 0..255 (`keras_adahan.preprocessing.load_image`): anything else is
+    answered, and wrongly (the int8 file clips it to its 0..255 input range)."""
+    if not (np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)):
+        raise ValueError(f"`image` must hold pixel values 0..255, received {image.dtype}")
+    if not np.isfinite(image).all():
+        raise ValueError("`image` holds NaN or infinite values; expected pixel values 0..255")
+    low, high = image.min(), image.max()  # Its shape is checked: never empty.
+    if low < -0.5 or high > 255.5:  # Past a half grey level of rounding.
+        raise ValueError(f"`image` must hold pixel values 0..255 "
+                         "(keras_adahan.preprocessing.load_image), received values from "
+                         f"{low:g} to {high:g}")
+    if np.issubdtype(image.dtype, np.floating) and 0 < high <= 1.0:
+        warnings.warn("`image` holds values in 0..1; the model reads pixel values 0..255 "
+                      "(keras_adahan.preprocessing.load_image): multiply it by 255",
+                      stacklevel=5)
+
+
+def _check_question(question):
+    """Left-padded token ids (`keras_adahan.text.Vocabulary.encode`), at least one word."""
+    if not (np.issubdtype(question.dtype, np.integer) and question.min(initial=0) >= 0
+            and question.max(initial=0) <= np.iinfo(np.int32).max):
+        raise ValueError("`question` must hold token ids, integers >= 0 (see "
+                         "keras_adahan.text.Vocabulary.encode), received "
+                         f"{question.dtype} {question.ravel()[:8].tolist()}")
+    rows = question.reshape(-1, question.shape[-1])
+    if not rows.any(axis=1).all():
+        raise ValueError("`question` holds no word, only padding (0)")
+    if ((rows[:, :-1] != 0) & (rows[:, 1:] == 0)).any():  # The RNN would read the pads last.
+        raise ValueError("`question` must be left-padded (padding, 0, before the words), "
+                         f"received {rows[0].tolist()}")
+
+
 class LiteRTVQA:
     """A VQA .tflite file with its `vqa`, `encode` and `answer` signatures.
 
@@ -62,17 +95,21 @@ class LiteRTVQA:
 
         resolver = (OpResolverType.AUTO if xnnpack
                     else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        where = "the model content"
         if not isinstance(model, (bytes, bytearray)):
+            where = repr(model)
             with open(model, "rb") as f:
                 model = f.read()
         self.sha256 = hashlib.sha256(model).hexdigest()  # Names the file: see labels.json.
         self._content = bytes(model)  # The interpreter reads it for its whole life.
-        source = {"model_content": self._content}
-        with cli.quiet_native_output():  # LiteRT's "INFO: Created ... delegate" line.
-            self.interpreter = Interpreter(
-                **source, num_threads=num_threads, experimental_op_resolver_type=resolver
-            )
-            self.interpreter.allocate_tensors()
+        try:
+            with cli.quiet_native_output():  # LiteRT's "INFO: Created ... delegate" line.
+                self.interpreter = Interpreter(model_content=self._content,
+                                               num_threads=num_threads,
+                                               experimental_op_resolver_type=resolver)
+                self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as error:
+            raise ValueError(f"{where} is not a readable .tflite model ({error})") from None
         available = self.interpreter.get_signature_list()
         missing = [key for key in SIGNATURES if key not in available]
         if missing:
@@ -101,23 +138,29 @@ class LiteRTVQA:
             if value.shape != expected:  # LiteRT would fail deep in a delegate's reshape.
                 raise ValueError(f"`{name}` must have shape {expected[1:]} (or {expected}), "
                                  f"received {value.shape}")
-            if (name == "image" and np.issubdtype(value.dtype, np.floating)
-                    and 0 < value.max(initial=0) <= 1.0):  # Answered, and wrongly.
-                warnings.warn("`image` holds values in 0..1; the model reads pixel values "
-                              "0..255 (keras_adahan.preprocessing.load_image): multiply it "
-                              "by 255", stacklevel=4)
-            if name == "question" and not (np.issubdtype(value.dtype, np.integer)
-                                           and value.min(initial=0) >= 0):
-                raise ValueError("`question` must hold token ids, integers >= 0 (see "
-                                 "keras_adahan.text.Vocabulary.encode), received "
-                                 f"{value.dtype} {value.ravel()[:8].tolist()}")
+            if name == "image":
+                _check_image(value)
+            if name == "question":
+                _check_question(value)
+            if (name == "cells" and np.issubdtype(value.dtype, np.integer)
+                    and not np.issubdtype(details["dtype"], np.integer)):
+                raise ValueError(f"`cells` are {value.dtype}, as a quantized file's `encode` "
+                                 "returns them; this file's `answer` reads float cells: "
+                                 "pass what its own `encode` returns")
             if value.dtype != details["dtype"]:
                 value = quantize(value, details)
             feed[name] = value
         return feed
 
     def _run(self, signature, **values):
-        raw = self.runners[signature](**self._feed(signature, **values))
+        try:
+            raw = self.runners[signature](**self._feed(signature, **values))
+        except RuntimeError as error:
+            if "gather index out of bounds" not in str(error):
+                raise
+            raise ValueError("`question` holds a token id beyond this model's vocabulary "
+                             "(keras_adahan.text.Vocabulary.encode of the words in "
+                             "labels.json gives only ids the model knows)") from None
         return {name: dequantize(value, self.outputs[signature][name])[0]
                 for name, value in raw.items()}
 

@@ -135,14 +135,7 @@ def load_model(model_path, num_threads=1):
     if os.path.getsize(model_path) == 0:
         raise ValueError(f"model file {model_path!r} is empty (expected a .tflite file "
                          "written by python -m keras_adahan.export)")
-    try:
-        return LiteRTVQA(model_path, num_threads=num_threads)
-    except ValueError as error:
-        if "signature" in str(error):
-            raise
-        raise ValueError(f"{model_path!r} is not a readable .tflite model ({error})") from None
-    except RuntimeError as error:
-        raise ValueError(f"{model_path!r} is not a readable .tflite model ({error})") from None
+    return LiteRTVQA(model_path, num_threads=num_threads)
 
 
 def top_answers(probabilities, answers, top):
@@ -207,7 +200,7 @@ def check_overlay(path, inputs):
         try:
             with Image.open(path) as image:
                 ours = image.format == "PNG" and OVERLAY_MARK in image.info
-        except (OSError, ValueError):
+        except (OSError, ValueError, Image.DecompressionBombError):
             ours = False
         if not ours or os.path.islink(path):
             raise ValueError(f"--overlay {path!r} exists and is not an overlay this tool wrote; "
@@ -229,6 +222,8 @@ def predict(model_path, image_path, questions, top=3, labels_path=None, num_thre
     from keras_adahan.preprocessing import load_image
     from keras_adahan.text import Vocabulary
 
+    if isinstance(questions, str):
+        questions = [questions]  # One question, not one per character.
     if not questions:
         raise ValueError("give at least one --question")
     vqa = load_model(model_path, num_threads)

@@ -229,6 +229,25 @@ def test_litert_vqa_names_inputs_of_the_wrong_shape_or_type(exported_tiny_run):
             ({"question": -np.ones(length, np.int32)}, "integers >= 0")):
         with pytest.raises(ValueError, match=message):
             vqa.predict(**{"image": image, "question": question, **bad})
+    # Answered before, without a word (or with a traceback from inside LiteRT):
+    words = np.ones(length, np.int32)
+    for bad, message in (
+            ({"image": np.full((size, size, 3), np.nan, np.float32)}, "NaN or infinite"),
+            ({"image": np.full((size, size, 3), 65535, np.uint16)},  # Clipped: white.
+             "must hold pixel values 0..255 .*received values from 65535 to 65535"),
+            ({"image": np.full((size, size, 3), -1.0, np.float32)}, "from -1 to -1"),
+            # Wrapped to id 3 by the cast to int32.
+            ({"question": np.full(length, 2**32 + 3, np.int64)}, "integers >= 0"),
+            ({"question": np.concatenate([words[2:], [0, 0]])}, "must be left-padded"),
+            ({"question": np.zeros(length, np.int32)}, "holds no word, only padding"),
+            ({"question": np.full(length, 10**6, np.int32)}, "beyond this model's vocabulary")):
+        with pytest.raises(ValueError, match=message):
+            vqa.predict(**{"image": image, "question": question, **bad})
+    int8 = LiteRTVQA(os.path.join(exported_tiny_run["export_dir"], "vqa_int8.tflite"))
+    with pytest.raises(ValueError, match="`cells` are int8, as a quantized file's `encode`"):
+        vqa.answer(int8.encode(image), question)  # Read as raw floats.
+    with pytest.raises(ValueError, match="the model content is not a readable .tflite model"):
+        LiteRTVQA(b"junk")
     # With or without the batch axis of 1.
     assert vqa.predict(image[None], question[None])["mask"].shape == (vqa.num_cells,)
     # Pixels scaled to 0..1 were answered, as a black image, without a word.
@@ -330,6 +349,32 @@ def test_failed_export_leaves_nothing(exported_tiny_run, tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == ["out"]
     assert sorted(os.listdir(output_dir)) == [folders.MARKER, "labels.json"]
     assert (output_dir / "labels.json").read_text() == "old"
+
+
+def test_export_waits_for_a_trainer_in_the_run(exported_tiny_run, tmp_path, monkeypatch):
+    # A trainer finishing a --resume of the run during the export left the export a
+    # model.keras other than the one its .tflite files were made from.
+    run_dir = exported_tiny_run["run_dir"]
+    trainer = folders.FolderLock(run_dir)
+    try:
+        with pytest.raises(ExportError, match=f"the run folder '{run_dir}' is in use by "
+                                              f"process {os.getpid()} .*wait for it"):
+            exporter.export(run_dir, str(tmp_path / "out"), parity=False,
+                            log=lambda message: None)
+    finally:
+        trainer.release()
+    assert os.listdir(tmp_path) == []
+
+    def failing_convert(saved_model_dir, signature_keys, quantization="float32", **kwargs):
+        with pytest.raises(SystemExit, match="in use"):  # Held while the files are made.
+            folders.FolderLock(run_dir)
+        raise ExportError("Fake")
+
+    monkeypatch.setattr(tflite, "convert", failing_convert)
+    with pytest.raises(ExportError, match="Fake"):
+        exporter.export(run_dir, str(tmp_path / "out"), quantizations=("float32",),
+                        parity=False, log=lambda message: None)
+    folders.FolderLock(run_dir).release()  # And released after a failure.
 
 
 def test_cli_errors(exported_tiny_run, tmp_path, capsys):

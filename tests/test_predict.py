@@ -3,9 +3,11 @@
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import warnings
+import zlib
 
 import numpy as np
 import pytest
@@ -203,6 +205,23 @@ def test_overlay_must_be_named_as_the_png_it_is(tmp_path):
         check_overlay(str(tmp_path / "attention.jpg"), inputs=[])
     check_overlay(str(tmp_path / "attention.PNG"), inputs=[])  # A new .png: fine.
     assert os.listdir(tmp_path) == []
+    # A user's huge PNG (Pillow refuses to open it: a traceback before); its header only.
+    def chunk(kind, body):
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body)))
+
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000,
+                                                                        8, 0, 0, 0, 0))
+                     + chunk(b"IEND", b""))
+    with pytest.raises(ValueError, match="exists and is not an overlay this tool wrote"):
+        check_overlay(str(huge), inputs=[])
+
+
+def test_one_question_as_a_string(exported_tiny_run, photos):
+    model = os.path.join(exported_tiny_run["export_dir"], "vqa_float32.tflite")
+    results, _ = predict(model, photos["RGB"], QUESTION)  # Asked one character at a time.
+    assert [result["question"] for result in results] == [QUESTION]
 
 
 def test_warns_when_the_export_measured_the_file_below_keras(exported_tiny_run, photos,
