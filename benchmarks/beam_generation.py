@@ -19,6 +19,7 @@ python benchmarks/beam_generation.py --settings plain multi_processing:2
 ```
 """
 
+import argparse
 import dataclasses
 import resource
 import tempfile
@@ -34,6 +35,16 @@ def cpu_seconds():
     """CPU time of this process and of its finished child processes (Beam's workers)."""
     return sum(resource.getrusage(who).ru_utime + resource.getrusage(who).ru_stime
                for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+
+
+def setting_name(text):
+    """`plain` or `MODE:WORKERS` (argparse type): checked before the first build runs."""
+    mode, _, workers = text.partition(":")
+    if text == "plain" or (mode in ("in_memory", "multi_processing") and workers.isdigit()
+                           and int(workers) >= 1):
+        return text
+    raise argparse.ArgumentTypeError(f"expected plain, in_memory:N or multi_processing:N "
+                                     f"(N workers >= 1), received {text!r}")
 
 
 def build(config, setting):
@@ -60,7 +71,7 @@ def main(argv=None):
     parser.add_argument("--config", default="classic", choices=sorted(scene_config.CONFIGS))
     parser.add_argument("--num_images", type=cli.positive_int, default=2000,
                         help="training images")
-    parser.add_argument("--settings", nargs="+", default=list(SETTINGS),
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), type=setting_name,
                         help=f"any of {', '.join(SETTINGS)} (MODE:WORKERS)")
     args = parser.parse_args(argv)
 

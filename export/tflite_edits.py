@@ -232,7 +232,8 @@ def _same_encoding(a, b):
 
 
 # Convs over at most this many input channels stay float in the quantized files: int8
-# makes them no faster or slower on CPUs (docs/export.md). Also `tflite.float_layers_in_int8`.
+# makes them no faster, and over the RGB image slower, on CPUs (docs/export.md). Also
+# `tflite.float_layers_in_int8`.
 NARROW_CONV_CHANNELS = 8
 
 

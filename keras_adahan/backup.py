@@ -178,8 +178,13 @@ class AtomicBackupAndRestore(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = {name: float(value) for name, value in (logs or {}).items()}
-        if self.read_only or not all(math.isfinite(value) for value in logs.values()):
-            return  # Not ours to write, or a NaN epoch: keep the last good backup.
+        if not all(math.isfinite(value) for value in logs.values()):
+            # Keep the last good backup, and end the run (TerminateOnNaN watches only the
+            # training batches): the next epoch's would follow a gap in the history.
+            self.model.stop_training = True
+            return
+        if self.read_only:
+            return  # Another worker's: the chief writes it.
         os.makedirs(self.backup_dir, exist_ok=True)
         name = f"epoch-{epoch + 1:04d}.weights.h5"
         with run_files.atomic_path(os.path.join(self.backup_dir, name)) as tmp:

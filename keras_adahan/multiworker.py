@@ -22,22 +22,55 @@ The others write into a scratch folder they delete at the end, and with `--resum
 restore the chief's backup, so `--output_dir` must be a folder every worker can read.
 """
 
+import json
+import os
+
 import tensorflow as tf
 
 import keras
 
+TF_CONFIG_EXAMPLE = ('{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+                     '"task": {"type": "worker", "index": 0}}')
+
 
 def multi_worker_strategy():
-    """A `MultiWorkerMirroredStrategy` from `TF_CONFIG`; raises if it is unset."""
-    import os
-
-    if not os.environ.get("TF_CONFIG"):
-        raise ValueError(
-            "--distribute multiworker needs the TF_CONFIG environment variable (cluster "
-            "and task of this worker); see keras_adahan/multiworker.py"
-        )
+    """A `MultiWorkerMirroredStrategy` from `TF_CONFIG` (`check_tf_config`)."""
+    check_tf_config(os.environ.get("TF_CONFIG"))
     # Collective ops must be set up before TensorFlow runs anything: create this first.
     return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def check_tf_config(text):
+    """Raises `ValueError` naming TF_CONFIG unless it places this process as a chief or
+    worker task of its cluster: TensorFlow's own errors name no variable or come as
+    tracebacks, an empty one trains alone, and an evaluator task trained a run alone."""
+    if not text:
+        raise ValueError("--distribute multiworker needs the TF_CONFIG environment variable "
+                         f"(cluster and task of this worker), e.g. {TF_CONFIG_EXAMPLE}")
+    try:
+        config = json.loads(text)
+    except ValueError as error:
+        raise ValueError(f"TF_CONFIG is not JSON ({error}); expected e.g. "
+                         f"{TF_CONFIG_EXAMPLE}") from None
+    cluster = config.get("cluster") if isinstance(config, dict) else None
+    task = config.get("task") if isinstance(config, dict) else None
+    if not cluster or not isinstance(cluster, dict) or not isinstance(task, dict):
+        raise ValueError(f'TF_CONFIG must hold a "cluster" and a "task", e.g. '
+                         f"{TF_CONFIG_EXAMPLE}; received {text}")
+    for kind, hosts in cluster.items():
+        if kind not in ("chief", "worker"):
+            raise ValueError(f'TF_CONFIG\'s cluster has "{kind}" tasks; the trainer runs '
+                             'only "chief" and "worker" tasks, the ones that train')
+        if not isinstance(hosts, list) or not hosts or not all(isinstance(host, str)
+                                                               for host in hosts):
+            raise ValueError(f'TF_CONFIG\'s cluster "{kind}" must be a list of "host:port" '
+                             f"strings; received {json.dumps(hosts)}")
+    kind, index = task.get("type"), task.get("index")
+    if (kind not in cluster or isinstance(index, bool) or not isinstance(index, int)
+            or not 0 <= index < len(cluster[kind])):
+        raise ValueError(f'TF_CONFIG\'s task must be one of its cluster: "type" one of '
+                         f'{", ".join(sorted(cluster))} and "index" 0 to one less than its '
+                         f"hosts; received {json.dumps(task)}")
 
 
 def is_chief(strategy):
@@ -71,7 +104,8 @@ def fit(model, train_ds, val_ds, epochs, initial_epoch, steps_per_epoch, callbac
 
     Args:
         model: a compiled Keras model whose outputs are answer logits `(B, Q, A)`.
-        train_ds: `tf.data.Dataset` of global batches `(inputs, labels (B, Q))`, holding
+        train_ds: `tf.data.Dataset` of global batches `(inputs, labels (B, Q))`, or
+            `(inputs, labels, loss weights (B, Q))` (padded questions, a warm-up), holding
             epochs `initial_epoch` to `epochs - 1` back to back.
         val_ds: `tf.data.Dataset` of one validation pass, or None.
         epochs, initial_epoch, steps_per_epoch: int. As in `model.fit`.
@@ -85,37 +119,42 @@ def fit(model, train_ds, val_ds, epochs, initial_epoch, steps_per_epoch, callbac
         # Built in the scope, so its slots are mirrored; a restored backup fills them.
         optimizer.build(model.trainable_variables)
 
-    def sums(labels, outputs):
+    def sums(labels, outputs, weights=None):
+        """As `fit`'s weighted loss and metric: the loss is the weighted sum over every
+        question slot divided by their count (Keras's `sum_over_batch_size`), the accuracy
+        divided by the weights."""
+        weights = tf.ones(tf.shape(labels)) if weights is None else tf.cast(weights, tf.float32)
         # A SoftHeadTrainingModel (keras_adahan.model) also answers from its soft head.
         logits, soft_logits = outputs if isinstance(outputs, (list, tuple)) else (outputs, None)
-        per_question = loss_fn(labels, logits)  # (B, Q)
+        per_question = loss_fn(labels, logits) * weights  # (B, Q)
         loss_sum = tf.reduce_sum(per_question)
         if soft_logits is not None:
-            loss_sum += model.soft_head_weight * tf.reduce_sum(loss_fn(labels, soft_logits))
+            loss_sum += model.soft_head_weight * tf.reduce_sum(
+                loss_fn(labels, soft_logits) * weights)
         predicted = tf.argmax(logits, axis=-1, output_type=labels.dtype)
-        correct = tf.cast(tf.equal(predicted, labels), tf.float32)
+        correct = tf.cast(tf.equal(predicted, labels), tf.float32) * weights
         count = tf.cast(tf.size(per_question), tf.float32)
-        return loss_sum, tf.reduce_sum(correct), count
+        return loss_sum, tf.reduce_sum(correct), count, tf.reduce_sum(weights)
 
-    def train_replica(inputs, labels):
+    def train_replica(inputs, labels, weights=None):
         context = tf.distribute.get_replica_context()
         with tf.GradientTape() as tape:
-            loss_sum, correct, count = sums(labels, model(inputs, training=True))
+            totals = sums(labels, model(inputs, training=True), weights)
             # The optimizer sums gradients over replicas: divide by the global count.
-            loss = loss_sum / tf.maximum(context.all_reduce("SUM", count), 1.0)
+            loss = totals[0] / tf.maximum(context.all_reduce("SUM", totals[2]), 1.0)
             if model.losses:
                 loss += tf.add_n(model.losses) / strategy.num_replicas_in_sync
         gradients = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-        return loss_sum, correct, count
+        return totals
 
-    def test_replica(inputs, labels):
-        return sums(labels, model(inputs, training=False))
+    def test_replica(inputs, labels, weights=None):
+        return sums(labels, model(inputs, training=False), weights)
 
     def reduced(replica_fn):
         @tf.function
-        def step(inputs, labels):
-            per_replica = strategy.run(replica_fn, args=(inputs, labels))
+        def step(*batch):
+            per_replica = strategy.run(replica_fn, args=batch)
             return [strategy.reduce("SUM", value, axis=None) for value in per_replica]
 
         return step
@@ -133,22 +172,28 @@ def fit(model, train_ds, val_ds, epochs, initial_epoch, steps_per_epoch, callbac
     logs = {}
     for epoch in range(initial_epoch, epochs):
         callbacks.on_epoch_begin(epoch)
-        totals = [0.0, 0.0, 0.0]  # loss sum, correct answers, questions
+        totals = [0.0, 0.0, 0.0, 0.0]  # loss sum, correct answers, questions, weights
         for step in range(steps_per_epoch):
             callbacks.on_train_batch_begin(step)
-            inputs, labels = next(train_iterator)
-            totals = [t + float(v) for t, v in zip(totals, train_step(inputs, labels))]
-            logs = {"accuracy": totals[1] / totals[2], "loss": totals[0] / totals[2]}
+            totals = [t + float(v) for t, v in zip(totals, train_step(*next(train_iterator)))]
+            logs = {"accuracy": ratio(totals[1], totals[3]),
+                    "loss": ratio(totals[0], totals[2])}
             callbacks.on_train_batch_end(step, logs)
             if model.stop_training:
                 break
         if val_dist is not None:
-            val = [0.0, 0.0, 0.0]
-            for inputs, labels in val_dist:
-                val = [t + float(v) for t, v in zip(val, test_step(inputs, labels))]
-            logs = {**logs, "val_accuracy": val[1] / val[2], "val_loss": val[0] / val[2]}
+            val = [0.0, 0.0, 0.0, 0.0]
+            for batch in val_dist:
+                val = [t + float(v) for t, v in zip(val, test_step(*batch))]
+            logs = {**logs, "val_accuracy": ratio(val[1], val[3]),
+                    "val_loss": ratio(val[0], val[2])}
         callbacks.on_epoch_end(epoch, logs)
         if model.stop_training:
             break
     callbacks.on_train_end(logs)
     return next(c for c in callbacks.callbacks if isinstance(c, keras.callbacks.History))
+
+
+def ratio(total, count):
+    """`total / count`, 0 for no count (as Keras's metrics: a batch of weight 0)."""
+    return total / count if count else 0.0

@@ -11,8 +11,8 @@
   Train: `python -m keras_adahan.train --preset default`
 - `clevr`, `sort_of_clevr`: for those datasets (`--dataset clevr`, `--dataset sort_of_clevr`).
 
-Each takes `--variant han|adahan|soft|none`; the trainer sets `vocab_size`, `num_answers`
-and `max_question_length` from the dataset.
+Each takes `--variant han|adahan|soft|none`; the trainer sets `vocab_size` and
+`num_answers` from the dataset (and refuses questions longer than `max_question_length`).
 """
 
 from keras_adahan.config import ModelConfig

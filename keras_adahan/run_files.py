@@ -294,13 +294,13 @@ def prepare_run_dir(args):
     return RunFolder(final, path, locks)
 
 
-def saved_train_settings(run_dir):
-    """The "train" settings in a run folder's config.json, for --resume; `cli.UserError`
-    naming the folder when they cannot be read."""
+def saved_settings(run_dir, section="train"):
+    """The "train" (or "model") settings in a run folder's config.json, for --resume;
+    `cli.UserError` naming the folder when they cannot be read."""
     try:
-        saved = read_json(os.path.join(run_dir, CONFIG))["train"]
+        saved = read_json(os.path.join(run_dir, CONFIG))[section]
         if not isinstance(saved, dict):
-            raise ValueError(f'"train" is a {type(saved).__name__}, not an object')
+            raise ValueError(f'"{section}" is a {type(saved).__name__}, not an object')
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise cli.UserError(f"--resume: cannot read {run_dir!r}'s config.json ({error}); "
                             "train into another --output_dir") from None
@@ -313,9 +313,15 @@ def check_resume_settings(args, run_dir):
     is no fewer than the epochs trained."""
     from keras_adahan.backup import AtomicBackupAndRestore  # It imports this module.
 
-    saved = {**SAVED_BEFORE, **saved_train_settings(run_dir)}
+    saved = {**SAVED_BEFORE, **saved_settings(run_dir)}
     names = RESUME_MUST_MATCH
     trained = AtomicBackupAndRestore(os.path.join(run_dir, "backup")).epoch
+    if not trained and os.path.isfile(os.path.join(run_dir, MODEL)):
+        raise cli.UserError(
+            f"--resume: {run_dir!r} holds a trained model.keras but no backup/ to continue "
+            "from (training would start again at epoch 1 and replace it); evaluate it with "
+            "python -m keras_adahan.evaluate, or drop --resume and pass --overwrite to train "
+            "it anew")
     if args.epochs < trained:
         raise cli.UserError(f"--resume: {run_dir!r} has trained {trained} epochs; pass "
                             f"--epochs {trained} or more (received --epochs {args.epochs})")

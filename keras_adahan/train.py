@@ -271,7 +271,7 @@ def main(argv=None):
             check_warmup_questions(dataset, args.warmup_types, warmup[0])
         keras.utils.set_random_seed(args.seed)
         vocabulary = training_vocabulary(args, run_dir, dataset, source)
-        check_resumed_answers(args, run_dir, dataset)
+        check_resumed_data(args, run_dir, dataset)
         config = model_config(args, vocabulary.size, len(dataset.answer_names))
         backup = AtomicBackupAndRestore(
             chief_backup or os.path.join(run_dir, "backup"),
@@ -287,7 +287,7 @@ def main(argv=None):
             train_model = compiled_training_model(args, model, train_ds, steps)
         if source and backup.epoch == 0:  # A resumed run has its own weights.
             copy_weights(args.init_from, source, model, dataset.answer_names)
-        write_run_files(args, run_dir, config, vocabulary, dataset.answer_names)
+        write_run_files(args, run_dir, config, vocabulary, dataset)
         print(f"Training {args.variant} ({args.preset} preset, {model.count_params():,} "
               f"parameters) on {dataset.spec.title}: {dataset.num_examples('train')} images x "
               f"{questions_per_image(train_ds)} questions, {args.epochs} epochs -> {run_dir}")
@@ -370,13 +370,16 @@ def compiled_training_model(args, model, train_ds, steps_per_epoch):
     return train_model
 
 
-def write_run_files(args, run_dir, config, vocabulary, answers):
+def write_run_files(args, run_dir, config, vocabulary, dataset):
     """The vocabulary, the answers, then config.json with their checksums (`load_run`
-    refuses edited ones); `--resume` must match the saved model config."""
-    run_config = {"model": dataclasses.asdict(config), "train": vars(args)}
+    refuses edited ones) and the data's build (`check_resumed_data`); `--resume` must match
+    the saved model config."""
+    answers = dataset.answer_names
+    run_config = {"model": dataclasses.asdict(config), "train": vars(args),
+                  "data": data_build(dataset)}
     config_path = os.path.join(run_dir, run_files.CONFIG)
     if args.resume and os.path.exists(config_path):
-        differ = config_differences(run_files.read_json(config_path)["model"], config)
+        differ = config_differences(run_files.saved_settings(run_dir, "model"), config)
         if differ:
             raise cli.UserError(f"--resume: {run_dir!r} was trained with another model "
                                 f"config: {', '.join(differ)}; resume with the command that "
@@ -393,7 +396,7 @@ def settings_differences(run_dir, argv):
     """`"setting saved (asked value)"` for each training setting of the run in `run_dir` that
     the trainer command line `argv` would set otherwise; where the run lives and how it
     starts do not count. For scripts that reuse finished runs."""
-    saved = run_files.saved_train_settings(run_dir)
+    saved = run_files.saved_settings(run_dir)
     asked = json.loads(json.dumps(vars(parse_args(argv))))  # Tuples as JSON's lists.
     ignored = {"output_dir", "data_dir", "resume", "overwrite", "debug"}
     if asked["dtype"] == "auto":  # The run saved what auto chose.
@@ -463,9 +466,18 @@ def training_vocabulary(args, run_dir, dataset, source):
     return vocabulary
 
 
-def check_resumed_answers(args, run_dir, dataset):
-    """A resumed run answers with its own labels in their order: its weights give each id
-    its name (a folder whose answers were edited since would relabel them without a word)."""
+def data_build(dataset):
+    """What a run records of the data it trains on: its build (for a `folder:` dataset, the
+    fingerprint of the folder's files) and its number of training images."""
+    return {"build": getattr(dataset.builder.builder_config, "name", None),
+            "train_images": dataset.num_examples("train")}
+
+
+def check_resumed_data(args, run_dir, dataset):
+    """A resumed run trains on the data it began with, and answers with its own labels in
+    their order: its weights give each id its name (a folder whose answers were edited
+    since would relabel them without a word; one whose files changed would continue on
+    other images, a cosine schedule sized to the old count)."""
     saved = os.path.join(run_dir, run_files.ANSWERS)
     if not (args.resume and os.path.exists(saved)):
         return
@@ -482,6 +494,15 @@ def check_resumed_answers(args, run_dir, dataset):
             f"--resume: {run_dir!r} was trained on other answers than {dataset.spec.title} "
             f"gives now ({differ}); resume it on the data it was trained on, or train a new "
             "run into another --output_dir")
+    recorded = run_files.read_json(os.path.join(run_dir, run_files.CONFIG)).get("data")
+    now = data_build(dataset)
+    if isinstance(recorded, dict) and recorded != now:  # Runs before 2026-12 have none.
+        raise cli.UserError(
+            f"--resume: {run_dir!r} was trained on another build of {dataset.spec.title} "
+            f"({recorded.get('train_images')} training images, build "
+            f"{recorded.get('build')!r}; now {now['train_images']}, {now['build']!r}: a "
+            "folder's dataset is built again when its files change); resume it on the data "
+            "it was trained on, or train a new run into another --output_dir")
 
 
 def copy_weights(path, source, model, answers):
@@ -516,8 +537,7 @@ def fit(args, train_model, train_ds, val_ds, steps_per_epoch, backup, strategy, 
         history = train_model.fit(train_ds, validation_data=val_ds, **settings,
                                   shuffle=False)  # The pipeline shuffles (data.training_batches).
     seconds = time.time() - start
-    # TerminateOnNaN stops on a NaN training loss; a NaN validation loss ends no epoch
-    # well either (the backup keeps only finite epochs).
+    # TerminateOnNaN stops on a NaN training loss, the backup on a NaN validation loss.
     bad = [name for name, values in history.history.items()
            if not all(math.isfinite(v) for v in values)]
     if bad:
@@ -525,7 +545,7 @@ def fit(args, train_model, train_ds, val_ds, steps_per_epoch, backup, strategy, 
             history.history[name]) if not math.isfinite(v)) + 1
         kept = (f"the last good epoch ({backup.epoch}) is kept in {backup.backup_dir}"
                 if backup.epoch else "no epoch completed")
-        raise cli.UserError(f"the training loss became NaN in epoch {epoch} ({', '.join(bad)}); "
+        raise cli.UserError(f"the loss became NaN in epoch {epoch} ({', '.join(bad)}); "
                             f"lower --learning_rate. No model.keras was written; {kept}.")
     return history, seconds
 
@@ -540,7 +560,7 @@ def training_dtype(args, run_dir):
               "apart; pass --dtype mixed_bfloat16 to train in bfloat16)")
         return "float32"
     if args.resume and os.path.exists(os.path.join(run_dir, run_files.CONFIG)):
-        dtype = run_files.saved_train_settings(run_dir).get("dtype", "float32")
+        dtype = run_files.saved_settings(run_dir).get("dtype", "float32")
         if dtype not in DTYPES[1:]:
             raise cli.UserError(f"--resume: {run_dir!r}'s config.json has dtype {dtype!r}, "
                                 f"not one of {', '.join(DTYPES[1:])}; pass --dtype")
@@ -612,7 +632,9 @@ def finish(args, folder, model, train_model, backup, dataset, vocabulary, histor
         # Every epoch of the run, the ones before a --resume included (None: not recorded).
         "seconds_all_epochs": None if backup.seconds is None else round(backup.seconds, 1),
     }
-    run_files.write_json(os.path.join(run_dir, run_files.TRAINING), training)
+    training_path = os.path.join(run_dir, run_files.TRAINING)
+    if history.epoch or not os.path.isfile(training_path):  # Not a finished run evaluated
+        run_files.write_json(training_path, training)     # again: its timing stays.
     os.makedirs(os.path.join(run_dir, "plots"), exist_ok=True)
     plots.plot_history(epochs_history, os.path.join(run_dir, "plots", "history.png"))
     evaluate.write_evaluation(evaluation, run_dir)

@@ -236,6 +236,17 @@ def test_resume_refuses_a_folder_whose_answers_changed(tmp_path):
                                             r"\['white'\] new\)"):
         train.main(flags + ["--resume"])
     assert (tmp_path / "run" / "answers.json").read_bytes() == answers
+    # The same answers, other lines: resumed on the new build without a word (on fewer
+    # images, a cosine schedule sized to them ran at a rate of 0).
+    for split in ("train", "test"):
+        path = folder / f"{split}.jsonl"
+        path.write_text(path.read_text().replace('"white"', '"gray"'))
+    lines = (folder / "test.jsonl").read_text().splitlines(keepends=True)
+    (folder / "test.jsonl").write_text("".join(lines[:-1]))
+    with pytest.raises(cli.UserError, match=r"--resume: .* was trained on another build of "
+                                            r".* \(\d+ training images, build '\w+'; now"):
+        train.main(flags + ["--resume"])
+    assert (tmp_path / "run" / "answers.json").read_bytes() == answers
 
 
 def test_a_changed_folder_is_prepared_again(folder_run, tmp_path):

@@ -13,9 +13,13 @@ import socket
 import subprocess
 import sys
 
+import keras
+import numpy as np
 import pytest
+import tensorflow as tf
 
 from keras_adahan import data
+from keras_adahan import multiworker
 from keras_adahan import run_files
 from keras_adahan import train
 
@@ -145,3 +149,53 @@ def test_multiworker_on_localhost_trains_and_resumes(data_dir, tmp_path):
     assert len(train.read_history(os.path.join(run_dir, run_files.HISTORY))["loss"]) == 3
     state = run_files.read_json(os.path.join(run_dir, "backup", "state.json"))
     assert state["epoch"] == 3
+
+
+def test_multiworker_loop_weighs_questions_as_fit_does():
+    # Batches with loss weights (questions padded: CLEVR, folder datasets; a warm-up) failed
+    # in the loop with "too many values to unpack (expected 2)".
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(8, 3, 4)).astype("float32")  # 8 images x 3 questions
+    labels = rng.integers(0, 5, (8, 3)).astype("int32")
+    weights = (rng.random((8, 3)) > 0.4).astype("float32")
+    batches = tf.data.Dataset.from_tensor_slices((features, labels, weights)).batch(4)
+
+    def compiled():
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((3, 4)), keras.layers.Dense(5)])
+        model.compile(keras.optimizers.Adam(0.1),
+                      keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      weighted_metrics=[keras.metrics.SparseCategoricalAccuracy("accuracy")])
+        return model
+
+    expected = compiled()
+    expected_history = expected.fit(batches, validation_data=batches, epochs=2, verbose=0,
+                                    shuffle=False).history
+    model = compiled()
+    history = multiworker.fit(model, batches.repeat(2), batches, epochs=2, initial_epoch=0,
+                              steps_per_epoch=2, callbacks=[],
+                              strategy=tf.distribute.get_strategy(), verbose=0).history
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        np.testing.assert_allclose(history[key], expected_history[key], rtol=1e-5, err_msg=key)
+    for weight, expected_weight in zip(model.get_weights(), expected.get_weights()):
+        np.testing.assert_allclose(weight, expected_weight, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("tf_config, message", [
+    ("", "needs the TF_CONFIG environment variable"),
+    ("not json", "TF_CONFIG is not JSON"),  # TensorFlow's message named no variable.
+    ("{}", 'TF_CONFIG must hold a "cluster" and a "task"'),  # Trained alone.
+    ('{"cluster": {"worker": "a:1"}, "task": {"type": "worker", "index": 0}}',
+     'cluster "worker" must be a list of "host:port" strings'),  # A TypeError traceback.
+    ('{"cluster": {"worker": ["a:1"], "evaluator": ["b:1"]}, '  # Trained a run alone.
+     '"task": {"type": "evaluator", "index": 0}}', 'cluster has "evaluator" tasks'),
+    ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "evaluator", "index": 0}}',
+     "task must be one of its cluster"),  # A KeyError traceback.
+    ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 1}}',
+     "task must be one of its cluster"),
+])
+def test_tf_config_is_checked_before_the_strategy(tf_config, message):
+    with pytest.raises(ValueError, match=message):
+        multiworker.check_tf_config(tf_config)
+    multiworker.check_tf_config('{"cluster": {"chief": ["a:1"], "worker": ["b:1"]}, '
+                                '"task": {"type": "worker", "index": 0}}')

@@ -320,6 +320,10 @@ def test_benchmarks_fail_with_one_line(script, capsys):
     ("large_image_memory", ["--side", "50"], "--side: expected a multiple of 100"),
     # Drew empty question files, which every later run then reused.
     ("input_pipeline", ["--images", "0"], "--images: expected a positive integer"),
+    # Checked when its build came, after the builds before it had run.
+    ("beam_generation", ["--settings", "plain", "foo"],
+     "--settings: expected plain, in_memory:N or multi_processing:N"),
+    ("beam_generation", ["--settings", "in_memory:x"], "received 'in_memory:x'"),
 ])
 def test_benchmark_counts_are_refused_below_one(script, argv, message, capsys):
     with pytest.raises(SystemExit) as stop:

@@ -7,6 +7,7 @@ The trainer tests run the real `python -m keras_adahan.train` in subprocesses on
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -132,7 +133,7 @@ def test_nan_loss_stops_cleanly(data_dir, tmp_path):
         train_in_process(data_dir, run_dir, "--epochs", "3", "--learning_rate", "1e38")
     message = str(stop.value)
     assert stop.value.code == 2
-    assert message.startswith("the training loss became NaN in epoch 1")
+    assert message.startswith("the loss became NaN in epoch 1")
     assert "No model.keras was written; no epoch completed" in message
     assert not os.path.exists(os.path.join(run_dir, run_files.MODEL))
     assert not os.path.exists(os.path.join(run_dir, run_files.HISTORY))
@@ -180,6 +181,29 @@ def test_resume_of_an_empty_folder_starts_a_new_run(data_dir, tmp_path, capsys):
         del config["model"][field]
     run_files.write_json(config_path, config)
     train_in_process(data_dir, run_dir, "--epochs", "2", "--resume")
+    assert history_epochs(run_dir) == [0, 1]
+    # Resumed when finished: evaluated again, the training's time kept (it was replaced by
+    # that of no epoch: 0 questions/s).
+    training = run_files.read_json(os.path.join(run_dir, run_files.TRAINING))
+    train_in_process(data_dir, run_dir, "--epochs", "2", "--resume")
+    assert run_files.read_json(os.path.join(run_dir, run_files.TRAINING)) == training
+    assert training["questions_per_second"] > 0
+    # A damaged "model" in config.json: one line (a KeyError or AttributeError traceback).
+    saved = run_files.read_json(config_path)
+    run_files.write_json(config_path, {**saved, "model": [1]})
+    with pytest.raises(SystemExit, match=r"--resume: cannot read .*config.json \("
+                                         '"model" is a list, not an object'):
+        train_in_process(data_dir, run_dir, "--epochs", "3", "--resume")
+    run_files.write_json(config_path, saved)
+    # Its backup deleted (as docs/scale_and_faults.md allows): --resume trained it again
+    # from epoch 1 and replaced the finished model.
+    with open(os.path.join(run_dir, run_files.MODEL), "rb") as f:
+        model = f.read()
+    shutil.rmtree(os.path.join(run_dir, "backup"))
+    with pytest.raises(SystemExit, match="holds a trained model.keras but no backup/"):
+        train_in_process(data_dir, run_dir, "--epochs", "3", "--resume")
+    with open(os.path.join(run_dir, run_files.MODEL), "rb") as f:
+        assert f.read() == model
     assert history_epochs(run_dir) == [0, 1]
 
 
@@ -279,6 +303,29 @@ def test_nan_epoch_is_not_backed_up(tmp_path):
     assert len(second) == len(restored.get_weights())
     for expected, weights in zip(second, restored.get_weights()):
         np.testing.assert_array_equal(weights, expected)
+
+
+class NaNValidationLossAt(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            logs["val_loss"] = float("nan")
+
+
+def test_nan_validation_loss_ends_the_run(tmp_path):
+    # TerminateOnNaN watches the training loss only: fit went on, the next epoch's backup
+    # followed a gap in its history, and the backup then read as damaged.
+    backup = AtomicBackupAndRestore(str(tmp_path / "backup"), str(tmp_path / "history.csv"),
+                                    monitor="val_loss")
+    model = small_model()
+    history = model.fit(X, Y, batch_size=4, epochs=4, verbose=0, validation_data=(X, Y),
+                        callbacks=[NaNValidationLossAt(1), backup,
+                                   keras.callbacks.TerminateOnNaN()])
+    assert history.epoch == [0, 1]
+    assert backup.epoch == 1 and len(read_rows(str(tmp_path / "history.csv"))) == 1
 
 
 def test_callback_rejects_an_empty_backup_dir():
