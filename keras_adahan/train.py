@@ -287,7 +287,11 @@ def main(argv=None):
             train_model = compiled_training_model(args, model, train_ds, steps)
         if source and backup.epoch == 0:  # A resumed run has its own weights.
             copy_weights(args.init_from, source, model, dataset.answer_names)
-        write_run_files(args, run_dir, config, vocabulary, dataset)
+        check_resumed_model_config(args, run_dir, config)
+        if not (args.resume and os.path.isfile(os.path.join(run_dir, run_files.MODEL))):
+            # A finished run trained further keeps its config.json until `finish`: killed
+            # before, its model.keras is still the one that file describes.
+            write_run_files(args, run_dir, config, vocabulary, dataset)
         print(f"Training {args.variant} ({args.preset} preset, {model.count_params():,} "
               f"parameters) on {dataset.spec.title}: {dataset.num_examples('train')} images x "
               f"{questions_per_image(train_ds)} questions, {args.epochs} epochs -> {run_dir}")
@@ -370,20 +374,23 @@ def compiled_training_model(args, model, train_ds, steps_per_epoch):
     return train_model
 
 
-def write_run_files(args, run_dir, config, vocabulary, dataset):
-    """The vocabulary, the answers, then config.json with their checksums (`load_run`
-    refuses edited ones) and the data's build (`check_resumed_data`); `--resume` must match
-    the saved model config."""
-    answers = dataset.answer_names
-    run_config = {"model": dataclasses.asdict(config), "train": vars(args),
-                  "data": data_build(dataset)}
-    config_path = os.path.join(run_dir, run_files.CONFIG)
-    if args.resume and os.path.exists(config_path):
+def check_resumed_model_config(args, run_dir, config):
+    """`--resume` must build the model config the run was saved with."""
+    if args.resume and os.path.exists(os.path.join(run_dir, run_files.CONFIG)):
         differ = config_differences(run_files.saved_settings(run_dir, "model"), config)
         if differ:
             raise cli.UserError(f"--resume: {run_dir!r} was trained with another model "
                                 f"config: {', '.join(differ)}; resume with the command that "
                                 "started it")
+
+
+def write_run_files(args, run_dir, config, vocabulary, dataset):
+    """The vocabulary, the answers, then config.json with their checksums (`load_run`
+    refuses edited ones) and the data's build (`check_resumed_data`)."""
+    answers = dataset.answer_names
+    run_config = {"model": dataclasses.asdict(config), "train": vars(args),
+                  "data": data_build(dataset)}
+    config_path = os.path.join(run_dir, run_files.CONFIG)
     with run_files.atomic_path(os.path.join(run_dir, run_files.VOCABULARY)) as tmp:
         vocabulary.save(tmp)
     run_files.write_json(os.path.join(run_dir, run_files.ANSWERS), {"answers": answers})
@@ -622,6 +629,7 @@ def finish(args, folder, model, train_model, backup, dataset, vocabulary, histor
                 f"training diverged: the model's answers on the {split} split are not finite "
                 "(NaN or infinite); lower --learning_rate. No model.keras was written."
             ) from None
+    write_run_files(args, run_dir, model.config, vocabulary, dataset)  # This model's.
     epochs_history = read_history(os.path.join(run_dir, run_files.HISTORY))
     kept_epoch = best["epoch"] if best else len(epochs_history["val_accuracy"])
     training = {

@@ -164,7 +164,7 @@ def test_diverged_run_with_finite_losses_writes_no_model(data_dir, tmp_path, mon
     assert not [name for name in os.listdir(run_dir) if name.startswith(".tmp-")]
 
 
-def test_resume_of_an_empty_folder_starts_a_new_run(data_dir, tmp_path, capsys):
+def test_resume_of_an_empty_folder_starts_a_new_run(data_dir, tmp_path, capsys, monkeypatch):
     run_dir = str(tmp_path / "never_started")
     train_in_process(data_dir, run_dir, "--epochs", "1", "--resume")
     assert "nothing to resume" in capsys.readouterr().out
@@ -188,6 +188,20 @@ def test_resume_of_an_empty_folder_starts_a_new_run(data_dir, tmp_path, capsys):
     train_in_process(data_dir, run_dir, "--epochs", "2", "--resume")
     assert run_files.read_json(os.path.join(run_dir, run_files.TRAINING)) == training
     assert training["questions_per_second"] > 0
+    # Trained further and stopped before it finished (its evaluation interrupted):
+    # config.json still describes its model.keras (it said 3 epochs over the 2-epoch
+    # model, which evaluate, export and the table scripts then took for a 3-epoch run).
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train.evaluate, "evaluate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_in_process(data_dir, run_dir, "--epochs", "3", "--resume")
+    monkeypatch.undo()
+    assert history_epochs(run_dir) == [0, 1, 2]
+    assert run_files.read_json(config_path)["train"]["epochs"] == 2
+    assert train.settings_differences(run_dir, train_command(data_dir, run_dir, "--epochs",
+                                                             "3")[3:]) == ["epochs 2 (asked 3)"]
     # A damaged "model" in config.json: one line (a KeyError or AttributeError traceback).
     saved = run_files.read_json(config_path)
     run_files.write_json(config_path, {**saved, "model": [1]})
@@ -201,10 +215,10 @@ def test_resume_of_an_empty_folder_starts_a_new_run(data_dir, tmp_path, capsys):
         model = f.read()
     shutil.rmtree(os.path.join(run_dir, "backup"))
     with pytest.raises(SystemExit, match="holds a trained model.keras but no backup/"):
-        train_in_process(data_dir, run_dir, "--epochs", "3", "--resume")
+        train_in_process(data_dir, run_dir, "--epochs", "4", "--resume")
     with open(os.path.join(run_dir, run_files.MODEL), "rb") as f:
         assert f.read() == model
-    assert history_epochs(run_dir) == [0, 1]
+    assert history_epochs(run_dir) == [0, 1, 2]
 
 
 # --- AtomicBackupAndRestore on its own -------------------------------------------------
