@@ -5,7 +5,9 @@ requires it). Under a strategy Keras splits each batch across the replicas and s
 gradients of the per-replica share of the mean loss: `--batch_size` is global.
 """
 
+import atexit
 import os
+import shutil
 import tempfile
 
 import tensorflow as tf
@@ -49,4 +51,5 @@ def become_worker_unless_chief(args, strategy):
         return True, None
     chief_backup = os.path.join(args.output_dir, "backup") if args.resume else None
     args.output_dir, args.resume = tempfile.mkdtemp(prefix="keras_adahan_worker_"), False
+    atexit.register(shutil.rmtree, args.output_dir, ignore_errors=True)  # Failed, too.
     return False, chief_backup

@@ -12,7 +12,6 @@ import dataclasses
 import json
 import math
 import os
-import shutil
 import sys
 import time
 
@@ -298,8 +297,7 @@ def main(argv=None):
         if keras.backend.backend() == "tensorflow":  # The FLOP counter reads a TF graph.
             print("  " + compute.describe(model, questions_per_image(train_ds)))
         history, seconds = fit(args, train_model, train_ds, val_ds, steps, backup, strategy, chief)
-        if not chief:
-            shutil.rmtree(run_dir, ignore_errors=True)
+        if not chief:  # Its scratch folder is removed when the process ends.
             print(f"Worker done: trained {len(history.epoch)} epochs in step with the chief")
             return None
         return finish(args, folder, model, train_model, backup, dataset, vocabulary, history,

@@ -199,3 +199,26 @@ def test_tf_config_is_checked_before_the_strategy(tf_config, message):
         multiworker.check_tf_config(tf_config)
     multiworker.check_tf_config('{"cluster": {"chief": ["a:1"], "worker": ["b:1"]}, '
                                 '"task": {"type": "worker", "index": 0}}')
+
+
+WORKER_THAT_FAILS = """
+import sys, types
+from keras_adahan import distribute
+resolver = types.SimpleNamespace(task_type="worker", task_id=1, cluster_spec=lambda: types.
+                                 SimpleNamespace(as_dict=lambda: {"worker": ["a:1", "b:1"]}))
+args = types.SimpleNamespace(output_dir=sys.argv[1], resume=True)
+chief, chief_backup = distribute.become_worker_unless_chief(
+    args, types.SimpleNamespace(cluster_resolver=resolver))
+print(chief, chief_backup, args.output_dir, flush=True)
+raise SystemExit("error: the chief refused the run folder")
+"""
+
+
+def test_a_failed_worker_leaves_no_scratch_folder(tmp_path):
+    # Removed only after a worker's training succeeded: one that failed left it in /tmp.
+    result = subprocess.run([sys.executable, "-c", WORKER_THAT_FAILS, str(tmp_path / "run")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and "the chief refused" in result.stderr
+    chief, chief_backup, scratch = result.stdout.split()
+    assert (chief, chief_backup) == ("False", str(tmp_path / "run" / "backup"))
+    assert "keras_adahan_worker_" in scratch and not os.path.exists(scratch)
