@@ -48,11 +48,7 @@ def grounded_arrays(run, dataset):
                                   model.config.max_question_length)
     arrays = evaluate.in_model_order(arrays, dataset, run.answers)
     grounded = evaluate.grounded_questions(arrays, dataset.type_names, run.answers, dataset.spec)
-    return dataclasses.replace(
-        arrays, questions=arrays.questions[grounded], answers=arrays.answers[grounded],
-        types=arrays.types[grounded], boxes=arrays.boxes[grounded],
-        image_index=arrays.image_index[grounded],
-        texts=[t for t, keep in zip(arrays.texts, grounded) if keep])
+    return arrays.rows(grounded)
 
 
 def main(argv=None):

@@ -7,7 +7,6 @@ whose kept-cell mask equals Keras'. For the .tflite files both paths are checked
 one-call `vqa` signature, and `encode` once per image + `answer` per question.
 """
 
-import dataclasses
 import os
 import time
 
@@ -43,12 +42,7 @@ def compare(reference, outputs, answers):
 def _subset(arrays, max_questions):
     if max_questions is None or max_questions >= len(arrays.answers):
         return arrays
-    rows = slice(0, max_questions)
-    return dataclasses.replace(
-        arrays, image_index=arrays.image_index[rows], questions=arrays.questions[rows],
-        texts=arrays.texts[rows], answers=arrays.answers[rows], types=arrays.types[rows],
-        boxes=arrays.boxes[rows],
-    )
+    return arrays.rows(slice(0, max_questions))
 
 
 def saved_model_outputs(path, arrays, batch_size=256):

@@ -172,6 +172,14 @@ class QuestionArrays:
     types: np.ndarray
     boxes: np.ndarray
 
+    def rows(self, keep):
+        """The questions `keep` selects (a boolean mask, indices or a slice), in order."""
+        index = np.arange(len(self.answers))[keep]
+        return dataclasses.replace(
+            self, image_index=self.image_index[index], questions=self.questions[index],
+            texts=[self.texts[i] for i in index], answers=self.answers[index],
+            types=self.types[index], boxes=self.boxes[index])
+
     def batches(self, batch_size):
         """Yields `{"image", "question"}` inputs of the single-question model."""
         for start in range(0, len(self.answers), batch_size):
@@ -215,9 +223,4 @@ def question_arrays(dataset, split, vocabulary, image_size, max_question_length)
         raise ValueError(f"no question of {dataset.spec.title}'s {split} split has an answer "
                          "from the training split (an unanswered split); evaluate "
                          f"--split {dataset.spec.evaluation_split}")
-    if known.all():
-        return arrays
-    return dataclasses.replace(
-        arrays, image_index=arrays.image_index[known], questions=arrays.questions[known],
-        texts=[t for t, k in zip(texts, known) if k], answers=arrays.answers[known],
-        types=arrays.types[known], boxes=arrays.boxes[known])
+    return arrays if known.all() else arrays.rows(known)

@@ -347,6 +347,21 @@ def test_evaluate_reports_missing_pieces(tmp_path):
     assert "is not a complete run folder: missing model.keras" in result.stderr
 
 
+def test_question_rows_keep_each_questions_fields_together():
+    arrays = data.QuestionArrays(
+        images=np.zeros((2, 4, 4, 3), np.uint8), image_index=np.array([0, 0, 1]),
+        questions=np.array([[0, 5], [0, 6], [0, 7]]), texts=["a", "b", "c"],
+        answers=np.array([1, -1, 2]), types=np.array([0, 1, 2]), boxes=np.eye(3, 4))
+    for keep in (arrays.answers >= 0, [0, 2]):  # Unanswered questions out; parity's subset.
+        rows = arrays.rows(keep)
+        assert rows.texts == ["a", "c"] and rows.image_index.tolist() == [0, 1]
+        assert rows.questions[:, 1].tolist() == [5, 7] and rows.answers.tolist() == [1, 2]
+        assert rows.types.tolist() == [0, 2] and rows.boxes.tolist() == [[1, 0, 0, 0],
+                                                                          [0, 0, 1, 0]]
+        assert rows.images is arrays.images
+    assert arrays.rows(slice(0, 1)).texts == ["a"]
+
+
 def test_grounding_hand_computed():
     # 2x2 grid; one question whose box covers the top-left quarter exactly.
     presence = np.array([[5.0, 1.0, 9.0, 0.0]])
