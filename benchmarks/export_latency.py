@@ -111,10 +111,8 @@ def fresh_run(preset, folder, data_dir):
     config = get_preset(preset, vocab_size=vocabulary.size, num_answers=len(answers))
     os.makedirs(folder, exist_ok=True)
     build_model(config).save(os.path.join(folder, run_files.MODEL))
-    vocabulary.save(os.path.join(folder, run_files.VOCABULARY))
-    run_files.write_json(os.path.join(folder, run_files.ANSWERS), {"answers": answers})
-    run_files.write_json(os.path.join(folder, run_files.CONFIG), {
-        "model": config.to_dict(), "train": {"dataset": "classic", "data_dir": data_dir}})
+    run_files.write_run_files(folder, config, {"dataset": "classic", "data_dir": data_dir},
+                              vocabulary, answers)
     return folder
 
 

@@ -240,15 +240,9 @@ def convert(state_dict, reference_words, answers, output_dir, variant="han",
         os.makedirs(staging)
         folders.write_marker(staging, "run")
         model.save(os.path.join(staging, run_files.MODEL))
-        vocabulary.save(os.path.join(staging, run_files.VOCABULARY))
-        run_files.write_json(os.path.join(staging, run_files.ANSWERS), {"answers": answers})
         train = {"dataset": dataset, "data_dir": data_dir, "preset": PRESET, "variant": variant,
                  "converted_from": source}
-        run_files.write_json(os.path.join(staging, run_files.CONFIG), {
-            "model": config.to_dict(), "train": train,
-            "checksums": {name: run_files.sha256(os.path.join(staging, name))
-                          for name in (run_files.VOCABULARY, run_files.ANSWERS)},
-        })
+        run_files.write_run_files(staging, config, train, vocabulary, answers)
         run_files.fsync_tree(staging)
         folders.swap_into_place(staging, output_dir, "run")
     finally:

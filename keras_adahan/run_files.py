@@ -116,6 +116,19 @@ def read_json(path):
             raise ValueError(f"{str(path)!r} is not a readable JSON file ({error})") from None
 
 
+def write_run_files(folder, model_config, train, vocabulary, answers, **more):
+    """A run's vocabulary and answers, then its config.json: `{"model": model_config
+    (a ModelConfig), "train": train, **more}` with their checksums, which `load_run` checks
+    (an edited file would give each id another's name)."""
+    with atomic_path(os.path.join(folder, VOCABULARY)) as tmp:
+        vocabulary.save(tmp)
+    write_json(os.path.join(folder, ANSWERS), {"answers": list(answers)})
+    write_json(os.path.join(folder, CONFIG), {
+        "model": model_config.to_dict(), "train": train, **more,
+        "checksums": {name: sha256(os.path.join(folder, name)) for name in (VOCABULARY, ANSWERS)},
+    })
+
+
 def sha256(path):
     """The SHA-256 of a file's bytes, in hex."""
     with open(path, "rb") as f:

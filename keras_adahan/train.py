@@ -8,7 +8,6 @@ data, run folder, model, fit, save and evaluate; each phase is a function below 
 
 import argparse
 import contextlib
-import dataclasses
 import json
 import math
 import os
@@ -383,18 +382,10 @@ def check_resumed_model_config(args, run_dir, config):
 
 
 def write_run_files(args, run_dir, config, vocabulary, dataset):
-    """The vocabulary, the answers, then config.json with their checksums (`load_run`
-    refuses edited ones) and the data's build (`check_resumed_data`)."""
-    answers = dataset.answer_names
-    run_config = {"model": dataclasses.asdict(config), "train": vars(args),
-                  "data": data_build(dataset)}
-    config_path = os.path.join(run_dir, run_files.CONFIG)
-    with run_files.atomic_path(os.path.join(run_dir, run_files.VOCABULARY)) as tmp:
-        vocabulary.save(tmp)
-    run_files.write_json(os.path.join(run_dir, run_files.ANSWERS), {"answers": answers})
-    run_config["checksums"] = {name: run_files.sha256(os.path.join(run_dir, name))
-                               for name in (run_files.VOCABULARY, run_files.ANSWERS)}
-    run_files.write_json(config_path, run_config)
+    """The run's files (`run_files.write_run_files`), with the data's build
+    (`check_resumed_data`)."""
+    run_files.write_run_files(run_dir, config, vars(args), vocabulary, dataset.answer_names,
+                              data=data_build(dataset))
 
 
 def settings_differences(run_dir, argv):
