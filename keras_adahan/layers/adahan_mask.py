@@ -3,11 +3,7 @@ import numbers
 import keras
 from keras import ops
 
-
-def _top_cells(presence, count, num_cells, dtype):
-    """0/1 mask of the `count` cells of highest presence, lower index on ties."""
-    _, indices = ops.top_k(presence, k=count)  # (B, count)
-    return ops.sum(ops.one_hot(indices, num_cells, dtype=dtype), axis=1)  # (B, N)
+from keras_adahan.layers.han_mask import top_cells
 
 
 def check_adahan_arguments(threshold, min_cells, max_cells, num_cells=None):
@@ -130,10 +126,10 @@ class AdaHANMask(keras.layers.Layer):
         # The cells passing the threshold are a prefix of the cells sorted by
         # presence, so union/intersection with the top-m cells clamps the count.
         if self.min_cells > 0:
-            floor = _top_cells(inputs, self.min_cells, num_cells, self.compute_dtype)
+            floor = top_cells(inputs, self.min_cells, num_cells, self.compute_dtype)
             mask = ops.maximum(mask, floor)
         if self.max_cells is not None and self.max_cells < num_cells:
-            ceiling = _top_cells(inputs, self.max_cells, num_cells, self.compute_dtype)
+            ceiling = top_cells(inputs, self.max_cells, num_cells, self.compute_dtype)
             mask = ops.minimum(mask, ceiling)
         return mask
 

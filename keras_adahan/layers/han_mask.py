@@ -4,6 +4,13 @@ import keras
 from keras import ops
 
 
+def top_cells(presence, count, num_cells, dtype):
+    """0/1 mask `(B, N)` of the `count` cells of highest presence; `top_k` puts the lower
+    index first among equal values."""
+    _, indices = ops.top_k(presence, k=count)  # (B, count)
+    return ops.sum(ops.one_hot(indices, num_cells, dtype=dtype), axis=1)  # (B, count, N) -> (B, N)
+
+
 def check_k(k):
     """Raises a `ValueError` unless `k` is a count (int >= 1) or a share in (0, 1]."""
     if isinstance(k, bool) or not isinstance(k, numbers.Real):
@@ -96,11 +103,7 @@ class HANMask(keras.layers.Layer):
         self.num_kept = num_kept_cells(self.k, num_cells)
 
     def call(self, inputs):
-        num_cells = inputs.shape[-1]
-        # `top_k` puts the lower index first among equal values.
-        _, indices = ops.top_k(inputs, k=self.num_kept)  # (B, k)
-        one_hot = ops.one_hot(indices, num_cells, dtype=self.compute_dtype)
-        return ops.sum(one_hot, axis=1)  # (B, k, N) -> (B, N)
+        return top_cells(inputs, self.num_kept, inputs.shape[-1], self.compute_dtype)
 
     def compute_output_shape(self, inputs_shape):
         return tuple(inputs_shape)
