@@ -162,7 +162,7 @@ def _export_run(run, run_dir, output_dir, quantizations, calibration_steps, data
             os.path.join(staging, SAVED_MODEL), verbose=False
         )
         # TFLite from batch-1 signatures: static shapes, no shape arithmetic in the graph;
-        # the question RNN as a loop, not unrolled: a file half to a third the size.
+        # the question RNN as a loop, not unrolled: a much smaller file (serving.rolled_rnns).
         batch_one = os.path.join(scratch, "batch_one")
         with serving.rolled_rnns(model):
             serving.serving_archive(model, batch_size=1).write_out(batch_one, verbose=False)

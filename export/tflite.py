@@ -112,8 +112,8 @@ def float_layers_in_int8(model):
     `FLOAT_LAYERS_IN_INT8`, plus every block of the image encoder (conv, its batch norm,
     pooling and ReLU; the first also takes the rescaling) whose conv reads at most
     `tflite_edits.NARROW_CONV_CHANNELS` channels: XNNPACK's int8 conv over the 3 RGB
-    channels is 2-3x slower than its float32 conv on CPUs with AVX-512, and over 8 channels
-    no faster (measured in docs/export.md, "int8: every narrow conv in float"). The same convs
+    channels is slower than its float32 conv on CPUs with AVX-512, and over 8 channels no
+    faster (docs/export.md, "int8: every narrow conv in float"). The same convs
     keep float weights in the dynamic-range file. A float block's output is quantized once,
     and the wider convs after it run in int8.
     """

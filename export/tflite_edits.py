@@ -71,7 +71,7 @@ def strip_tensor_names(flatbuffer):
 
     Tensor names are debug strings (`han_vqa_1/answer_head_1/fusion_1_1/convolution`,
     ...): nothing at run time reads them, signatures map their input and output names to
-    tensor indices. They are 6-12% of these small files. TFLite's own
+    tensor indices (docs/export.md, "Smaller files"). TFLite's own
     `flatbuffer_utils.strip_strings` also drops the signatures, which apps call by name.
     """
     model = read(flatbuffer)
@@ -99,7 +99,7 @@ def vqa_calls_encode_and_answer(flatbuffer):
     """Rewires the `vqa` signature to run the `encode` and `answer` subgraphs.
 
     The converter gives each signature its own subgraph, so `vqa` repeated the whole
-    graph of `encode` and `answer` (15-25% of the file) and, in int8, had its own
+    graph of `encode` and `answer` (docs/export.md, "Smaller files") and, in int8, had its own
     calibration: its answers could differ from `encode` + `answer`'s. The new `vqa`
     subgraph is `IF(true, image) -> cells` running `encode`, a QUANTIZE when `answer`
     takes int8 cells, and `IF(true, cells, question)` running `answer`.
@@ -243,9 +243,7 @@ def float_weights_for_narrow_convs(flatbuffer, max_input_channels=NARROW_CONV_CH
 
     A dynamic-range file computes a conv with int8 weights on float input by quantizing
     the input on the fly; over few input channels that costs more than the float conv it
-    replaces (the reference preset's convs over 3 and 8 channels: 4.6 ms a question
-    against float32's 1.9 ms; the default preset's over 16 to 64 channels gain 2.5x;
-    docs/export.md). The weights are dequantized with their own scales, so the conv
+    replaces, over many it gains (both measured in docs/export.md). The weights are dequantized with their own scales, so the conv
     computes what the dynamic-range file meant, in float32, and LiteRT runs it as a float
     conv. Other ops are left as they are.
     """

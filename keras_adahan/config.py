@@ -103,8 +103,8 @@ class ModelConfig:
     squared_presence: bool = False  # The paper's L2 norm; the reference squares it.
     # Weight of a training-only soft head's loss (0 = off, the paper's HAN): it pools ALL
     # cells by softmax(presence) and answers, so every cell's presence, kept or not, gets a
-    # gradient towards the cells the question needs. Without it only kept cells learn, and
-    # on Sort-of-CLEVR presence follows the image, not the question. Only the kept cells
+    # gradient towards the cells the question needs. Without it only kept cells learn
+    # (docs/sort_of_clevr.md, docs/design_choices.md). Only the kept cells
     # answer: the saved model and its exports have no soft head.
     soft_head_weight: float = 0.0
 
