@@ -28,6 +28,7 @@ import time
 from keras_adahan import cli
 from keras_adahan.datasets.barn_vqa import barn_vqa_dataset_builder, scene_config
 
+MODES = ("in_memory", "multi_threading", "multi_processing")  # DirectRunner's.
 SETTINGS = ("plain", "in_memory:1", "in_memory:2", "multi_processing:1", "multi_processing:2")
 
 
@@ -40,11 +41,12 @@ def cpu_seconds():
 def setting_name(text):
     """`plain` or `MODE:WORKERS` (argparse type): checked before the first build runs."""
     mode, _, workers = text.partition(":")
-    if text == "plain" or (mode in ("in_memory", "multi_processing") and workers.isdigit()
+    if text == "plain" or (mode in MODES and workers.isdigit()
                            and int(workers) >= 1):
         return text
-    raise argparse.ArgumentTypeError(f"expected plain, in_memory:N or multi_processing:N "
-                                     f"(N workers >= 1), received {text!r}")
+    raise argparse.ArgumentTypeError(f"expected plain or MODE:N, MODE one of "
+                                     f"{', '.join(MODES)} and N workers >= 1, received "
+                                     f"{text!r}")
 
 
 def build(config, setting):

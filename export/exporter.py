@@ -110,7 +110,8 @@ def export(
         if os.path.isfile(os.path.join(run_dir, run_files.CONFIG)):  # A run's, not a user's.
             # Held until the end: a trainer finishing a --resume of the run meanwhile would
             # leave the export a model.keras other than the one its files were made from.
-            run_lock = folders.FolderLock(run_dir, advice="wait for it to finish")
+            # Shared: exports of one run, which only read it, do not wait for each other.
+            run_lock = folders.FolderLock(run_dir, advice="wait for it to finish", shared=True)
         run = run_files.load_run(run_dir_or_model)
     except (FileNotFoundError, ValueError, cli.UserError) as error:
         if run_lock is not None:

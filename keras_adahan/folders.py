@@ -274,40 +274,53 @@ def swap_into_place(staging, folder, kind):
 
 
 class FolderLock:
-    """An exclusive lock on `folder` (its `.lock` file), for one writer at a time.
+    """An exclusive lock on `folder` (its `.lock` file), for one writer at a time; with
+    `shared`, a reader's lock, held beside other readers' but never beside a writer's.
 
     The holder's pid, host and start time are written into the lock file, so a second
     writer is told who holds it. The operating system releases the lock when the holder's
-    process ends, however it ends.
+    process ends, however it ends. A reader locks a lock file it may not write read-only,
+    and a folder whose lock file it cannot make not at all: no writer has ever made one.
 
     Raises:
         UserError: another process holds the lock.
     """
 
     def __init__(self, folder, what="run folder",
-                 advice="wait for it to finish, or choose another --output_dir"):
+                 advice="wait for it to finish, or choose another --output_dir", shared=False):
         import fcntl
 
-        self.path = os.path.join(folder, LOCK)
+        self.path, self._file = os.path.join(folder, LOCK), None
+        cannot = (f"cannot lock the {what} {folder!r}: {self.path!r} is not a plain file this "
+                  "project can write")
         try:  # Never through a link: the lock file is rewritten.
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            fd, mode = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644), "r+"
+        except PermissionError as error:
+            if not shared:
+                raise UserError(f"{cannot} ({error.strerror})") from None
+            try:
+                fd, mode = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW), "r"
+            except FileNotFoundError:
+                return
+            except OSError as error:
+                raise UserError(f"{cannot} ({error.strerror})") from None
         except OSError as error:
-            raise UserError(f"cannot lock the {what} {folder!r}: {self.path!r} is not a plain "
-                            f"file this project can write ({error.strerror})") from None
-        self._file = os.fdopen(fd, "r+", encoding="utf-8")
+            raise UserError(f"{cannot} ({error.strerror})") from None
+        self._file = os.fdopen(fd, mode, encoding="utf-8")
         try:
-            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(self._file, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
             self._file.seek(0)
             holder = self._file.read().strip() or "another process"
             self._file.close()
             raise UserError(f"the {what} {folder!r} is in use by {holder}; {advice}") from None
-        self._file.seek(0)
-        self._file.truncate()
-        self._file.write(f"process {os.getpid()} on {socket.gethostname()} since "
-                         f"{time.strftime('%Y-%m-%d %H:%M:%S')}")
-        self._file.flush()
+        if mode == "r+":
+            self._file.seek(0)
+            self._file.truncate()
+            self._file.write(f"process {os.getpid()} on {socket.gethostname()} since "
+                             f"{time.strftime('%Y-%m-%d %H:%M:%S')}")
+            self._file.flush()
 
     def release(self):
-        if not self._file.closed:
+        if self._file is not None and not self._file.closed:
             self._file.close()  # Closing the file releases the lock.

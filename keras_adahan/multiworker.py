@@ -58,19 +58,16 @@ def check_tf_config(text):
         raise ValueError(f'TF_CONFIG must hold a "cluster" and a "task", e.g. '
                          f"{TF_CONFIG_EXAMPLE}; received {text}")
     for kind, hosts in cluster.items():
-        if kind not in ("chief", "worker"):
-            raise ValueError(f'TF_CONFIG\'s cluster has "{kind}" tasks; the trainer runs '
-                             'only "chief" and "worker" tasks, the ones that train')
         if not isinstance(hosts, list) or not hosts or not all(isinstance(host, str)
                                                                for host in hosts):
             raise ValueError(f'TF_CONFIG\'s cluster "{kind}" must be a list of "host:port" '
                              f"strings; received {json.dumps(hosts)}")
-    kind, index = task.get("type"), task.get("index")
-    if (kind not in cluster or isinstance(index, bool) or not isinstance(index, int)
-            or not 0 <= index < len(cluster[kind])):
-        raise ValueError(f'TF_CONFIG\'s task must be one of its cluster: "type" one of '
-                         f'{", ".join(sorted(cluster))} and "index" 0 to one less than its '
-                         f"hosts; received {json.dumps(task)}")
+    kind, index = task.get("type"), str(task.get("index"))  # TensorFlow reads "1" as 1.
+    trains = sorted(set(cluster) & {"chief", "worker"})
+    if kind not in trains or not index.isdigit() or int(index) >= len(cluster[kind]):
+        raise ValueError(f'TF_CONFIG\'s task must be one of its cluster\'s tasks that train: '
+                         f'"type" one of {", ".join(trains) or "chief, worker"} and "index" 0 '
+                         f"to one less than its hosts; received {json.dumps(task)}")
 
 
 def is_chief(strategy):

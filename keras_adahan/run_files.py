@@ -333,8 +333,9 @@ def check_resume_settings(args, run_dir):
         raise cli.UserError(
             f"--resume: {run_dir!r} holds a trained model.keras but no backup/ to continue "
             "from (training would start again at epoch 1 and replace it); evaluate it with "
-            "python -m keras_adahan.evaluate, or drop --resume and pass --overwrite to train "
-            "it anew")
+            "python -m keras_adahan.evaluate, train on from its weights with --init_from "
+            f"{run_dir} and another --output_dir, or drop --resume and pass --overwrite to "
+            "train it anew")
     if args.epochs < trained:
         raise cli.UserError(f"--resume: {run_dir!r} has trained {trained} epochs; pass "
                             f"--epochs {trained} or more (received --epochs {args.epochs})")

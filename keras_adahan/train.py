@@ -382,10 +382,10 @@ def check_resumed_model_config(args, run_dir, config):
 
 
 def write_run_files(args, run_dir, config, vocabulary, dataset):
-    """The run's files (`run_files.write_run_files`), with the data's build
+    """The run's files (`run_files.write_run_files`), with the size of its training split
     (`check_resumed_data`)."""
     run_files.write_run_files(run_dir, config, vars(args), vocabulary, dataset.answer_names,
-                              data=data_build(dataset))
+                              data=training_split_size(dataset))
 
 
 def settings_differences(run_dir, argv):
@@ -462,18 +462,19 @@ def training_vocabulary(args, run_dir, dataset, source):
     return vocabulary
 
 
-def data_build(dataset):
-    """What a run records of the data it trains on: its build (for a `folder:` dataset, the
-    fingerprint of the folder's files) and its number of training images."""
-    return {"build": getattr(dataset.builder.builder_config, "name", None),
-            "train_images": dataset.num_examples("train")}
+def training_split_size(dataset):
+    """What a run records of the data it trains on: its training images and questions (a
+    `folder:` dataset's build also changes with its files' times or place, which change
+    no example)."""
+    return {"train_images": dataset.num_examples("train"),
+            "train_questions": dataset.num_questions("train")}
 
 
 def check_resumed_data(args, run_dir, dataset):
     """A resumed run trains on the data it began with, and answers with its own labels in
     their order: its weights give each id its name (a folder whose answers were edited
-    since would relabel them without a word; one whose files changed would continue on
-    other images, a cosine schedule sized to the old count)."""
+    since would relabel them without a word; one whose training lines changed would
+    continue on other images, a cosine schedule sized to the old count)."""
     saved = os.path.join(run_dir, run_files.ANSWERS)
     if not (args.resume and os.path.exists(saved)):
         return
@@ -491,14 +492,14 @@ def check_resumed_data(args, run_dir, dataset):
             f"gives now ({differ}); resume it on the data it was trained on, or train a new "
             "run into another --output_dir")
     recorded = run_files.read_json(os.path.join(run_dir, run_files.CONFIG)).get("data")
-    now = data_build(dataset)
+    now = training_split_size(dataset)
     if isinstance(recorded, dict) and recorded != now:  # Runs before 2026-12 have none.
         raise cli.UserError(
-            f"--resume: {run_dir!r} was trained on another build of {dataset.spec.title} "
-            f"({recorded.get('train_images')} training images, build "
-            f"{recorded.get('build')!r}; now {now['train_images']}, {now['build']!r}: a "
-            "folder's dataset is built again when its files change); resume it on the data "
-            "it was trained on, or train a new run into another --output_dir")
+            f"--resume: {run_dir!r} was trained on another training split of "
+            f"{dataset.spec.title} ({recorded.get('train_images')} images, "
+            f"{recorded.get('train_questions')} questions; now {now['train_images']}, "
+            f"{now['train_questions']}); resume it on the data it was trained on, or train "
+            "a new run into another --output_dir")
 
 
 def copy_weights(path, source, model, answers):
@@ -630,8 +631,13 @@ def finish(args, folder, model, train_model, backup, dataset, vocabulary, histor
         "seconds_all_epochs": None if backup.seconds is None else round(backup.seconds, 1),
     }
     training_path = os.path.join(run_dir, run_files.TRAINING)
-    if history.epoch or not os.path.isfile(training_path):  # Not a finished run evaluated
-        run_files.write_json(training_path, training)     # again: its timing stays.
+    if not history.epoch and os.path.isfile(training_path):  # A finished run evaluated
+        try:                                                  # again: its timing stays.
+            earlier = run_files.read_json(training_path)
+            training.update({key: earlier[key] for key in ("seconds", "questions_per_second")})
+        except (OSError, ValueError, TypeError, KeyError):
+            pass
+    run_files.write_json(training_path, training)
     os.makedirs(os.path.join(run_dir, "plots"), exist_ok=True)
     plots.plot_history(epochs_history, os.path.join(run_dir, "plots", "history.png"))
     evaluate.write_evaluation(evaluation, run_dir)

@@ -241,12 +241,18 @@ def test_resume_refuses_a_folder_whose_answers_changed(tmp_path):
     for split in ("train", "test"):
         path = folder / f"{split}.jsonl"
         path.write_text(path.read_text().replace('"white"', '"gray"'))
-    lines = (folder / "test.jsonl").read_text().splitlines(keepends=True)
-    (folder / "test.jsonl").write_text("".join(lines[:-1]))
-    with pytest.raises(cli.UserError, match=r"--resume: .* was trained on another build of "
-                                            r".* \(\d+ training images, build '\w+'; now"):
+    lines = (folder / "train.jsonl").read_text().splitlines(keepends=True)
+    (folder / "train.jsonl").write_text("".join(lines[:-1]))
+    with pytest.raises(cli.UserError, match=r"--resume: .* was trained on another training "
+                                            r"split of .* \(\d+ images, (\d+) questions; "
+                                            r"now \d+, (?!\1)\d+\)"):
         train.main(flags + ["--resume"])
     assert (tmp_path / "run" / "answers.json").read_bytes() == answers
+    # A copy that kept no file times: a new build of the same examples, resumed.
+    (folder / "train.jsonl").write_text("".join(lines))
+    for image in (folder / "img").iterdir():
+        os.utime(image, ns=(10**18, 10**18))
+    train.main(flags + ["--resume"])
 
 
 def test_a_changed_folder_is_prepared_again(folder_run, tmp_path):

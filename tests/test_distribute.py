@@ -188,7 +188,8 @@ def test_multiworker_loop_weighs_questions_as_fit_does():
     ('{"cluster": {"worker": "a:1"}, "task": {"type": "worker", "index": 0}}',
      'cluster "worker" must be a list of "host:port" strings'),  # A TypeError traceback.
     ('{"cluster": {"worker": ["a:1"], "evaluator": ["b:1"]}, '  # Trained a run alone.
-     '"task": {"type": "evaluator", "index": 0}}', 'cluster has "evaluator" tasks'),
+     '"task": {"type": "evaluator", "index": 0}}', "task must be one of its cluster's tasks "
+                                                   'that train: "type" one of worker'),
     ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "evaluator", "index": 0}}',
      "task must be one of its cluster"),  # A KeyError traceback.
     ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 1}}',
@@ -197,8 +198,8 @@ def test_multiworker_loop_weighs_questions_as_fit_does():
 def test_tf_config_is_checked_before_the_strategy(tf_config, message):
     with pytest.raises(ValueError, match=message):
         multiworker.check_tf_config(tf_config)
-    multiworker.check_tf_config('{"cluster": {"chief": ["a:1"], "worker": ["b:1"]}, '
-                                '"task": {"type": "worker", "index": 0}}')
+    multiworker.check_tf_config('{"cluster": {"chief": ["a:1"], "worker": ["b:1"], '
+                                '"evaluator": ["c:1"]}, "task": {"type": "worker", "index": "0"}}')
 
 
 WORKER_THAT_FAILS = """

@@ -366,8 +366,9 @@ def test_export_waits_for_a_trainer_in_the_run(exported_tiny_run, tmp_path, monk
     assert os.listdir(tmp_path) == []
 
     def failing_convert(saved_model_dir, signature_keys, quantization="float32", **kwargs):
-        with pytest.raises(SystemExit, match="in use"):  # Held while the files are made.
+        with pytest.raises(SystemExit, match="in use"):  # Held while the files are made,
             folders.FolderLock(run_dir)
+        folders.FolderLock(run_dir, shared=True).release()  # but not against another export.
         raise ExportError("Fake")
 
     monkeypatch.setattr(tflite, "convert", failing_convert)

@@ -253,6 +253,35 @@ def test_resume_removes_only_its_own_killed_writes(copied_run, exported_tiny_run
     assert not any(path.exists() for path in killed)
 
 
+def test_a_reader_locks_a_run_it_may_not_write(tmp_path, monkeypatch):
+    # Export (a reader) of a run on a read-only mount or of another user's run: opening the
+    # lock file for writing is refused there (simulated: the tests run as root).
+    run = tmp_path / "run"
+    run.mkdir()
+    real_open = os.open
+
+    def read_only(path, flags, *args):
+        if path.endswith(folders.LOCK) and flags & (os.O_RDWR | os.O_WRONLY | os.O_CREAT):
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", read_only)
+    folders.FolderLock(str(run), shared=True).release()  # No lock file: no writer ever.
+    with pytest.raises(SystemExit, match="not a plain file this project can write"):
+        folders.FolderLock(str(run))  # A writer must be able to lock it.
+    monkeypatch.undo()
+    trainer = folders.FolderLock(str(run))  # Made by a writer, who holds it now:
+    monkeypatch.setattr(os, "open", read_only)
+    with pytest.raises(SystemExit, match=f"is in use by process {os.getpid()}"):
+        folders.FolderLock(str(run), shared=True)  # refused, read-only,
+    trainer.release()
+    reader = folders.FolderLock(str(run), shared=True)  # and held once the writer is done,
+    monkeypatch.undo()
+    with pytest.raises(SystemExit, match="is in use"):
+        folders.FolderLock(str(run))  # against a writer.
+    reader.release()
+
+
 def test_the_dataset_build_lock_never_writes_through_a_link(tmp_path):
     mine = tmp_path / "notes.txt"
     mine.write_text("mine")
@@ -322,7 +351,7 @@ def test_benchmarks_fail_with_one_line(script, capsys):
     ("input_pipeline", ["--images", "0"], "--images: expected a positive integer"),
     # Checked when its build came, after the builds before it had run.
     ("beam_generation", ["--settings", "plain", "foo"],
-     "--settings: expected plain, in_memory:N or multi_processing:N"),
+     "--settings: expected plain or MODE:N, MODE one of in_memory, multi_threading"),
     ("beam_generation", ["--settings", "in_memory:x"], "received 'in_memory:x'"),
 ])
 def test_benchmark_counts_are_refused_below_one(script, argv, message, capsys):
