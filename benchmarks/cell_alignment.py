@@ -90,8 +90,7 @@ def main(argv=None):
     from keras_adahan import run_files
 
     run = run_files.load_run(args.run)
-    dataset = data.prepare_dataset(run.config["train"]["dataset"],  # Refused before measuring.
-                                   args.data_dir or run.config["train"]["data_dir"], build=False)
+    dataset = data.run_dataset(run, args.data_dir)  # Refused before measuring.
     edges = report(args.run, run.model.get_layer("image_encoder"), run.model.config.image_size,
                    run.model.grid_size)
     result = evaluate.evaluate(run.model, dataset, run.vocabulary)

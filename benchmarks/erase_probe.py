@@ -59,8 +59,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     run = run_files.load_run(args.run_dir)
-    dataset = data.prepare_dataset(run.config["train"]["dataset"],
-                                   args.data_dir or run.config["train"]["data_dir"], build=False)
+    dataset = data.run_dataset(run, args.data_dir)
     model, arrays, type_names = run.model, grounded_arrays(run, dataset), dataset.type_names
 
     results = {}

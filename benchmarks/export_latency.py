@@ -287,9 +287,7 @@ def measure(args, runs, work):
             from keras_adahan import data
 
             run = run_files.load_run(run_dir)
-            dataset = data.prepare_dataset(run.config["train"]["dataset"],
-                                           args.data_dir or run.config["train"].get("data_dir"),
-                                           build=False)
+            dataset = data.run_dataset(run, args.data_dir)
             images = calibration_samples(model, dataset, run.vocabulary, 20).images
             results["encoder_profile"] = profile_encoder(model, args.repeats, images, work)
         report[preset] = results

@@ -258,8 +258,7 @@ def threshold_study(run_dir, data_dir):
     from keras_adahan import run_files
 
     run = run_files.load_run(run_dir)
-    dataset = data.prepare_dataset(run.config["train"]["dataset"],
-                                   data_dir or run.config["train"]["data_dir"], build=False)
+    dataset = data.run_dataset(run, data_dir)
     evaluation = evaluate.evaluate(run.model, dataset, run.vocabulary)
     types = evaluation.arrays.types
     presence = evaluation.outputs["presence"].astype(np.float64)  # (Q, N)

@@ -132,7 +132,7 @@ def _export_run(run, run_dir, output_dir, quantizations, calibration_steps, data
 
     dataset = None
     if "int8" in quantizations or parity:
-        dataset = _prepared_dataset(run.config, data_dir)
+        dataset = _prepared_dataset(run, data_dir)
     if parity:  # Named before anything is converted: parity matches the answers by name.
         from keras_adahan.evaluate import model_answer_labels
 
@@ -254,16 +254,11 @@ def fold_for_export(model):
     return model
 
 
-def _prepared_dataset(config, data_dir):
+def _prepared_dataset(run, data_dir):
     from keras_adahan import data
 
-    train = config.get("train", {})
-    if "dataset" not in train:
-        raise ExportError("the run's config.json names no training dataset (\"train\" "
-                          "\"dataset\"); int8 calibration and parity need it")
     try:
-        return data.prepare_dataset(train["dataset"], data_dir or train.get("data_dir"),
-                                    build=False)
+        return data.run_dataset(run, data_dir)
     except (FileNotFoundError, ValueError) as error:
         raise ExportError(
             f"{error}. The int8 calibration and the parity check read it; pass --data_dir, "

@@ -15,6 +15,7 @@ import tensorflow as tf
 from keras_adahan.prepare import Dataset  # noqa: F401  (the pipeline's input)
 from keras_adahan.prepare import damaged  # noqa: F401
 from keras_adahan.prepare import prepare_dataset  # noqa: F401
+from keras_adahan.prepare import run_dataset  # noqa: F401
 from keras_adahan.preprocessing import resize_images
 from keras_adahan.text import Vocabulary
 from keras_adahan.text import tokenize

@@ -127,6 +127,13 @@ class Dataset:
         return self._scan("train")
 
 
+def run_dataset(run, data_dir=None):
+    """The dataset a run (`run_files.load_run`) was trained on, from `data_dir` or the
+    folder it was trained with; not built here (the error names the command that does)."""
+    train = run.config["train"]
+    return prepare_dataset(train["dataset"], data_dir or train["data_dir"], build=False)
+
+
 def prepare_dataset(name, data_dir=None, build=True):
     """The `Dataset` of a registered name, generating its files first if needed.
 
