@@ -113,9 +113,7 @@ def run(main, argv=None):
         # half-written; a trainer continues with --resume.
         print("error: interrupted", file=sys.stderr)
         sys.exit(130)
-    except UserError as error:
-        _fail(error, DEBUG_FLAG in args)
-    except (OSError, ValueError) as error:
+    except (UserError, OSError, ValueError) as error:
         _fail(error, DEBUG_FLAG in args)
     except Exception as error:
         # TensorFlow's errors (a shard whose checksum fails, a file that vanished while

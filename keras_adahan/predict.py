@@ -275,7 +275,8 @@ def main(argv=None):
                         help="an image file (any size and mode)")
     parser.add_argument("--question", action="append", required=True,
                         help="a question; repeat for several (the image is encoded once)")
-    parser.add_argument("--top", type=int, default=3, help="answers to show per question")
+    parser.add_argument("--top", type=cli.positive_int, default=3,
+                        help="answers to show per question")
     parser.add_argument("--overlay", default=None, type=cli.file_path,
                         help="write the attention overlay (kept cells over the image) of the "
                              "first question to this PNG file")
@@ -286,8 +287,6 @@ def main(argv=None):
                         help="refuse a question with words the model does not know (by "
                              "default it is answered, with a warning naming them)")
     args = parser.parse_args(argv)
-    if args.top < 1:
-        parser.error(f"--top must be >= 1, received {args.top}")
     if not 1 <= args.threads <= 256:
         parser.error(f"--threads must be in [1, 256], received {args.threads}")
     try:

@@ -179,6 +179,8 @@ def test_bad_files(exported_tiny_run, photos, tmp_path):
     with pytest.raises(SystemExit, match=".*not a readable .tflite model"):
         main(["--model", str(lonely / "vqa.tflite"), "--image", photos["RGB"],
               "--question", QUESTION])
+    with pytest.raises(SystemExit, match="argument --top: expected a positive integer"):
+        main(["--model", model, "--image", photos["RGB"], "--question", QUESTION, "--top", "0"])
     # An empty path read as "not given": no overlay written, the default labels used.
     for flag in ("--overlay", "--labels"):
         with pytest.raises(SystemExit, match=f"argument {flag}: expected a file path, "
