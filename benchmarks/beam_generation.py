@@ -6,7 +6,8 @@ temporary data_dir for each setting, and prints seconds, images/s and images per
 CPU-second (this process and Beam's worker processes):
 
 - `plain`: no Beam options, the default `download_and_prepare` loop (one process);
-- `in_memory xN`: DirectRunner, `direct_running_mode=in_memory`, N worker threads;
+- `in_memory xN`: DirectRunner, `direct_running_mode=in_memory`, N worker threads
+  (`multi_threading xN` also runs);
 - `multi_processing xN`: DirectRunner, `direct_running_mode=multi_processing`, N worker
   processes (each imports TensorFlow and TFDS first: a fixed start-up cost).
 
@@ -74,7 +75,8 @@ def main(argv=None):
     parser.add_argument("--num_images", type=cli.positive_int, default=2000,
                         help="training images")
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), type=setting_name,
-                        help=f"any of {', '.join(SETTINGS)} (MODE:WORKERS)")
+                        help=f"plain or MODE:WORKERS, MODE one of {', '.join(MODES)} "
+                             f"(default: {' '.join(SETTINGS)})")
     args = parser.parse_args(argv)
 
     scene = scene_config.get_config(args.config)

@@ -59,8 +59,9 @@ class AtomicBackupAndRestore(keras.callbacks.Callback):
     `restore_best(model)` loads it: what `EarlyStopping(restore_best_weights=True)` does,
     but surviving a kill.
 
-    An epoch whose logs hold a NaN or infinite value (one that `TerminateOnNaN` stopped)
-    is not backed up: the last good epoch stays the one to resume from. The backup is
+    An epoch whose logs hold a NaN or infinite value (one that `TerminateOnNaN` stopped,
+    or a NaN validation loss) is not backed up, and ends the run (`stop_training`): the
+    last good epoch stays the one to resume from. The backup is
     kept when `fit` returns; delete `backup_dir` once it is no longer needed.
 
     Args:

@@ -11,6 +11,7 @@ Rules (docs/reliability.md):
   by the operating system when the process dies (so SIGKILL + `--resume` works).
 """
 
+import errno
 import os
 import re
 import shutil
@@ -295,8 +296,8 @@ class FolderLock:
                   "project can write")
         try:  # Never through a link: the lock file is rewritten.
             fd, mode = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644), "r+"
-        except PermissionError as error:
-            if not shared:
+        except OSError as error:
+            if not (shared and error.errno in (errno.EACCES, errno.EPERM, errno.EROFS)):
                 raise UserError(f"{cannot} ({error.strerror})") from None
             try:
                 fd, mode = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW), "r"
@@ -304,8 +305,6 @@ class FolderLock:
                 return
             except OSError as error:
                 raise UserError(f"{cannot} ({error.strerror})") from None
-        except OSError as error:
-            raise UserError(f"{cannot} ({error.strerror})") from None
         self._file = os.fdopen(fd, mode, encoding="utf-8")
         try:
             fcntl.flock(self._file, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)

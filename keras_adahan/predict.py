@@ -7,7 +7,8 @@
 The image is encoded once (`encode` signature) and each question costs only the question
 branch and the head (`answer` signature). The photo, of any size and mode, is converted by
 `keras_adahan.preprocessing.load_image` and each question tokenized by
-`keras_adahan.text.Vocabulary.encode`, exactly as in training. The words and answer labels
+`keras_adahan.text.Vocabulary.encode`, as in training (a `folder:` dataset's images were
+also stored as JPEG: docs/export.md). The words and answer labels
 are read from `labels.json` beside the model (written by `python -m keras_adahan.export`).
 `--overlay` writes the photo with the kept cells outlined and the others dimmed, each cell
 drawn over the pixels it covers.

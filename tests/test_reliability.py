@@ -4,6 +4,7 @@ Each test here stands behind a row of docs/reliability.md.
 """
 
 import argparse
+import errno
 import glob
 import json
 import os
@@ -253,7 +254,8 @@ def test_resume_removes_only_its_own_killed_writes(copied_run, exported_tiny_run
     assert not any(path.exists() for path in killed)
 
 
-def test_a_reader_locks_a_run_it_may_not_write(tmp_path, monkeypatch):
+@pytest.mark.parametrize("refusal", [errno.EACCES, errno.EROFS])  # Another user's; a
+def test_a_reader_locks_a_run_it_may_not_write(tmp_path, monkeypatch, refusal):  # mount.
     # Export (a reader) of a run on a read-only mount or of another user's run: opening the
     # lock file for writing is refused there (simulated: the tests run as root).
     run = tmp_path / "run"
@@ -262,7 +264,7 @@ def test_a_reader_locks_a_run_it_may_not_write(tmp_path, monkeypatch):
 
     def read_only(path, flags, *args):
         if path.endswith(folders.LOCK) and flags & (os.O_RDWR | os.O_WRONLY | os.O_CREAT):
-            raise PermissionError(13, "Permission denied")
+            raise OSError(refusal, os.strerror(refusal))
         return real_open(path, flags, *args)
 
     monkeypatch.setattr(os, "open", read_only)
