@@ -19,15 +19,20 @@ python -m keras_adahan.train --distribute multiworker --output_dir /shared/run
 
 (index 1 on the second machine). Worker 0 is the chief: it alone writes the run folder.
 The others write into a scratch folder they delete at the end, and with `--resume` they
-restore the chief's backup, so `--output_dir` must be a folder every worker can read.
+restore the chief's backup, so `--output_dir` must be a folder every worker can read
+(`check_workers_agree` stops them all if they start apart).
 """
 
+import contextlib
 import json
 import os
 
+import numpy as np
 import tensorflow as tf
 
 import keras
+
+from keras_adahan import cli
 
 TF_CONFIG_EXAMPLE = ('{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
                      '"task": {"type": "worker", "index": 0}}')
@@ -68,6 +73,21 @@ def check_tf_config(text):
         raise ValueError(f'TF_CONFIG\'s task must be one of its cluster\'s tasks that train: '
                          f'"type" one of {", ".join(trains) or "chief, worker"} and "index" 0 '
                          f"to one less than its hosts; received {json.dumps(task)}")
+
+
+@contextlib.contextmanager
+def lost_peers_explained():
+    """A worker whose peer stopped (a chief that refused its folder, a worker that failed or
+    was killed) gets TensorFlow's `UnavailableError` from whichever collective it was in,
+    "Collective ops is aborted by: Socket closed": one line that says what happened."""
+    try:
+        yield
+    except tf.errors.UnavailableError as error:
+        cause = error.message.split("}} ")[-1].splitlines()[0]  # Past TF's op name.
+        raise cli.UserError(
+            "--distribute multiworker: lost contact with another worker of TF_CONFIG's "
+            "cluster (it stopped, failed or was killed: its own output says why); start "
+            f"every worker again, with --resume to continue ({cause})") from None
 
 
 def is_chief(strategy):
@@ -165,7 +185,8 @@ def fit(model, train_ds, val_ds, epochs, initial_epoch, steps_per_epoch, callbac
         callbacks, add_history=True, add_progbar=verbose != 0, verbose=verbose,
         epochs=epochs, steps=steps_per_epoch, model=model)
     model.stop_training = False
-    callbacks.on_train_begin()
+    callbacks.on_train_begin()  # The backup restores its epoch's weights here.
+    check_workers_agree(strategy, model, epochs, initial_epoch, steps_per_epoch)
     logs = {}
     for epoch in range(initial_epoch, epochs):
         callbacks.on_epoch_begin(epoch)
@@ -189,6 +210,34 @@ def fit(model, train_ds, val_ds, epochs, initial_epoch, steps_per_epoch, callbac
             break
     callbacks.on_train_end(logs)
     return next(c for c in callbacks.callbacks if isinstance(c, keras.callbacks.History))
+
+
+def check_workers_agree(strategy, model, epochs, initial_epoch, steps_per_epoch):
+    """Raises `ValueError` on every worker unless all start from the same epoch and weights
+    and run the same epochs and steps. A worker started without `--resume`, or whose
+    `--output_dir` is not the chief's (so it restored nothing), would otherwise wait for
+    steps the others never run, or add its gradients to theirs from other weights."""
+    weights = [tf.cast(v, tf.float64) for v in model.trainable_variables]
+    local = tf.stack([float(initial_epoch), float(epochs), float(steps_per_epoch),
+                      tf.add_n([tf.reduce_sum(w) for w in weights]),
+                      tf.add_n([tf.reduce_sum(w * w) for w in weights])])
+
+    @tf.function
+    def gather(value):
+        return strategy.gather(strategy.run(lambda: value[tf.newaxis]), axis=0)
+
+    workers = gather(local).numpy()  # One row per replica, in every worker the same.
+    names = ("the epoch it starts at", "--epochs", "steps per epoch")
+    differ = [f"{name}: {', '.join(str(int(v)) for v in workers[:, i])}"
+              for i, name in enumerate(names) if len(set(workers[:, i])) > 1]
+    if not differ and not all(np.allclose(workers[:, i], workers[0, i], rtol=1e-9, atol=0)
+                              for i in (3, 4)):
+        differ = ["the weights they start from"]
+    if differ:
+        raise ValueError("--distribute multiworker: the workers do not start from the same "
+                         f"point ({'; '.join(differ)}): run every worker with the same flags, "
+                         "--resume on all or none, and an --output_dir they all read (the "
+                         "chief's backup)")
 
 
 def ratio(total, count):

@@ -260,7 +260,8 @@ def main(argv=None):
     # First of all: MultiWorkerMirroredStrategy must exist before TensorFlow runs an op.
     strategy = distribute.distribution_strategy(args.distribute)
     chief, chief_backup = distribute.become_worker_unless_chief(args, strategy)
-    with run_files.prepare_run_dir(args) as folder:  # Refusals come before the dataset is built.
+    # Refusals come before the dataset is built.
+    with multiworker.lost_peers_explained(), run_files.prepare_run_dir(args) as folder:
         run_dir = folder.path
         source = load_init_run(args) if args.init_from else None
         warmup = warmup_type_ids(args)

@@ -110,8 +110,9 @@ def free_ports(count):
     return ports
 
 
-def run_workers(data_dir, run_dir, *extra):
-    """Runs the trainer as worker 0 (the chief) and worker 1 of a localhost cluster."""
+def run_workers(data_dir, run_dir, *extra, chief_extra=(), succeed=True):
+    """Runs the trainer as worker 0 (the chief, with `chief_extra` too) and worker 1 of a
+    localhost cluster; returns their outputs (and exit statuses unless `succeed`)."""
     workers = [f"localhost:{port}" for port in free_ports(2)]
     processes = []
     for index in range(2):
@@ -119,7 +120,7 @@ def run_workers(data_dir, run_dir, *extra):
         processes.append(subprocess.Popen(
             [sys.executable, "-m", "keras_adahan.train", "--dataset", "tiny", "--data_dir",
              data_dir, "--output_dir", run_dir, "--batch_size", "4", "--distribute",
-             "multiworker", *extra],
+             "multiworker", *extra, *(chief_extra if index == 0 else ())],
             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_CONFIG": json.dumps(tf_config)},
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     try:
@@ -128,6 +129,8 @@ def run_workers(data_dir, run_dir, *extra):
         for p in processes:  # A worker left alone would wait for its peer forever.
             if p.poll() is None:
                 p.kill()
+    if not succeed:
+        return outputs, [p.returncode for p in processes]
     for p, output in zip(processes, outputs):
         assert p.returncode == 0, output[-3000:]
     return outputs
@@ -141,6 +144,26 @@ def test_multiworker_on_localhost_trains_and_resumes(data_dir, tmp_path):
     assert not os.path.exists(scratch)  # The other worker wrote nothing that stays.
     assert len(train.read_history(os.path.join(run_dir, run_files.HISTORY))["loss"]) == 2
     run_files.load_run(run_dir)  # The chief saved the model.
+
+    # The chief refuses the folder (neither --resume nor --overwrite): the other worker,
+    # waiting in its first collective, says it lost its peer (TensorFlow's op name before).
+    outputs, codes = run_workers(data_dir, run_dir, "--epochs", "2", succeed=False)
+    assert codes == [2, 2], outputs
+    assert "already exists. Pass --overwrite to replace it" in outputs[0]
+    assert ("error: --distribute multiworker: lost contact with another worker of "
+            "TF_CONFIG's cluster" in outputs[1]), outputs[1][-3000:]
+    assert "function_node" not in outputs[1]
+
+    # Worker 1 without --resume would start at epoch 1 where the chief starts at 3: it
+    # waited for steps the chief never ran. Both refuse now, and the run is as it was.
+    outputs, codes = run_workers(data_dir, run_dir, "--epochs", "3", chief_extra=["--resume"],
+                                 succeed=False)
+    assert codes == [2, 2], outputs
+    for output in outputs:
+        assert ("the workers do not start from the same point (the epoch it starts at: 2, 0)"
+                in output), output[-3000:]
+    assert len(train.read_history(os.path.join(run_dir, run_files.HISTORY))["loss"]) == 2
+    run_files.load_run(run_dir)
 
     # Both resume from the chief's backup: 2 epochs done, 2 steps each.
     chief, worker = run_workers(data_dir, run_dir, "--epochs", "3", "--resume")
