@@ -5,7 +5,8 @@ TensorFlow's C++ runtime prints start-up lines (`I0000 ... oneDNN custom operati
 `E0000 ... oneDNN supports DT_INT32 only ...`) that read as errors to a user, and TFDS logs
 absl warnings about folders it probes. The tools stay quiet unless `--debug` is given; a
 `TF_CPP_MIN_LOG_LEVEL` already set (by the user, or inherited from a Python process that
-imported TensorFlow, which sets it) chooses the C++ lines.
+imported TensorFlow, which sets it) chooses the C++ lines after start-up (0 shows the
+start-up lines too).
 """
 
 import argparse
@@ -31,15 +32,15 @@ def quiet_tensorflow():
     global _QUIET
     if DEBUG_FLAG in sys.argv[1:] or "tensorflow" in sys.modules:
         return
-    if "TF_CPP_MIN_LOG_LEVEL" in os.environ:
-        import tensorflow
-    else:
+    if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
         _QUIET = True
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-        # The oneDNN notice is written before absl reads any level: only closing the stream
-        # while TensorFlow loads hides it.
-        with _stderr_to_devnull():
-            import tensorflow
+    # The oneDNN notice (CPUs where oneDNN is on: AVX-512 VNNI, AMX) is written before absl
+    # reads any level, so TF_CPP_MIN_LOG_LEVEL does not hide it: only closing the stream
+    # while TensorFlow loads does. A level of 0 asks for every line.
+    with (contextlib.nullcontext() if os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0"
+          else _stderr_to_devnull()):
+        import tensorflow
     from absl import logging
 
     logging.set_verbosity(logging.ERROR)
