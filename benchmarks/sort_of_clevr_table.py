@@ -38,7 +38,6 @@ only answer from what is kept.
 import collections
 import itertools
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -47,6 +46,9 @@ from keras_adahan import cli
 from keras_adahan.datasets import registry
 from keras_adahan.datasets.sort_of_clevr import scenes
 from keras_adahan.layers.han_mask import num_kept_cells
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # benchmarks/runs.py
+import runs  # noqa: E402
 
 WARMUP = ["--warmup_types", "shape", "--warmup_epochs", "12", "--lr_schedule", "constant"]
 # The paper's AdaHAN: no floor; a ceiling of HAN's 7 cells bounds the pairs.
@@ -192,23 +194,7 @@ def trainer_flags(setup, seed, args, dataset, epochs, flags=()):
 def train_once(setup, seed, args, dataset, epochs, flags=()):
     """The run folder of `setup` on `dataset` for `seed`, trained unless finished."""
     out, own = trainer_flags(setup, seed, args, dataset, epochs, flags)
-    trainer_args = own + args.trainer_flags
-    if os.path.exists(os.path.join(out, "config.json")):
-        from keras_adahan import train
-        differ = train.settings_differences(out, trainer_args)
-        if differ:
-            raise cli.UserError(f"{out} holds a run trained with other settings: "
-                                f"{', '.join(differ)}; pass another --runs_dir")
-        if os.path.exists(os.path.join(out, "metrics.json")):
-            return out
-    command = [sys.executable, "-m", "keras_adahan.train", *trainer_args]
-    print("$", " ".join(command[1:]), flush=True)
-    code = subprocess.run(command, stdout=subprocess.DEVNULL if args.quiet else None).returncode
-    if code:
-        kept = (f"{out} is kept: the same command resumes it, unless the trainer refused that "
-                "folder" if os.path.isdir(out) else "it wrote no run folder")
-        raise cli.UserError(f"the trainer stopped with exit status {code} (its message is "
-                            f"above); {kept}")
+    runs.train_unless_finished(out, own + args.trainer_flags, args.quiet)
     return out
 
 

@@ -30,6 +30,9 @@ from keras_adahan.config import VARIANTS
 from keras_adahan.datasets import registry
 from keras_adahan.evaluate import file_tag
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # benchmarks/runs.py
+import runs  # noqa: E402
+
 COLUMNS = (
     ("accuracy", "test accuracy"),
     ("kept_share_mean", "cells kept"),
@@ -51,19 +54,8 @@ def trainer_flags(dataset, variant, seed, args):
 
 def run(dataset, variant, seed, args):
     out, flags = trainer_flags(dataset, variant, seed, args)
+    runs.train_unless_finished(out, flags + args.trainer_flags, args.quiet)
     metrics = os.path.join(out, "metrics.json")
-    trainer_args = flags + args.trainer_flags
-    if os.path.exists(metrics):
-        from keras_adahan import train
-        differ = train.settings_differences(out, trainer_args)
-        if differ:
-            raise cli.UserError(f"{out} holds a run trained with other settings: "
-                                f"{', '.join(differ)}; pass another --runs_dir")
-    else:
-        command = [sys.executable, "-m", "keras_adahan.train", *trainer_args]
-        print("$", " ".join(command[1:]), flush=True)
-        check(subprocess.run(command, stdout=subprocess.DEVNULL if args.quiet else None),
-              "trainer", out)
     evaluate = [sys.executable, "-m", "keras_adahan.evaluate", out]
     if args.test_dataset and args.test_dataset != dataset:
         metrics = os.path.join(out, f"metrics_{file_tag(args.test_dataset)}.json")
@@ -71,7 +63,7 @@ def run(dataset, variant, seed, args):
     result = read_metrics(metrics, evaluate) if os.path.exists(metrics) else {}
     # Not evaluated on that config yet, or before the "touching" figure existed.
     if "grounding_top_cell_touches" not in result:
-        check(subprocess.run(evaluate, stdout=subprocess.DEVNULL), "evaluation", out)
+        runs.check(subprocess.run(evaluate, stdout=subprocess.DEVNULL), "evaluation", out)
         result = read_metrics(metrics, evaluate)
     return result
 
@@ -87,15 +79,6 @@ def read_metrics(path, evaluate):
     if not isinstance(result, dict):
         raise cli.UserError(f"{path!r} holds no metrics; {rewrite}")
     return result
-
-
-def check(process, what, out):
-    """One line, not a traceback, when the trainer or evaluation stopped (its own message
-    is above)."""
-    if process.returncode:
-        raise cli.UserError(f"the {what} of {out} stopped with exit status "
-                            f"{process.returncode} (its message is above); the runs before "
-                            "it are kept, and the same command reuses them")
 
 
 def cell(values, percent=True):
