@@ -9,7 +9,7 @@
 
 Each run is a normal `python -m keras_adahan.train` run folder under --runs_dir (default
 runs/table); finished runs are reused (re-evaluated if their metrics predate a column; one
-trained with other settings is refused, naming them) and an interrupted one is resumed from
+trained with other settings, finished or not, is refused, naming them) and an interrupted one is resumed from
 its last epoch, so an interrupted table picks up where it stopped. Runs train in float32, as
 the README's tables did, whatever the trainer's `--dtype auto` would pick (`-- --dtype
 mixed_bfloat16` to change).

@@ -24,7 +24,8 @@ DEBUG_HELP = "show TensorFlow's own log lines and full tracebacks"
 
 def quiet_tensorflow():
     """Silences TensorFlow's C++, Python and absl logging unless `--debug` is given; a
-    `TF_CPP_MIN_LOG_LEVEL` already set is left to choose the C++ lines.
+    `TF_CPP_MIN_LOG_LEVEL` already set is left to choose the C++ lines after start-up (0:
+    the start-up lines too).
 
     Runs from `keras_adahan/__init__.py` when Python starts `python -m keras_adahan.X`,
     before TensorFlow is imported: the C++ log level is read at import.

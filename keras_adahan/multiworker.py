@@ -27,7 +27,6 @@ import contextlib
 import json
 import os
 
-import numpy as np
 import tensorflow as tf
 
 import keras
@@ -78,16 +77,19 @@ def check_tf_config(text):
 @contextlib.contextmanager
 def lost_peers_explained():
     """A worker whose peer stopped (a chief that refused its folder, a worker that failed or
-    was killed) gets TensorFlow's `UnavailableError` from whichever collective it was in,
-    "Collective ops is aborted by: Socket closed": one line that says what happened."""
+    was killed) or cannot be reached gets TensorFlow's `UnavailableError` from whichever
+    collective it was in ("Collective ops is aborted by: Socket closed", after the op's
+    name, or below "Graph execution error:" in a step): one line that says what happened."""
     try:
         yield
     except tf.errors.UnavailableError as error:
-        cause = error.message.split("}} ")[-1].splitlines()[0]  # Past TF's op name.
+        lines = [line.split("}} ")[-1].strip() for line in error.message.splitlines()]
+        cause = next((line for line in lines if "abort" in line.lower()),
+                     next((line for line in reversed(lines) if line), "unavailable"))
         raise cli.UserError(
-            "--distribute multiworker: lost contact with another worker of TF_CONFIG's "
-            "cluster (it stopped, failed or was killed: its own output says why); start "
-            f"every worker again, with --resume to continue ({cause})") from None
+            "--distribute multiworker: could not reach or lost contact with another worker "
+            "of TF_CONFIG's cluster (it stopped, failed or was killed: its own output says "
+            f"why); start every worker again, with --resume to continue ({cause})") from error
 
 
 def is_chief(strategy):
@@ -217,21 +219,21 @@ def check_workers_agree(strategy, model, epochs, initial_epoch, steps_per_epoch)
     and run the same epochs and steps. A worker started without `--resume`, or whose
     `--output_dir` is not the chief's (so it restored nothing), would otherwise wait for
     steps the others never run, or add its gradients to theirs from other weights."""
-    weights = [tf.cast(v, tf.float64) for v in model.trainable_variables]
-    local = tf.stack([float(initial_epoch), float(epochs), float(steps_per_epoch),
-                      tf.add_n([tf.reduce_sum(w) for w in weights]),
-                      tf.add_n([tf.reduce_sum(w * w) for w in weights])])
+    # The weights' bits, summed as integers: equal whatever order a machine sums in.
+    bits = [tf.reduce_sum(tf.cast(tf.bitcast(v, tf.int32), tf.int64))
+            for v in model.trainable_variables if v.dtype == tf.float32]
+    local = tf.stack([tf.constant(initial_epoch, tf.int64), tf.constant(epochs, tf.int64),
+                      tf.constant(steps_per_epoch, tf.int64), tf.add_n(bits)])
 
     @tf.function
     def gather(value):
         return strategy.gather(strategy.run(lambda: value[tf.newaxis]), axis=0)
 
-    workers = gather(local).numpy()  # One row per replica, in every worker the same.
-    names = ("the epoch it starts at", "--epochs", "steps per epoch")
-    differ = [f"{name}: {', '.join(str(int(v)) for v in workers[:, i])}"
-              for i, name in enumerate(names) if len(set(workers[:, i])) > 1]
-    if not differ and not all(np.allclose(workers[:, i], workers[0, i], rtol=1e-9, atol=0)
-                              for i in (3, 4)):
+    replicas = gather(local).numpy()  # One row per replica (a worker may hold several).
+    names = ("epochs done", "--epochs", "steps per epoch")
+    differ = [f"{name}: {', '.join(str(v) for v in dict.fromkeys(replicas[:, i].tolist()))}"
+              for i, name in enumerate(names) if len(set(replicas[:, i])) > 1]
+    if not differ and len(set(replicas[:, 3])) > 1:
         differ = ["the weights they start from"]
     if differ:
         raise ValueError("--distribute multiworker: the workers do not start from the same "

@@ -261,7 +261,9 @@ def main(argv=None):
     strategy = distribute.distribution_strategy(args.distribute)
     chief, chief_backup = distribute.become_worker_unless_chief(args, strategy)
     # Refusals come before the dataset is built.
-    with multiworker.lost_peers_explained(), run_files.prepare_run_dir(args) as folder:
+    peers = (multiworker.lost_peers_explained() if args.distribute == "multiworker"
+             else contextlib.nullcontext())
+    with peers, run_files.prepare_run_dir(args) as folder:
         run_dir = folder.path
         source = load_init_run(args) if args.init_from else None
         warmup = warmup_type_ids(args)

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from keras_adahan import cli
 from keras_adahan import data
 from keras_adahan import multiworker
 from keras_adahan import run_files
@@ -150,8 +151,9 @@ def test_multiworker_on_localhost_trains_and_resumes(data_dir, tmp_path):
     outputs, codes = run_workers(data_dir, run_dir, "--epochs", "2", succeed=False)
     assert codes == [2, 2], outputs
     assert "already exists. Pass --overwrite to replace it" in outputs[0]
-    assert ("error: --distribute multiworker: lost contact with another worker of "
-            "TF_CONFIG's cluster" in outputs[1]), outputs[1][-3000:]
+    assert ("error: --distribute multiworker: could not reach or lost contact with another "
+            "worker of TF_CONFIG's cluster" in outputs[1]), outputs[1][-3000:]
+    assert "(Collective ops is aborted by: Socket closed)" in outputs[1]
     assert "function_node" not in outputs[1]
 
     # Worker 1 without --resume would start at epoch 1 where the chief starts at 3: it
@@ -160,7 +162,7 @@ def test_multiworker_on_localhost_trains_and_resumes(data_dir, tmp_path):
                                  succeed=False)
     assert codes == [2, 2], outputs
     for output in outputs:
-        assert ("the workers do not start from the same point (the epoch it starts at: 2, 0)"
+        assert ("the workers do not start from the same point (epochs done: 2, 0)"
                 in output), output[-3000:]
     assert len(train.read_history(os.path.join(run_dir, run_files.HISTORY))["loss"]) == 2
     run_files.load_run(run_dir)
@@ -246,3 +248,21 @@ def test_a_failed_worker_leaves_no_scratch_folder(tmp_path):
     chief, chief_backup, scratch = result.stdout.split()
     assert (chief, chief_backup) == ("False", str(tmp_path / "run" / "backup"))
     assert "keras_adahan_worker_" in scratch and not os.path.exists(scratch)
+
+
+def test_a_peer_lost_in_a_training_step_is_one_line():
+    # TensorFlow's message of a collective aborted inside a tf.function (a worker killed in
+    # a step) starts with "Graph execution error:"; the line said only that.
+    message = ("Graph execution error:\n\nDetected at node CollectiveReduceV2 defined at "
+               "(most recent call last):\n  File \"train.py\", line 1, in <module>\n\n"
+               "Collective ops is aborted by: Socket closed\nThe error could be from a "
+               "previous operation.\n\t [[{{node CollectiveReduceV2}}]] "
+               "[Op:__inference_step_4242]")
+    with pytest.raises(cli.UserError) as raised:
+        with multiworker.lost_peers_explained():
+            raise tf.errors.UnavailableError(None, None, message)
+    assert str(raised.value) == (
+        "--distribute multiworker: could not reach or lost contact with another worker of "
+        "TF_CONFIG's cluster (it stopped, failed or was killed: its own output says why); "
+        "start every worker again, with --resume to continue (Collective ops is aborted by: "
+        "Socket closed)")
