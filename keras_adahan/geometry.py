@@ -8,9 +8,10 @@ predict overlays and the LiteRT runner all read the grid from here or from the m
 """
 
 import math
-import numbers
 
 import numpy as np
+
+from keras_adahan.layers.arguments import positive_int
 
 
 def grid_size(config):
@@ -35,8 +36,7 @@ def cell_boxes(grid_size, image_size=None):
     Returns:
         float32 array of shape `(G * G, 4)`: `(ymin, xmin, ymax, xmax)` per cell.
     """
-    if isinstance(grid_size, bool) or not isinstance(grid_size, numbers.Integral) or grid_size < 1:
-        raise ValueError(f"`grid_size` must be a positive int, received {grid_size!r}")
+    grid_size = positive_int("grid_size", grid_size)
     edges = np.arange(grid_size + 1, dtype=np.float64) / grid_size
     if image_size is not None:
         edges = edges * image_size

@@ -18,13 +18,13 @@ asked many questions; `build_training_model` does exactly that for training.
 """
 
 import collections
-import numbers
 
 import keras
 
 from keras_adahan import geometry
 from keras_adahan import layers as adahan_layers
 from keras_adahan.config import ModelConfig
+from keras_adahan.layers.arguments import positive_int
 from keras_adahan.layers.han_mask import num_kept_cells
 
 
@@ -414,12 +414,7 @@ def build_training_model(model, questions_per_image):
     `model`, so not in its saved file or exports). The soft head reads the cells themselves,
     so there the cells are repeated and the whole answer head runs per question.
     """
-    if (isinstance(questions_per_image, bool)
-            or not isinstance(questions_per_image, numbers.Integral)
-            or questions_per_image < 1):
-        raise ValueError(
-            f"`questions_per_image` must be a positive int, received {questions_per_image!r}"
-        )
+    questions_per_image = positive_int("questions_per_image", questions_per_image)
     config = model.config
     if not config.soft_head_weight:
         return EncodeOnceTrainingModel(model, questions_per_image,

@@ -380,6 +380,11 @@ class HelperLayersTest(LayerTestCase):
         self.assertEqual([tuple(t.shape) for t in symbolic], [(None, 3, 3, 2), (None, 3, 3, 3)])
         with self.assertRaisesRegex(ValueError, "`channels` must be a positive int, received 0"):
             layers.SplitChannels(0)
+        with self.assertRaisesRegex(ValueError, "`channels` must be a positive int, received True"):
+            layers.SplitChannels(True)
+        # A NumPy integer, as Keras's own layers take (it was refused as not an int).
+        self.assertEqual(layers.SplitChannels(np.int64(2)).channels, 2)
+        self.assertIs(type(layers.SplitChannels(np.int64(2)).get_config()["channels"]), int)
         with self.assertRaisesRegex(ValueError, "smaller than the input's 5 channels, received 5"):
             layers.SplitChannels(5)(keras.Input((3, 3, 5)))
         # The gradient reaches each input channel from the part that holds it.
@@ -513,6 +518,10 @@ class ConvAveragePoolTest(LayerTestCase):
             layers.ConvAveragePool2D(2, kernel_size=4, pool_size=3)
         with self.assertRaisesRegex(ValueError, "`filters` must be a positive int, received 0"):
             layers.ConvAveragePool2D(0, kernel_size=3, pool_size=3)
+        # NumPy integers (a grid computed with NumPy), stored as ints: it refused them.
+        pool = layers.ConvAveragePool2D(np.int64(2), kernel_size=np.int32(3), pool_size=3)
+        self.assertEqual(pool(uniform(2, 8, 8, 3)).shape, (2, 4, 4, 2))
+        self.assertIs(type(pool.get_config()["kernel_size"]), int)
 
 
 class MaskedGRUTest(LayerTestCase):

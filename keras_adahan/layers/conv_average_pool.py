@@ -2,6 +2,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_adahan.layers.arguments import positive_int
+
 # Output channels that XNNPACK's float conv kernels compute at once with AVX-512 (its f32
 # igemm kernels there take a multiple of 16): fewer filters leave lanes idle. See `fold`.
 CONV_LANES = 16
@@ -51,10 +53,10 @@ class ConvAveragePool2D(keras.layers.Layer):
 
     def __init__(self, filters, kernel_size, pool_size, pool_strides=2, **kwargs):
         super().__init__(**kwargs)
-        for name, value in (("filters", filters), ("kernel_size", kernel_size),
-                            ("pool_size", pool_size), ("pool_strides", pool_strides)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be a positive int, received {value!r}")
+        filters, kernel_size, pool_size, pool_strides = (
+            positive_int(name, value) for name, value in (
+                ("filters", filters), ("kernel_size", kernel_size), ("pool_size", pool_size),
+                ("pool_strides", pool_strides)))
         for name, value in (("kernel_size", kernel_size), ("pool_size", pool_size)):
             if value % 2 == 0:
                 raise ValueError(f"`{name}` must be odd (centred padding), received {value}")

@@ -1,7 +1,7 @@
-import numbers
-
 import keras
 from keras import ops
+
+from keras_adahan.layers.arguments import positive_int
 
 
 @keras.saving.register_keras_serializable(package="keras_adahan")
@@ -43,9 +43,7 @@ class FlattenHead(keras.layers.Layer):
 
     def __init__(self, units, activation=None, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(units, bool) or not isinstance(units, numbers.Integral) or units < 1:
-            raise ValueError(f"`units` must be a positive int, received {units!r}")
-        self.units = int(units)
+        self.units = positive_int("units", units)
         self.activation = keras.activations.get(activation)
         self.dense = keras.layers.Dense(
             self.units, activation=self.activation, dtype=self.dtype_policy, name="dense"

@@ -1,7 +1,7 @@
-import numbers
-
 import keras
 from keras import ops
+
+from keras_adahan.layers.arguments import positive_int
 
 
 @keras.saving.register_keras_serializable(package="keras_adahan")
@@ -54,9 +54,7 @@ class MaskedGRU(keras.layers.Layer):
 
     def __init__(self, units, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(units, bool) or not isinstance(units, numbers.Integral) or units < 1:
-            raise ValueError(f"`units` must be a positive int, received {units!r}")
-        self.units = int(units)
+        self.units = positive_int("units", units)
         self.supports_masking = True
 
     def build(self, inputs_shape, mask_shape=None):

@@ -1,7 +1,7 @@
-import numbers
-
 import keras
 from keras import ops
+
+from keras_adahan.layers.arguments import positive_int
 
 
 @keras.saving.register_keras_serializable(package="keras_adahan")
@@ -34,9 +34,7 @@ class RepeatBatch(keras.layers.Layer):
 
     def __init__(self, repeats, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(repeats, bool) or not isinstance(repeats, numbers.Integral) or repeats < 1:
-            raise ValueError(f"`repeats` must be a positive int, received {repeats!r}")
-        self.repeats = int(repeats)
+        self.repeats = positive_int("repeats", repeats)
 
     def call(self, inputs):
         return ops.repeat(inputs, self.repeats, axis=0)

@@ -1,6 +1,8 @@
 import keras
 from keras import ops
 
+from keras_adahan.layers.arguments import positive_int
+
 
 @keras.saving.register_keras_serializable(package="keras_adahan")
 class SplitChannels(keras.layers.Layer):
@@ -29,9 +31,7 @@ class SplitChannels(keras.layers.Layer):
 
     def __init__(self, channels, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
-            raise ValueError(f"`channels` must be a positive int, received {channels!r}")
-        self.channels = channels
+        self.channels = positive_int("channels", channels)
 
     def build(self, input_shape):
         if input_shape[-1] is not None and input_shape[-1] <= self.channels:

@@ -1,7 +1,7 @@
-import numbers
-
 import keras
 from keras import ops
+
+from keras_adahan.layers.arguments import positive_int
 
 
 @keras.saving.register_keras_serializable(package="keras_adahan")
@@ -33,9 +33,7 @@ class SplitLeadingAxis(keras.layers.Layer):
 
     def __init__(self, size, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
-            raise ValueError(f"`size` must be a positive int, received {size!r}")
-        self.size = int(size)
+        self.size = positive_int("size", size)
 
     def call(self, inputs):
         return ops.reshape(inputs, (-1, self.size) + tuple(inputs.shape[1:]))
