@@ -148,13 +148,9 @@ def _export_run(run, run_dir, output_dir, quantizations, calibration_steps, data
 
     parent, name = os.path.split(output_dir)
     os.makedirs(parent, exist_ok=True)
-    folders.remove_stale_staging(output_dir)  # What a killed export left.
-    staging = folders.staging_path(output_dir)
-    shutil.rmtree(staging, ignore_errors=True)
-    scratch = os.path.join(staging, ".tmp-scratch")  # Inside: cleaned with the staging.
-    try:
+    with folders.staged(output_dir, "export") as staging:
+        scratch = os.path.join(staging, ".tmp-scratch")  # Inside: cleaned with the staging.
         os.makedirs(scratch)
-        folders.write_marker(staging, "export")
         _copy_run_files(run_dir, staging)
 
         start = time.time()
@@ -222,12 +218,8 @@ def _export_run(run, run_dir, output_dir, quantizations, calibration_steps, data
             )
         run_files.write_json(os.path.join(staging, REPORT), report)
         shutil.rmtree(scratch)
-        run_files.fsync_tree(staging)
         if os.path.isdir(output_dir) and folders.is_empty(output_dir):
             shutil.rmtree(output_dir)  # Empty, or only our marker and lock.
-        folders.swap_into_place(staging, output_dir, "export")
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     log(f"Exported to {output_dir}")
     return report
 

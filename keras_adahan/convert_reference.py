@@ -30,7 +30,6 @@ numpy arrays.
 
 import argparse
 import os
-import shutil
 import zipfile
 
 import numpy as np
@@ -232,21 +231,15 @@ def convert(state_dict, reference_words, answers, output_dir, variant="han",
                                 "to replace it, or choose another --output_dir")
         folders.check_replaceable(output_dir, "run", "--output_dir",
                                   protect=[p for p in (source, data_dir) if p])
-    folders.remove_stale_staging(output_dir)
     # Not while a trainer writes there: it holds the same lock (run_files.prepare_run_dir).
     lock = folders.FolderLock(output_dir) if os.path.isdir(output_dir) else None
-    staging = folders.staging_path(output_dir)
     try:
-        os.makedirs(staging)
-        folders.write_marker(staging, "run")
-        model.save(os.path.join(staging, run_files.MODEL))
-        train = {"dataset": dataset, "data_dir": data_dir, "preset": PRESET, "variant": variant,
-                 "converted_from": source}
-        run_files.write_run_files(staging, config, train, vocabulary, answers)
-        run_files.fsync_tree(staging)
-        folders.swap_into_place(staging, output_dir, "run")
+        with folders.staged(output_dir, "run") as staging:
+            model.save(os.path.join(staging, run_files.MODEL))
+            train = {"dataset": dataset, "data_dir": data_dir, "preset": PRESET,
+                     "variant": variant, "converted_from": source}
+            run_files.write_run_files(staging, config, train, vocabulary, answers)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
         if lock is not None:
             lock.release()
     return model

@@ -11,6 +11,7 @@ Rules (docs/reliability.md):
   by the operating system when the process dies (so SIGKILL + `--resume` works).
 """
 
+import contextlib
 import errno
 import os
 import re
@@ -185,6 +186,26 @@ def staging_path(folder):
     """Where a replacement of `folder` is written before it is swapped in."""
     parent, name = os.path.split(os.path.abspath(folder))
     return os.path.join(parent, f".tmp-{os.getpid()}-{name}")
+
+
+@contextlib.contextmanager
+def staged(folder, kind):
+    """Yields a new folder, marked as a `kind` folder of ours, in which to build `folder`'s
+    replacement; swapped onto `folder` (`swap_into_place`) when the block ends without an
+    error, deleted otherwise. What a killed job left beside `folder` is removed first."""
+    from keras_adahan import run_files
+
+    remove_stale_staging(folder)
+    staging = staging_path(folder)
+    shutil.rmtree(staging, ignore_errors=True)  # This process id's, from a process before.
+    try:
+        os.makedirs(staging)
+        write_marker(staging, kind)
+        yield staging
+        run_files.fsync_tree(staging)
+        swap_into_place(staging, folder, kind)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def remove_stale_staging(folder):
