@@ -13,7 +13,9 @@ import argparse
 import contextlib
 import math
 import os
+import re
 import sys
+import tempfile
 import traceback
 import warnings
 
@@ -37,10 +39,10 @@ def quiet_tensorflow():
         _QUIET = True
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     # The oneDNN notice (CPUs where oneDNN is on: AVX-512 VNNI, AMX) is written before absl
-    # reads any level, so TF_CPP_MIN_LOG_LEVEL does not hide it: only closing the stream
-    # while TensorFlow loads does. A level of 0 asks for every line.
+    # reads any level, so TF_CPP_MIN_LOG_LEVEL does not hide it: only holding the stream
+    # back while TensorFlow loads does. A level of 0 asks for every line.
     with (contextlib.nullcontext() if os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0"
-          else _stderr_to_devnull()):
+          else _start_up_lines_hidden()):
         import tensorflow
     from absl import logging
 
@@ -58,6 +60,34 @@ def quiet_native_output():
             yield
     else:
         yield
+
+
+# TensorFlow's start-up lines: absl's header, its C++ log lines (`I0000 00:00:17...  123
+# port.cc:153] oneDNN custom operations are on ...`) and the CPU notice's second line.
+_START_UP_LINE = re.compile(r"WARNING: All log messages before absl::InitializeLog\(\)"
+                            r"|[IWE]\d{4} [\d:.]+ +\d+ [\w.-]+:\d+\] "
+                            r"|To enable the following instructions: ")
+
+
+@contextlib.contextmanager
+def _start_up_lines_hidden():
+    """Holds back what is written to stderr (by C++ too) and writes it out afterwards but
+    for TensorFlow's start-up lines: a warning or an explanation printed while it loads
+    (NumPy's of a build mismatch) still reaches the user."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        try:
+            os.dup2(held.fileno(), 2)
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            lines = held.read().decode("utf-8", "replace").splitlines(keepends=True)
+            sys.stderr.write("".join(line for line in lines if not _START_UP_LINE.match(line)))
+            sys.stderr.flush()
 
 
 @contextlib.contextmanager

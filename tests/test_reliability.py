@@ -363,6 +363,25 @@ def test_benchmark_counts_are_refused_below_one(script, argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
+def test_start_up_lines_are_hidden_and_others_kept(capfd):
+    # What TensorFlow writes while it loads on a CPU where oneDNN is on, whatever
+    # TF_CPP_MIN_LOG_LEVEL says, and a line a user must see (a warning, NumPy's explanation
+    # of a build mismatch) that closing the stream lost.
+    start_up = (
+        "WARNING: All log messages before absl::InitializeLog() is called are written to "
+        "STDERR\n"
+        "I0000 00:00:1796581308.366869   19335 port.cc:153] oneDNN custom operations are on.\n"
+        "I0000 00:00:1796581308.403493   19335 cpu_feature_guard.cc:227] This TensorFlow "
+        "binary is optimized to use available CPU instructions.\n"
+        "To enable the following instructions: AVX2 AVX512F AMX_TILE, in other operations, "
+        "rebuild TensorFlow with the appropriate compiler flags.\n")
+    with cli._start_up_lines_hidden():
+        os.write(2, start_up.encode())
+        os.write(2, b"UserWarning: something the user must see\n")
+        os.write(2, b"E0000 00:00:1796581310.1   19335 some.cc:1] a later error line\n")
+    assert capfd.readouterr().err == "UserWarning: something the user must see\n"
+
+
 def test_export_latency_names_a_bad_run_in_one_line():
     # In a process of its own: importing it sets TensorFlow's thread counts. `--run DIR`
     # gave "dictionary update sequence element #0 has length 1; 2 is required".
@@ -370,6 +389,14 @@ def test_export_latency_names_a_bad_run_in_one_line():
     result = subprocess.run([sys.executable, script, "--run", "runs/reference"],
                             capture_output=True, text=True, env=ENV, timeout=300)
     assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "error: export_latency.py: argument --run: expected PRESET=RUN_DIR, received "
+        "'runs/reference' (see --help)"]
+    # The level a process that imported TensorFlow hands the tools it starts: on a CPU
+    # where oneDNN is on, its start-up notice came first.
+    result = subprocess.run([sys.executable, script, "--run", "runs/reference"],
+                            capture_output=True, text=True, timeout=300,
+                            env={**ENV, "TF_CPP_MIN_LOG_LEVEL": "1"})
     assert result.stderr.splitlines() == [
         "error: export_latency.py: argument --run: expected PRESET=RUN_DIR, received "
         "'runs/reference' (see --help)"]
