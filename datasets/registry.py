@@ -27,6 +27,7 @@ import os
 from typing import Callable
 
 from .barn_vqa import scene_config as barn_scenes
+from .vqa_folder import folder_format
 
 FOLDER_PREFIX = "folder:"
 
@@ -51,6 +52,9 @@ class DatasetSpec:
         evaluation_split: the split with answers that the trainer reports on.
         also_report_on: other datasets with the same answers whose test splits the trainer
             reports on too.
+        training_digest: `() -> str`, a hash of what the training split holds, for a
+            dataset that can change under its name (a user's folder): `--resume` compares
+            it. None: the name fixes the data.
     """
 
     name: str
@@ -65,6 +69,7 @@ class DatasetSpec:
     answer_type: Callable = None
     evaluation_split: str = "test"
     also_report_on: tuple = ()
+    training_digest: Callable = None
 
 
 def _barn_builder(config_name):
@@ -187,6 +192,7 @@ def _folder_spec(path):
         answer_names=_class_names("answer"),
         type_names=_class_names("type"),
         default_epochs=4,
+        training_digest=lambda: folder_format.training_digest(path),
     )
 
 

@@ -388,7 +388,7 @@ def write_run_files(args, run_dir, config, vocabulary, dataset):
     """The run's files (`run_files.write_run_files`), with the size of its training split
     (`check_resumed_data`)."""
     run_files.write_run_files(run_dir, config, vars(args), vocabulary, dataset.answer_names,
-                              data=training_split_size(dataset))
+                              data=training_data(dataset))
 
 
 def settings_differences(run_dir, argv):
@@ -465,12 +465,16 @@ def training_vocabulary(args, run_dir, dataset, source):
     return vocabulary
 
 
-def training_split_size(dataset):
-    """What a run records of the data it trains on: its training images and questions (a
-    `folder:` dataset's build also changes with its files' times or place, which change
-    no example)."""
-    return {"train_images": dataset.num_examples("train"),
+def training_data(dataset):
+    """What a run records of the data it trains on: its training images and questions, and
+    for a dataset that can change under its name (a user's folder) a hash of what its
+    training split holds (its build also changes with the files' times or place, which
+    change no example)."""
+    data = {"train_images": dataset.num_examples("train"),
             "train_questions": dataset.num_questions("train")}
+    if dataset.spec.training_digest:
+        data["train_digest"] = dataset.spec.training_digest()
+    return data
 
 
 def check_resumed_data(args, run_dir, dataset):
@@ -495,14 +499,21 @@ def check_resumed_data(args, run_dir, dataset):
             f"gives now ({differ}); resume it on the data it was trained on, or train a new "
             "run into another --output_dir")
     recorded = run_files.read_json(os.path.join(run_dir, run_files.CONFIG)).get("data")
-    now = training_split_size(dataset)
-    if isinstance(recorded, dict) and recorded != now:  # Runs before 2026-12 have none.
-        raise cli.UserError(
-            f"--resume: {run_dir!r} was trained on another training split of "
-            f"{dataset.spec.title} ({recorded.get('train_images')} images, "
-            f"{recorded.get('train_questions')} questions; now {now['train_images']}, "
-            f"{now['train_questions']}); resume it on the data it was trained on, or train "
-            "a new run into another --output_dir")
+    if not isinstance(recorded, dict):  # Runs before 2026-12 have none.
+        return
+    now = training_data(dataset)
+    counts = ("train_images", "train_questions")
+    if any(recorded.get(key) != now.get(key) for key in counts):
+        change = (f"{recorded.get('train_images')} images, {recorded.get('train_questions')} "
+                  f"questions; now {now['train_images']}, {now['train_questions']}")
+    elif recorded.get("train_digest", now.get("train_digest")) != now.get("train_digest"):
+        change = "as many images and questions, but other lines or images"
+    else:
+        return
+    raise cli.UserError(
+        f"--resume: {run_dir!r} was trained on another training split of "
+        f"{dataset.spec.title} ({change}); resume it on the data it was trained on, or "
+        "train a new run into another --output_dir")
 
 
 def copy_weights(path, source, model, answers):

@@ -253,6 +253,19 @@ def test_resume_refuses_a_folder_whose_answers_changed(tmp_path):
     for image in (folder / "img").iterdir():
         os.utime(image, ns=(10**18, 10**18))
     train.main(flags + ["--resume"])
+    # An answer changed (a label fixed), as many images and questions: resumed on it
+    # without a word.
+    assert '"answer": "red"' in lines[0]
+    (folder / "train.jsonl").write_text("".join(lines).replace('"answer": "red"',
+                                                               '"answer": "blue"', 1))
+    with pytest.raises(cli.UserError, match=r"--resume: .* was trained on another training "
+                                            r"split of .* \(as many images and questions, "
+                                            r"but other lines or images\)"):
+        train.main(flags + ["--resume"])
+    # Nor is a copy of the folder elsewhere taken for other data (a run names its folder).
+    (folder / "train.jsonl").write_text("".join(lines))
+    digest = folder_format.training_digest(str(folder))
+    assert folder_format.training_digest(str(shutil.copytree(folder, tmp_path / "copy"))) == digest
 
 
 def test_a_changed_folder_is_prepared_again(folder_run, tmp_path):

@@ -175,6 +175,20 @@ def _line(folder, record, where):
                 tuple(float(v) for v in box), where)
 
 
+def training_digest(path):
+    """A hash of what the folder's training split holds: each line's image, question,
+    answer, type and box, and each of its images' size; not where the folder is or its
+    files' times, which a copy changes."""
+    lines = read_folder(path)["train"]
+    digest = hashlib.sha256()
+    for line in lines:
+        digest.update(repr((line.image, line.question, line.answer, line.type,
+                            line.box)).encode("utf-8"))
+    for image in sorted({line.image for line in lines}):
+        digest.update(f"{image}\0{os.path.getsize(os.path.join(path, image))}\0".encode())
+    return digest.hexdigest()[:16]
+
+
 def fingerprint(path):
     """A hash of the folder's files (the JSON Lines and each image's size and time): the
     prepared dataset is rebuilt when it changes."""
