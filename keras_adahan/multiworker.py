@@ -26,6 +26,7 @@ restore the chief's backup, so `--output_dir` must be a folder every worker can 
 import contextlib
 import json
 import os
+import zlib
 
 import tensorflow as tf
 
@@ -114,7 +115,7 @@ def shard_by_data(dataset):
 
 
 def fit(model, train_ds, val_ds, epochs, initial_epoch, steps_per_epoch, callbacks,
-        strategy, verbose=2):
+        strategy, verbose=2, settings=""):
     """Trains `model` (compiled in `strategy.scope()`) like `model.fit`; returns its History.
 
     The loss of a step is the mean over every question of the global batch, whichever
@@ -131,6 +132,8 @@ def fit(model, train_ds, val_ds, epochs, initial_epoch, steps_per_epoch, callbac
         callbacks: list of Keras callbacks.
         strategy: the `tf.distribute.Strategy` `model` was built under.
         verbose: int. 0 silent, 1 progress bar, 2 one line per epoch.
+        settings: str. What every worker must train with, compared before the first step
+            (`check_workers_agree`).
     """
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
     optimizer = model.optimizer
@@ -188,7 +191,7 @@ def fit(model, train_ds, val_ds, epochs, initial_epoch, steps_per_epoch, callbac
         epochs=epochs, steps=steps_per_epoch, model=model)
     model.stop_training = False
     callbacks.on_train_begin()  # The backup restores its epoch's weights here.
-    check_workers_agree(strategy, model, epochs, initial_epoch, steps_per_epoch)
+    check_workers_agree(strategy, model, epochs, initial_epoch, steps_per_epoch, settings)
     logs = {}
     for epoch in range(initial_epoch, epochs):
         callbacks.on_epoch_begin(epoch)
@@ -214,16 +217,19 @@ def fit(model, train_ds, val_ds, epochs, initial_epoch, steps_per_epoch, callbac
     return next(c for c in callbacks.callbacks if isinstance(c, keras.callbacks.History))
 
 
-def check_workers_agree(strategy, model, epochs, initial_epoch, steps_per_epoch):
+def check_workers_agree(strategy, model, epochs, initial_epoch, steps_per_epoch, settings=""):
     """Raises `ValueError` on every worker unless all start from the same epoch and weights
-    and run the same epochs and steps. A worker started without `--resume`, or whose
-    `--output_dir` is not the chief's (so it restored nothing), would otherwise wait for
-    steps the others never run, or add its gradients to theirs from other weights."""
+    and run the same epochs and steps with the same `settings`. A worker started without
+    `--resume`, or whose `--output_dir` is not the chief's (so it restored nothing), would
+    otherwise wait for steps the others never run, or add its gradients to theirs from
+    other weights; one with another learning rate would apply the summed gradients its own
+    way, and the workers' weights part."""
     # The weights' bits, summed as integers: equal whatever order a machine sums in.
     bits = [tf.reduce_sum(tf.cast(tf.bitcast(v, tf.int32), tf.int64))
             for v in model.trainable_variables if v.dtype == tf.float32]
     local = tf.stack([tf.constant(initial_epoch, tf.int64), tf.constant(epochs, tf.int64),
-                      tf.constant(steps_per_epoch, tf.int64), tf.add_n(bits)])
+                      tf.constant(steps_per_epoch, tf.int64), tf.add_n(bits),
+                      tf.constant(zlib.crc32(settings.encode("utf-8")), tf.int64)])
 
     @tf.function
     def gather(value):
@@ -233,6 +239,8 @@ def check_workers_agree(strategy, model, epochs, initial_epoch, steps_per_epoch)
     names = ("epochs done", "--epochs", "steps per epoch")
     differ = [f"{name}: {', '.join(str(v) for v in dict.fromkeys(replicas[:, i].tolist()))}"
               for i, name in enumerate(names) if len(set(replicas[:, i])) > 1]
+    if len(set(replicas[:, 4])) > 1:
+        differ.append("the training flags")
     if not differ and len(set(replicas[:, 3])) > 1:
         differ = ["the weights they start from"]
     if differ:

@@ -543,7 +543,13 @@ def fit(args, train_model, train_ds, val_ds, steps_per_epoch, backup, strategy, 
                     steps_per_epoch=steps_per_epoch,
                     verbose=(1 if sys.stdout.isatty() else 2) if chief else 0)
     if args.distribute == "multiworker":  # Keras 3.15's fit fails under this strategy.
-        history = multiworker.fit(train_model, train_ds, val_ds, strategy=strategy, **settings)
+        # Every worker trains with the chief's flags; only where its files are may differ.
+        flags = {key: value for key, value in vars(args).items()
+                 if key not in ("output_dir", "data_dir", "resume", "overwrite", "debug",
+                                "init_from")}
+        history = multiworker.fit(train_model, train_ds, val_ds, strategy=strategy,
+                                  settings=json.dumps(flags, sort_keys=True, default=str),
+                                  **settings)
     else:
         history = train_model.fit(train_ds, validation_data=val_ds, **settings,
                                   shuffle=False)  # The pipeline shuffles (data.training_batches).

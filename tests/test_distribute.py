@@ -111,9 +111,10 @@ def free_ports(count):
     return ports
 
 
-def run_workers(data_dir, run_dir, *extra, chief_extra=(), succeed=True):
-    """Runs the trainer as worker 0 (the chief, with `chief_extra` too) and worker 1 of a
-    localhost cluster; returns their outputs (and exit statuses unless `succeed`)."""
+def run_workers(data_dir, run_dir, *extra, chief_extra=(), worker_extra=(), succeed=True):
+    """Runs the trainer as worker 0 (the chief, with `chief_extra` too) and worker 1 (with
+    `worker_extra`) of a localhost cluster; returns their outputs (and exit statuses unless
+    `succeed`)."""
     workers = [f"localhost:{port}" for port in free_ports(2)]
     processes = []
     for index in range(2):
@@ -121,7 +122,7 @@ def run_workers(data_dir, run_dir, *extra, chief_extra=(), succeed=True):
         processes.append(subprocess.Popen(
             [sys.executable, "-m", "keras_adahan.train", "--dataset", "tiny", "--data_dir",
              data_dir, "--output_dir", run_dir, "--batch_size", "4", "--distribute",
-             "multiworker", *extra, *(chief_extra if index == 0 else ())],
+             "multiworker", *extra, *(chief_extra if index == 0 else worker_extra)],
             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_CONFIG": json.dumps(tf_config)},
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     try:
@@ -166,6 +167,14 @@ def test_multiworker_on_localhost_trains_and_resumes(data_dir, tmp_path):
                 in output), output[-3000:]
     assert len(train.read_history(os.path.join(run_dir, run_files.HISTORY))["loss"]) == 2
     run_files.load_run(run_dir)
+    # The other worker at another learning rate: each worker applied the summed gradients
+    # its own way, and their weights parted without a word.
+    outputs, codes = run_workers(data_dir, run_dir, "--epochs", "3", "--resume",
+                                 worker_extra=["--learning_rate", "0.01"], succeed=False)
+    assert codes == [2, 2], outputs
+    for output in outputs:
+        assert ("the workers do not start from the same point (the training flags)"
+                in output), output[-3000:]
 
     # Both resume from the chief's backup: 2 epochs done, 2 steps each.
     chief, worker = run_workers(data_dir, run_dir, "--epochs", "3", "--resume")
