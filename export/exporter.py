@@ -218,8 +218,6 @@ def _export_run(run, run_dir, output_dir, quantizations, calibration_steps, data
             )
         run_files.write_json(os.path.join(staging, REPORT), report)
         shutil.rmtree(scratch)
-        if os.path.isdir(output_dir) and folders.is_empty(output_dir):
-            shutil.rmtree(output_dir)  # Empty, or only our marker and lock.
     log(f"Exported to {output_dir}")
     return report
 

@@ -65,7 +65,7 @@ def quiet_native_output():
 # TensorFlow's start-up lines: absl's header, its C++ log lines (`I0000 00:00:17...  123
 # port.cc:153] oneDNN custom operations are on ...`) and the CPU notice's second line.
 _START_UP_LINE = re.compile(r"WARNING: All log messages before absl::InitializeLog\(\)"
-                            r"|[IWE]\d{4} [\d:.]+ +\d+ [\w.-]+:\d+\] "
+                            r"|[IWE]\d{4} [\d:.]+ +\d+ [^\s\]]+:\d+\] "
                             r"|To enable the following instructions: ")
 
 
@@ -74,9 +74,15 @@ def _start_up_lines_hidden():
     """Holds back what is written to stderr (by C++ too) and writes it out afterwards but
     for TensorFlow's start-up lines: a warning or an explanation printed while it loads
     (NumPy's of a build mismatch) still reaches the user."""
+    try:
+        held = tempfile.TemporaryFile()
+    except OSError:  # No writable temporary folder: nothing kept, as before.
+        with _stderr_to_devnull():
+            yield
+        return
     sys.stderr.flush()
     saved = os.dup(2)
-    with tempfile.TemporaryFile() as held:
+    with held:
         try:
             os.dup2(held.fileno(), 2)
             yield

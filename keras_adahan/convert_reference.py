@@ -225,6 +225,7 @@ def convert(state_dict, reference_words, answers, output_dir, variant="han",
     if os.path.lexists(output_dir) and not os.path.isdir(output_dir):
         raise cli.UserError(f"--output_dir {output_dir!r} is a file, not a folder")
     folders.check_creatable(output_dir, "--output_dir")
+    folders.remove_stale_staging(output_dir)  # Puts back a folder a killed swap moved aside.
     if not folders.is_empty(output_dir):
         if not overwrite:
             raise cli.UserError(f"--output_dir {output_dir!r} is not empty; pass --overwrite "

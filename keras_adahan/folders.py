@@ -197,7 +197,8 @@ def staged(folder, kind):
 
     remove_stale_staging(folder)
     staging = staging_path(folder)
-    shutil.rmtree(staging, ignore_errors=True)  # This process id's, from a process before.
+    if os.path.isdir(staging) and (folder_kind(staging) == kind or is_empty(staging)):
+        shutil.rmtree(staging)  # This process id's, left by an earlier process.
     try:
         os.makedirs(staging)
         write_marker(staging, kind)

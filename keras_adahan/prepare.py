@@ -64,6 +64,18 @@ class Dataset:
             return static
         return max(max(self._scan(split)["counts"]) for split in ("train", "validation"))
 
+    @functools.cached_property
+    def training_data(self):
+        """What a run records of the data it trains on (config.json's `"data"`, which
+        `--resume` compares): its training images and questions, and for a dataset that can
+        change under its name (a user's folder) a hash of what its training split holds.
+        Read once, at the run's start: the record is of the data it trained on."""
+        data = {"train_images": self.num_examples("train"),
+                "train_questions": self.num_questions("train")}
+        if self.spec.training_digest:
+            data["train_digest"] = self.spec.training_digest()
+        return data
+
     @property
     def fixed_questions(self):
         """Whether every image has the same number of questions (no padding needed)."""

@@ -298,7 +298,8 @@ def main(argv=None):
               f"{questions_per_image(train_ds)} questions, {args.epochs} epochs -> {run_dir}")
         if keras.backend.backend() == "tensorflow":  # The FLOP counter reads a TF graph.
             print("  " + compute.describe(model, questions_per_image(train_ds)))
-        history, seconds = fit(args, train_model, train_ds, val_ds, steps, backup, strategy, chief)
+        history, seconds = fit(args, train_model, train_ds, val_ds, steps, backup, strategy, chief,
+                               dataset)
         if not chief:  # Its scratch folder is removed when the process ends.
             print(f"Worker done: trained {len(history.epoch)} epochs in step with the chief")
             return None
@@ -388,7 +389,7 @@ def write_run_files(args, run_dir, config, vocabulary, dataset):
     """The run's files (`run_files.write_run_files`), with the size of its training split
     (`check_resumed_data`)."""
     run_files.write_run_files(run_dir, config, vars(args), vocabulary, dataset.answer_names,
-                              data=training_data(dataset))
+                              data=dataset.training_data)
 
 
 def settings_differences(run_dir, argv):
@@ -465,18 +466,6 @@ def training_vocabulary(args, run_dir, dataset, source):
     return vocabulary
 
 
-def training_data(dataset):
-    """What a run records of the data it trains on: its training images and questions, and
-    for a dataset that can change under its name (a user's folder) a hash of what its
-    training split holds (its build also changes with the files' times or place, which
-    change no example)."""
-    data = {"train_images": dataset.num_examples("train"),
-            "train_questions": dataset.num_questions("train")}
-    if dataset.spec.training_digest:
-        data["train_digest"] = dataset.spec.training_digest()
-    return data
-
-
 def check_resumed_data(args, run_dir, dataset):
     """A resumed run trains on the data it began with, and answers with its own labels in
     their order: its weights give each id its name (a folder whose answers were edited
@@ -501,7 +490,7 @@ def check_resumed_data(args, run_dir, dataset):
     recorded = run_files.read_json(os.path.join(run_dir, run_files.CONFIG)).get("data")
     if not isinstance(recorded, dict):  # Runs before 2026-12 have none.
         return
-    now = training_data(dataset)
+    now = dataset.training_data
     counts = ("train_images", "train_questions")
     if any(recorded.get(key) != now.get(key) for key in counts):
         change = (f"{recorded.get('train_images')} images, {recorded.get('train_questions')} "
@@ -530,7 +519,19 @@ def copy_weights(path, source, model, answers):
     print(f"Initialized from the weights of {path!r}")
 
 
-def fit(args, train_model, train_ds, val_ds, steps_per_epoch, backup, strategy, chief):
+def worker_settings(args, dataset):
+    """What every worker of --distribute multiworker must train with: the chief's flags but
+    where its files are, and its training data (a folder's by its content, wherever each
+    machine keeps it)."""
+    flags = {key: value for key, value in vars(args).items()
+             if key not in ("output_dir", "data_dir", "resume", "overwrite", "debug",
+                            "init_from", "dataset")}
+    flags["model_fields"] = sorted(flags.get("model_fields") or [])  # --set in any order.
+    flags["data"] = dataset.training_data.get("train_digest", dataset.spec.name)
+    return json.dumps(flags, sort_keys=True, default=str)
+
+
+def fit(args, train_model, train_ds, val_ds, steps_per_epoch, backup, strategy, chief, dataset):
     """Runs `fit` (or the multi-worker loop) from the backup's epoch; `(history, seconds)`.
 
     The backup saves weights, optimizer state, epoch and history.csv after every epoch and
@@ -543,13 +544,8 @@ def fit(args, train_model, train_ds, val_ds, steps_per_epoch, backup, strategy, 
                     steps_per_epoch=steps_per_epoch,
                     verbose=(1 if sys.stdout.isatty() else 2) if chief else 0)
     if args.distribute == "multiworker":  # Keras 3.15's fit fails under this strategy.
-        # Every worker trains with the chief's flags; only where its files are may differ.
-        flags = {key: value for key, value in vars(args).items()
-                 if key not in ("output_dir", "data_dir", "resume", "overwrite", "debug",
-                                "init_from")}
         history = multiworker.fit(train_model, train_ds, val_ds, strategy=strategy,
-                                  settings=json.dumps(flags, sort_keys=True, default=str),
-                                  **settings)
+                                  settings=worker_settings(args, dataset), **settings)
     else:
         history = train_model.fit(train_ds, validation_data=val_ds, **settings,
                                   shuffle=False)  # The pipeline shuffles (data.training_batches).

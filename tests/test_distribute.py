@@ -12,6 +12,7 @@ import re
 import socket
 import subprocess
 import sys
+import types
 
 import keras
 import numpy as np
@@ -275,3 +276,21 @@ def test_a_peer_lost_in_a_training_step_is_one_line():
         "TF_CONFIG's cluster (it stopped, failed or was killed: its own output says why); "
         "start every worker again, with --resume to continue (Collective ops is aborted by: "
         "Socket closed)")
+
+
+def test_workers_compare_a_folders_content_not_its_path():
+    # A folder dataset holds its absolute path: workers keeping the same folder in other
+    # places were refused as other flags; two folders of other content are not the same.
+    def settings(folder, digest, fields, *flags):
+        args = train.parse_args(["--dataset", "tiny", *flags])
+        args.dataset, args.model_fields = f"folder:{folder}", fields  # As parsed for one.
+        dataset = types.SimpleNamespace(training_data={"train_digest": digest},
+                                        spec=types.SimpleNamespace(name=args.dataset))
+        return train.worker_settings(args, dataset)
+
+    here = settings("/home/a/cards", "0f1e", ["k=3", "fusion=multiply"], "--output_dir", "/a")
+    assert settings("/mnt/b/cards", "0f1e", ["fusion=multiply", "k=3"], "--output_dir",
+                    "/b") == here
+    assert settings("/home/a/cards", "9999", ["k=3", "fusion=multiply"]) != here
+    assert settings("/home/a/cards", "0f1e", ["k=3", "fusion=multiply"], "--learning_rate",
+                    "0.5") != here

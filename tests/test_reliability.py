@@ -363,7 +363,7 @@ def test_benchmark_counts_are_refused_below_one(script, argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
-def test_start_up_lines_are_hidden_and_others_kept(capfd):
+def test_start_up_lines_are_hidden_and_others_kept(capfd, monkeypatch):
     # What TensorFlow writes while it loads on a CPU where oneDNN is on, whatever
     # TF_CPP_MIN_LOG_LEVEL says, and a line a user must see (a warning, NumPy's explanation
     # of a build mismatch) that closing the stream lost.
@@ -380,6 +380,15 @@ def test_start_up_lines_are_hidden_and_others_kept(capfd):
         os.write(2, b"UserWarning: something the user must see\n")
         os.write(2, b"E0000 00:00:1796581310.1   19335 some.cc:1] a later error line\n")
     assert capfd.readouterr().err == "UserWarning: something the user must see\n"
+    # No writable temporary folder (a read-only root): the stream is closed instead (every
+    # tool stopped at import with "No usable temporary directory").
+    def no_temporary_folder():
+        raise FileNotFoundError("No usable temporary directory found")
+
+    monkeypatch.setattr(cli.tempfile, "TemporaryFile", no_temporary_folder)
+    with cli._start_up_lines_hidden():
+        os.write(2, start_up.encode())
+    assert capfd.readouterr().err == ""
 
 
 def test_export_latency_names_a_bad_run_in_one_line():
