@@ -386,8 +386,8 @@ def check_resumed_model_config(args, run_dir, config):
 
 
 def write_run_files(args, run_dir, config, vocabulary, dataset):
-    """The run's files (`run_files.write_run_files`), with the size of its training split
-    (`check_resumed_data`)."""
+    """The run's files (`run_files.write_run_files`), with what it records of its training
+    split (`Dataset.training_data`, which `check_resumed_data` compares)."""
     run_files.write_run_files(run_dir, config, vars(args), vocabulary, dataset.answer_names,
                               data=dataset.training_data)
 
