@@ -337,12 +337,12 @@ def coverage(run_dir, images=200):
     run = run_files.load_run(run_dir)
     config = _scene_config(run, "--coverage", run_dir)
     images = min(images, config.num_examples("test"))
-    grid_size = run.model.grid_size
+    grid_size, edges = run.model.grid_size, run.model.cell_edges
     covered, fewest, commonest = collections.defaultdict(list), [], collections.defaultdict(list)
     for index in range(images):
         scene = scenes.render_scene(config, "test", index)
         touches = geometry.box_overlap_shares(
-            grid_size, np.array([o.box for o in scene.objects])) > 0  # (objects, N)
+            grid_size, np.array([o.box for o in scene.objects]), edges) > 0  # (objects, N)
         outputs = _ask(run, scene, [q.text for q in scene.questions])
         kept = outputs["mask"] > 0.5  # (questions, N)
         answers = [run.answers[i] for i in outputs["answer"].argmax(-1)]

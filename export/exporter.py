@@ -42,7 +42,7 @@ from . import tflite_edits
 from .tflite import ExportError
 
 SAVED_MODEL = "saved_model"
-FORMAT = "keras_adahan.export/3"  # 2: labels.json has a fingerprint; 3: cells (G,G,P).
+FORMAT = "keras_adahan.export/4"  # 2: labels.json has a fingerprint; 3: cells (G,G,P); 4: cell_edges.
 
 
 def tflite_name(quantization):
@@ -276,6 +276,7 @@ def labels_dict(run):
         "image_size": config.image_size,
         "max_question_length": config.max_question_length,
         "grid_size": config.grid_size,
+        "cell_edges": [float(edge) for edge in run.model.cell_edges],
         "num_cells": config.num_cells,
         "cells_shape": list(serving.cells_shape(run.model)),
         "tokenizer": (
@@ -294,8 +295,9 @@ def labels_dict(run):
             "input's scale and zero point"
         ),
         "cells": (
-            "cell n = i * grid_size + j covers rows [i, i+1) * image_size / grid_size and "
-            "columns [j, j+1) * image_size / grid_size (keras_adahan.geometry.cell_boxes)"
+            "cell n = i * grid_size + j covers rows [cell_edges[i], cell_edges[i+1]) and "
+            "columns [cell_edges[j], cell_edges[j+1]) of the image, times image_size "
+            "(keras_adahan.geometry.cell_edges)"
         ),
         "signatures": {
             "vqa": "image (1,S,S,3), question (1,L) int32 -> probabilities (1,A), "

@@ -30,6 +30,7 @@ if _started_as_a_tool():
 from keras_adahan import layers  # noqa: F401  (registers the layers for load_model)
 from keras_adahan.config import ModelConfig  # noqa: F401
 from keras_adahan.geometry import cell_boxes  # noqa: F401
+from keras_adahan.geometry import cell_edges  # noqa: F401
 from keras_adahan.geometry import grid_size  # noqa: F401
 from keras_adahan.model import VQAModel  # noqa: F401  (registers it for load_model)
 from keras_adahan.model import build_model  # noqa: F401

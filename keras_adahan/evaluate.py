@@ -28,26 +28,24 @@ class Evaluation:
     """What `evaluate` computed: `metrics` (JSON-ready), the model's `outputs` per question,
     the split's `arrays` (`data.QuestionArrays`), the `answer_names` of the logits, the
     file `suffix` its files carry ("" for the run's own test split), the model's
-    `grid_size` and the dataset's question `type_names`."""
+    `cell_edges` and the dataset's question `type_names`."""
 
     metrics: dict
     outputs: dict
     arrays: object
     answer_names: list
     suffix: str
-    grid_size: int
+    cell_edges: np.ndarray
     type_names: list
 
 
-def grounding(presence, mask, boxes, grid_size, edges=None):
+def grounding(presence, mask, boxes, edges):
     """Grounding of each question's attention on its target box.
 
     Args:
-        presence, mask: `(Q, N)` presence scores and 0/1 kept cells of a `grid_size` grid.
+        presence, mask: `(Q, N)` presence scores and 0/1 kept cells of a `G x G` grid.
         boxes: `(Q, 4)` normalized `(ymin, xmin, ymax, xmax)` target boxes.
-        grid_size: int. G, the model's (`model.grid_size`).
-        edges: `(G + 1,)` normalized cell edges, or `None` for the even split
-            (`geometry.cell_boxes`). Defaults to `None`.
+        edges: `(G + 1,)` normalized cell edges, the model's (`model.cell_edges`).
 
     Returns:
         `(top_on_target, kept_area_share, top_touches_target, target_kept)`, each `(Q,)`:
@@ -57,6 +55,7 @@ def grounding(presence, mask, boxes, grid_size, edges=None):
         any kept cell overlaps the box (what a relational module over the kept cells needs).
     """
     kept = mask > 0.5
+    grid_size = len(edges) - 1
     top = geometry.top_kept_cell(presence, mask)
     centres = geometry.cell_centres(grid_size, edges)[top]
     ymin, xmin, ymax, xmax = boxes.T
@@ -90,10 +89,11 @@ def mean_per_label(values, labels, names):
             for i, name in enumerate(names) if np.any(labels == i)}
 
 
-def compute_metrics(outputs, arrays, answer_names, type_names, variant, grounded, grid_size):
+def compute_metrics(outputs, arrays, answer_names, type_names, variant, grounded, cell_edges):
     """All evaluation figures of one split, as a JSON-ready dict.
 
-    `grounded`: boolean `(Q,)`, the questions grounding is measured on.
+    `grounded`: boolean `(Q,)`, the questions grounding is measured on; `cell_edges`: the
+    model's (`model.cell_edges`).
     """
     predictions = outputs["answer"].argmax(-1)
     correct = predictions == arrays.answers
@@ -117,7 +117,7 @@ def compute_metrics(outputs, arrays, answer_names, type_names, variant, grounded
     if grounded.any():
         top_on, area_share, top_touches, target_kept = grounding(
             outputs["presence"][grounded], outputs["mask"][grounded], arrays.boxes[grounded],
-            grid_size,
+            cell_edges,
         )
         metrics["grounding_top_cell"] = float(top_on.mean())
         metrics["grounding_top_cell_touches"] = float(top_touches.mean())
@@ -214,9 +214,9 @@ def evaluate(model, dataset, vocabulary, split=None, answers=None):
     outputs = predict_split(model, arrays)
     grounded = grounded_questions(arrays, dataset.type_names, answer_names, dataset.spec)
     metrics = compute_metrics(outputs, arrays, answer_names, dataset.type_names,
-                              config.variant, grounded, model.grid_size)
+                              config.variant, grounded, model.cell_edges)
     metrics["split"] = split
-    return Evaluation(metrics, outputs, arrays, answer_names, suffix, model.grid_size,
+    return Evaluation(metrics, outputs, arrays, answer_names, suffix, model.cell_edges,
                       list(dataset.type_names))
 
 
@@ -249,7 +249,7 @@ def _write_plots(evaluation, run_dir):
         predictions=[names[p] for p in predictions[rows]],
         presence=outputs["presence"][rows],
         mask=outputs["mask"][rows],
-        grid_size=evaluation.grid_size,
+        cell_edges=evaluation.cell_edges,
         path=os.path.join(run_dir, "plots", f"attention{evaluation.suffix}.png"),
     )
     if "kept_cells_distribution" in evaluation.metrics:

@@ -2,9 +2,12 @@
 
 The image encoder turns an `S x S` image into a `G x G` grid of cells; the `presence` and
 `mask` outputs number them row-major, cell `n = i * G + j` (row `i`, column `j`), covering
-the pixels `[i*S/G, (i+1)*S/G) x [j*S/G, (j+1)*S/G)`. Evaluation, plots, export labels,
-predict overlays and the LiteRT runner all read the grid from here or from the model
-(`VQAModel.grid_size`, `VQAModel.cell_boxes()`), never by taking a square root.
+rows `[edges[i], edges[i+1])` and columns `[edges[j], edges[j+1])` of the image, where
+`edges = cell_edges(config)`: around where the encoder's windows are centred, which is the
+even split `[i*S/G, (i+1)*S/G)` for the `default` and `clevr` presets but not for strided
+layers that pad one side more. Evaluation, plots, export labels, predict overlays and the
+LiteRT runner all read the grid from here or from the model (`VQAModel.grid_size`,
+`VQAModel.cell_edges`, `VQAModel.cell_boxes()`), never by taking a square root.
 """
 
 import math
@@ -15,29 +18,48 @@ from keras_adahan.layers.arguments import positive_int
 
 
 def grid_size(config):
-    """Side G of the square cell grid for a `ModelConfig` ('same' padding: each stride
-    rounds up)."""
+    """Side G of the square cell grid for a `ModelConfig`."""
     size = config.image_size
-    for index, stride in enumerate(config.conv_strides):
-        size = math.ceil(size / stride)
-        if config.pool_sizes and config.pool_sizes[index]:
-            size = math.ceil(size / config.pool_strides[index])
+    for window, stride, padding in _windows(config):
+        size, _ = _window_layer(size, window, stride, padding)
     return size
 
 
-def cell_boxes(grid_size, image_size=None):
+def cell_edges(config):
+    """Normalized `(G + 1,)` edges of the cells of a `ModelConfig` along either axis.
+
+    Each cell is centred where its encoder's windows are centred in the image (strided
+    'same' layers pad the odd pixel after, so a grid's cells may sit off the even split of
+    the image); edges lie halfway between neighbouring centres, the outer ones on the
+    image's borders (benchmarks/cell_alignment.py checks this against the gradients).
+    """
+    size, layers = config.image_size, []
+    for window, stride, padding in _windows(config):
+        size, start = _window_layer(size, window, stride, padding)
+        layers.append((stride, start + (window - 1) / 2))
+    centres = np.arange(size, dtype=np.float64)  # Output positions, then input ones.
+    for stride, offset in reversed(layers):
+        centres = stride * centres + offset
+    centres = (centres + 0.5) / config.image_size  # Pixel i spans [i, i + 1).
+    return np.concatenate([[0.0], (centres[:-1] + centres[1:]) / 2, [1.0]])
+
+
+def cell_boxes(grid_size, image_size=None, edges=None):
     """The image rectangle of every cell, in the order of the `presence`/`mask` outputs.
 
     Args:
         grid_size: int. G.
         image_size: int or `None`. With `None`, boxes are normalized to [0, 1]; with S,
             they are in pixels. Defaults to `None`.
+        edges: `(G + 1,)` normalized cell edges (a model's `cell_edges`), or `None` for
+            the even split. Defaults to `None`.
 
     Returns:
         float32 array of shape `(G * G, 4)`: `(ymin, xmin, ymax, xmax)` per cell.
     """
     grid_size = positive_int("grid_size", grid_size)
-    edges = np.arange(grid_size + 1, dtype=np.float64) / grid_size
+    low, high = _spans(grid_size, edges)
+    edges = np.append(low, high[-1])
     if image_size is not None:
         edges = edges * image_size
     i, j = np.meshgrid(np.arange(grid_size), np.arange(grid_size), indexing="ij")
@@ -46,8 +68,8 @@ def cell_boxes(grid_size, image_size=None):
 
 
 def cell_centres(grid_size, edges=None):
-    """Normalized `(y, x)` centres of the cells, row-major, `(N, 2)`; `edges`, `(G + 1,)`
-    normalized and increasing, replace the even split's (benchmarks/cell_alignment.py)."""
+    """Normalized `(y, x)` centres of the cells' boxes, row-major, `(N, 2)`; `edges` as in
+    `cell_boxes`."""
     if edges is None:
         centres = (np.arange(grid_size) + 0.5) / grid_size
     else:
@@ -86,3 +108,23 @@ def _spans(grid_size, edges):
     if edges.shape != (grid_size + 1,) or not np.all(np.diff(edges) > 0):
         raise ValueError(f"`edges` must be {grid_size + 1} increasing values, received {edges}")
     return edges[:-1], edges[1:]
+
+
+def _windows(config):
+    """`(size, stride, padding)` of the image encoder's window layers in order (as
+    `model.build_image_encoder` builds them): padding `None` is Keras' 'same', an int pads
+    that many zeros on each side (PyTorch's pooling, also what `ConvAveragePool2D` folds)."""
+    for index, (kernel, stride) in enumerate(zip(config.conv_kernel_sizes, config.conv_strides)):
+        yield kernel, stride, None
+        pool = config.pool_sizes[index] if config.pool_sizes else 0
+        if pool:
+            counts_padding = config.fuse_conv_pool or config.count_pool_padding
+            yield pool, config.pool_strides[index], pool // 2 if counts_padding else None
+
+
+def _window_layer(size, window, stride, padding):
+    """`(output size, input position where output 0's window starts)` of one layer."""
+    if padding is None:  # 'same': each stride rounds up; the odd padding pixel goes after.
+        out = math.ceil(size / stride)
+        return out, -(max((out - 1) * stride + window - size, 0) // 2)
+    return (size + 2 * padding - window) // stride + 1, -padding

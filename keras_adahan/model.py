@@ -12,7 +12,7 @@ answer logits. Cells are numbered row-major (`keras_adahan.geometry`).
 
 `VQAModel(config)` (or `build_model(config)`) is the full model; it carries its
 `ModelConfig` (`model.config`, saved in the `.keras` file) and its geometry
-(`model.grid_size`, `model.cell_boxes()`). `image_encoder` and `answer_head` are nested
+(`model.grid_size`, `model.cell_edges`, `model.cell_boxes()`). `image_encoder` and `answer_head` are nested
 functional models (`model.get_layer("image_encoder")`), so an image can be encoded once and
 asked many questions; `build_training_model` does exactly that for training.
 """
@@ -381,10 +381,16 @@ class VQAModel(keras.Model):
         """Side G of the cell grid."""
         return self.config.grid_size
 
+    @property
+    def cell_edges(self):
+        """`(G + 1,)` normalized edges of the cells along either axis
+        (`keras_adahan.geometry.cell_edges`)."""
+        return geometry.cell_edges(self.config)
+
     def cell_boxes(self, image_size=None):
         """`(N, 4)` `(ymin, xmin, ymax, xmax)` of every cell, normalized or, with
         `image_size`, in pixels of an image of that size (see `keras_adahan.geometry`)."""
-        return geometry.cell_boxes(self.grid_size, image_size)
+        return geometry.cell_boxes(self.grid_size, image_size, self.cell_edges)
 
     def get_config(self):
         return {"config": self.config.to_dict(), "name": self.name,

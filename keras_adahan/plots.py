@@ -28,7 +28,7 @@ def plot_history(history, path):
     plt.close(fig)
 
 
-def plot_attention(images, questions, answers, predictions, presence, mask, grid_size, path):
+def plot_attention(images, questions, answers, predictions, presence, mask, cell_edges, path):
     """One row per example: the image with its kept cells outlined, and a presence map.
 
     Kept cells are outlined in yellow, the one with the highest presence in red; each cell
@@ -37,22 +37,22 @@ def plot_attention(images, questions, answers, predictions, presence, mask, grid
     Args:
         images: `(E, S, S, 3)` pixel values. questions, answers, predictions: E strings.
         presence, mask: `(E, N)`, the `N = G * G` cells in row-major order.
-        grid_size: int. G, the model's (`model.grid_size`).
+        cell_edges: `(G + 1,)` normalized cell edges, the model's (`model.cell_edges`).
     """
     num = len(images)
-    grid = grid_size
+    grid = len(cell_edges) - 1
     size = images.shape[1]
-    boxes = geometry.cell_boxes(grid, size)  # (N, 4) pixels
+    boxes = geometry.cell_boxes(grid, size, cell_edges)  # (N, 4) pixels
     fig, axes = plt.subplots(num, 2, figsize=(7, 3.3 * num), squeeze=False)
     for row in range(num):
         ax = axes[row, 0]
         ax.imshow(images[row].astype(np.uint8))
-        kept = mask[row].reshape(grid, grid) > 0.5
+        kept = mask[row] > 0.5
         # Dim what the model dropped, outline what it kept.
-        shade = np.where(kept, 0.0, 0.55)
-        ax.imshow(shade, cmap="gray_r", alpha=shade, vmin=0, vmax=1,
-                  extent=(0, size, size, 0), interpolation="nearest")
-        for ymin, xmin, ymax, xmax in boxes[kept.ravel()]:
+        for ymin, xmin, ymax, xmax in boxes[~kept]:
+            ax.add_patch(plt.Rectangle((xmin, ymin), xmax - xmin, ymax - ymin,
+                                       facecolor="black", alpha=0.55, linewidth=0))
+        for ymin, xmin, ymax, xmax in boxes[kept]:
             ax.add_patch(plt.Rectangle((xmin, ymin), xmax - xmin, ymax - ymin, fill=False,
                                        edgecolor="yellow", linewidth=1.2))
         # The kept cell with the highest presence: what grounding is measured on.

@@ -87,6 +87,11 @@ def load_labels(model_path, labels_path=None):
         for key in ("image_size", "max_question_length", "num_cells"):
             if key in labels and (not isinstance(labels[key], int) or isinstance(labels[key], bool)):
                 raise TypeError(f"`{key}` must be an int")
+        edges = labels.get("cell_edges", [0.0, 1.0])
+        if not (isinstance(edges, list) and len(edges) >= 2
+                and all(isinstance(e, (int, float)) and not isinstance(e, bool) for e in edges)
+                and edges[0] == 0 and edges[-1] == 1 and np.all(np.diff(edges) > 0)):
+            raise TypeError("`cell_edges` must be increasing numbers from 0 to 1")
         hashes = labels.get("model_sha256", {})
         if not isinstance(hashes, dict) or not all(isinstance(v, str) for v in hashes.values()):
             raise TypeError("`model_sha256` must map file names to hashes")
@@ -114,6 +119,7 @@ def check_labels(labels, vqa, labels_path):
         "max_question_length": (labels.get("max_question_length", vqa.max_question_length),
                                 vqa.max_question_length),
         "num_cells": (labels.get("num_cells", vqa.num_cells), vqa.num_cells),
+        "cell edges": (len(cell_edges(labels, vqa)), vqa.grid_size + 1),
     }
     wrong = [f"{name} {given} (the model's: {actual})"
              for name, (given, actual) in expected.items() if given != actual]
@@ -123,6 +129,14 @@ def check_labels(labels, vqa, labels_path):
     if wrong:
         raise ValueError(f"{labels_path!r} does not fit the model: {', '.join(wrong)}; use "
                          "the labels.json exported with it")
+
+
+def cell_edges(labels, vqa):
+    """The model's `(G + 1,)` normalized cell edges from its labels; the even split for
+    labels exported before they held them (format 3 and older)."""
+    if "cell_edges" in labels:
+        return np.array(labels["cell_edges"], dtype=np.float64)
+    return np.linspace(0.0, 1.0, vqa.grid_size + 1)
 
 
 def load_model(model_path, num_threads=1):
@@ -144,11 +158,12 @@ def top_answers(probabilities, answers, top):
     return [(answers[i], float(probabilities[i])) for i in order]
 
 
-def draw_overlay(image_path, mask, presence, grid_size, path):
+def draw_overlay(image_path, mask, presence, edges, path):
     """Writes the photo with kept cells outlined (the top-presence one thicker), others dimmed.
 
-    Cell n covers `geometry.cell_boxes(grid_size)[n]` of the model's input, scaled here to
-    the photo's own size (the model saw the photo resized to a square).
+    Cell n covers `geometry.cell_boxes(G, edges=edges)[n]` of the model's input (`edges`:
+    `cell_edges` of its labels), scaled here to the photo's own size (the model saw the
+    photo resized to a square).
     """
     from PIL import Image
     from PIL import ImageDraw
@@ -167,7 +182,8 @@ def draw_overlay(image_path, mask, presence, grid_size, path):
     # Small photos are enlarged so the cell outlines stay visible.
     zoom = max(1, int(np.ceil(256 / max(width, height))))
     photo = photo.resize((width * zoom, height * zoom), Image.NEAREST)
-    boxes = geometry.cell_boxes(grid_size) * np.array([photo.height, photo.width, photo.height, photo.width])
+    boxes = geometry.cell_boxes(len(edges) - 1, edges=edges) * np.array(
+        [photo.height, photo.width, photo.height, photo.width])
     kept = mask > 0.5
     shade = Image.new("L", photo.size, 150)  # Dims the cells that were dropped.
     shade_draw = ImageDraw.Draw(shade)
@@ -298,8 +314,8 @@ def main(argv=None):
                                args.threads, strict=args.strict)
         if args.overlay:
             first = results[0]
-            draw_overlay(args.image, first["mask"], first["presence"], vqa.grid_size,
-                         args.overlay)
+            edges = cell_edges(load_labels(args.model, args.labels), vqa)
+            draw_overlay(args.image, first["mask"], first["presence"], edges, args.overlay)
     except (ValueError, OSError) as error:
         raise cli.UserError(str(error)) from None
     for result in results:

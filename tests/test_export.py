@@ -36,6 +36,7 @@ def test_writes_every_artifact(exported_tiny_run):
     assert labels["words"] == run.vocabulary.words
     assert labels["answers"] == run.answers
     assert (labels["grid_size"], labels["num_cells"]) == (16, 256)  # 128 px, 3 stride-2 convs.
+    assert labels["cell_edges"] == [j / 16 for j in range(17)]  # Centred as the even split.
     report = run_files.read_json(os.path.join(exported_tiny_run["export_dir"], exporter.REPORT))
     assert set(report["artifacts"]) == {exporter.SAVED_MODEL, *TFLITE_FILES}
 

@@ -15,6 +15,7 @@ from keras_adahan.config import VARIANTS
 from keras_adahan.config import ModelConfig
 from keras_adahan.config import config_differences
 from keras_adahan.geometry import cell_boxes
+from keras_adahan.geometry import cell_edges
 from keras_adahan.geometry import grid_size
 from keras_adahan.model import VQAModel
 from keras_adahan.model import build_model
@@ -85,6 +86,43 @@ class ConfigTest(unittest.TestCase):
         np.testing.assert_allclose(cell_boxes(3)[cell], [1 / 3, 2 / 3, 2 / 3, 1.0], rtol=1e-6)
         with self.assertRaisesRegex(ValueError, "`grid_size` must be a positive int, received 0"):
             cell_boxes(0)
+
+    def test_cell_edges_lie_halfway_between_the_windows_centres(self):
+        # Keras' 'same' pads the odd pixel after: 4x4/2, 4x4/2, 2x2/2 and two 3x3/1 convs
+        # map cell j to pixels centred at 8 j + 4, the even split (pixel i spans [i, i+1)).
+        np.testing.assert_array_equal(cell_edges(ModelConfig()), np.arange(17) / 16)
+        # 3x3/2 four times on 75 px: 2 j, 2 j + 1, 2 j, 2 j + 1 -> 16 j + 10.5.
+        centres = 16 * np.arange(5) + 10.5
+        np.testing.assert_allclose(cell_edges(PRESETS["sort_of_clevr"]) * 75,
+                                   [0, *(centres[:-1] + centres[1:]) / 2, 75])
+        # PyTorch's centred padding (fused or counted): each conv-pool maps j to 2 j.
+        for name in ("reference", "reference_exact"):
+            np.testing.assert_allclose(cell_edges(PRESETS[name]) * 256,
+                                       [0, *(8 * np.arange(31) + 4.5), 256])
+        # TINY: 3x3/2 on 32 px pads nothing before (2 j + 1), 3x3/4 on 16 neither (4 j + 1).
+        np.testing.assert_allclose(cell_edges(TINY) * 32, [0, 7.5, 15.5, 23.5, 32])
+
+    def test_cell_edges_match_where_the_encoders_look(self):
+        """With every conv kernel a positive box filter, an inner cell's gradient is
+        symmetric about its window's centre: the centre of its box."""
+        for name in ("default", "sort_of_clevr", "reference", "reference_exact"):
+            config = PRESETS[name]
+            encoder = VQAModel(config).get_layer("image_encoder")
+            for layer in encoder.layers:
+                for weight in layer.weights:
+                    if weight.path.endswith("kernel"):
+                        weight.assign(np.ones(weight.shape) / np.prod(weight.shape[:3]))
+            grid, size = config.grid_size, config.image_size
+            pixels = tf.Variable(tf.ones((1, size, size, 3)))
+            middle = grid // 2
+            with tf.GradientTape() as tape:
+                total = tf.reduce_sum(encoder(pixels)[:, middle, middle])
+            weight = tf.reduce_sum(tf.abs(tape.gradient(total, pixels)), axis=(0, 3)).numpy()
+            position = np.arange(size) + 0.5
+            looks = [(position * weight.sum(axis)).sum() / weight.sum() for axis in (1, 0)]
+            edges = cell_edges(config) * size
+            np.testing.assert_allclose(looks, [(edges[middle] + edges[middle + 1]) / 2] * 2,
+                                       atol=1e-3, err_msg=name)
 
     def test_config_differences_tell_one_cell_from_all_cells(self):
         config = ModelConfig(k=1)  # One cell; k = 1.0 would keep all of them.
@@ -322,7 +360,8 @@ class ModelTest(unittest.TestCase):
                     # The file carries the config: the same graph comes back, with it.
                     self.assertIsInstance(restored, VQAModel)
                     self.assertEqual(restored.config, config)
-                    np.testing.assert_array_equal(restored.cell_boxes(), cell_boxes(config.grid_size))
+                    np.testing.assert_array_equal(
+                        restored.cell_boxes(), cell_boxes(config.grid_size, edges=cell_edges(config)))
                     restored.get_layer("image_encoder")
                     restored.get_layer("answer_head")
                     layers = restored.get_layer("answer_head").layers

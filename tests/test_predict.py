@@ -126,6 +126,33 @@ def test_overlay_shows_the_photo_as_the_model_read_it(exported_tiny_run, photos,
         assert np.corrcoef(pixels.ravel(), shown.ravel())[0, 1] > 0.5, photo
 
 
+def test_overlay_draws_the_cells_of_the_labels(exported_tiny_run, photos, tmp_path):
+    from keras_adahan.predict import draw_overlay
+
+    # Uneven cells, as labels.json's cell_edges give them: cell 0 (kept) is the top-left
+    # 0.75 x 0.75 of the photo; the three others are dropped and dimmed.
+    with Image.open(photos["RGB"]) as image:
+        photo = tmp_path / "white.png"
+        Image.new("RGB", image.size, (255, 255, 255)).save(photo)
+        width, height = image.size
+    overlay = tmp_path / "overlay.png"
+    draw_overlay(str(photo), np.array([1.0, 0, 0, 0]), np.array([1.0, 0, 0, 0]),
+                 np.array([0, 0.75, 1]), str(overlay))
+    with Image.open(overlay) as image:
+        pixels = np.asarray(image.convert("L"), np.float64)
+        scale = image.width / width
+    kept = pixels[:int(0.7 * height * scale), :int(0.7 * width * scale)]
+    assert kept[10:-10, 10:-10].min() == 255  # Inside the outline, the photo itself.
+    assert pixels[int(0.8 * height * scale):, :].max() < 200  # Dimmed from 0.75 on.
+    assert pixels[:, int(0.8 * width * scale):].max() < 200
+    # Labels without cell_edges (export format 3 and older): the even split.
+    labels = {"cell_edges": [0.0, 0.5, 1.0]}
+    from keras_adahan.predict import cell_edges
+    vqa = type("Runner", (), {"grid_size": 16})()
+    np.testing.assert_array_equal(cell_edges(labels, vqa), [0.0, 0.5, 1.0])
+    np.testing.assert_array_equal(cell_edges({}, vqa), np.arange(17) / 16)
+
+
 @pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "P"])
 def test_any_image_mode_is_converted_as_in_training(exported_tiny_run, keras_run, photos, mode):
     model = os.path.join(exported_tiny_run["export_dir"], "vqa_float32.tflite")

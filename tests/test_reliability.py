@@ -599,11 +599,20 @@ def test_labels_of_another_model_are_refused(exported_tiny_run, tmp_path):
         (dict(answers=labels["answers"][:-1]), "answers 3 \\(the model's: 4\\)"),
         (dict(image_size=64), "image_size 64 \\(the model's: 128\\)"),
         (dict(model_sha256={"vqa_other.tflite": "0" * 64}), "it was exported with vqa_other.tflite"),
+        (dict(cell_edges=[0, 0.5, 1]), "cell edges 3 \\(the model's: 17\\)"),
     ):
         changed = {**labels, **change}
         changed["fingerprint"] = labels_fingerprint(changed)  # As another export would write.
         path.write_text(json.dumps(changed))
         with pytest.raises(ValueError, match=f"does not fit the model: {message}"):
+            predict(model, str(image), ["What animal is near the hay?"], labels_path=str(path))
+    # Cell edges that are not a split of the image, even with a fingerprint to match.
+    for edges in ([0, 0.6, 0.5, 1], [0.1, 1], "even", [0, True]):
+        changed = {**labels, "cell_edges": edges}
+        changed["fingerprint"] = labels_fingerprint(changed)
+        path.write_text(json.dumps(changed))
+        with pytest.raises(ValueError, match="is not a keras_adahan labels file \\(`cell_edges` "
+                                             "must be increasing numbers from 0 to 1\\)"):
             predict(model, str(image), ["What animal is near the hay?"], labels_path=str(path))
     # An edited labels.json (answers in another order: every answer would get the wrong
     # name) is refused.

@@ -193,11 +193,12 @@ def test_relational_probe_trains_every_step_asked_and_refuses_bad_flags(monkeypa
             probe.main(argv)
 
 
-def test_cell_alignment_finds_where_the_sort_of_clevr_cells_look(capsys):
+def test_sort_of_clevr_cells_are_boxed_where_they_look(capsys):
     """Four 3x3 convolutions at stride 2, 'same' padding, 75 px: TensorFlow pads (out - 1)
     * 2 + 3 - in rows, the odd one after, so the layers map output row i to input rows
     centred at 2i, 2i + 1, 2i, 2i + 1: cell j is centred at pixel 16 j + 10 (10.5 with the
-    pixel's own half), not at the even split's 15 j + 7.5."""
+    pixel's own half), not at the even split's 15 j + 7.5. The model's boxes say so, and the
+    gradients of its untrained encoder agree."""
     import keras
 
     alignment = load_benchmark("cell_alignment")
@@ -206,11 +207,14 @@ def test_cell_alignment_finds_where_the_sort_of_clevr_cells_look(capsys):
 
     keras.utils.set_random_seed(0)
     model = VQAModel(PRESETS["sort_of_clevr"])
-    edges = alignment.report("sort_of_clevr", model.get_layer("image_encoder"), 75, 5)
     centres = 16 * np.arange(5) + 10.5
     expected = np.concatenate([[0], (centres[:-1] + centres[1:]) / 2, [75]]) / 75
-    np.testing.assert_allclose(edges, expected, atol=1.5 / 75)  # Within 1.5 px.
-    assert "middle cell 2: 4" in capsys.readouterr().out  # 42.5 px, not the even 37.5.
+    np.testing.assert_allclose(model.cell_edges, expected, rtol=1e-12)
+    measured = alignment.report("sort_of_clevr", model.get_layer("image_encoder"), 75,
+                                model.cell_edges)
+    np.testing.assert_allclose(measured, expected, atol=1.5 / 75)  # Within 1.5 px.
+    # 42.5 px: on its box's centre, 0.33 cells past the even split's 37.5.
+    assert "middle cell 2: 4" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="argument --run: expected a run folder or its "
                                          "model.keras, received an empty string"):
         alignment.main(["--run", ""])  # Read as "not given", it measured every preset.

@@ -363,37 +363,38 @@ def test_question_rows_keep_each_questions_fields_together():
 
 
 def test_grounding_hand_computed():
-    # 2x2 grid; one question whose box covers the top-left quarter exactly.
+    # 2x2 grid split evenly; one question whose box covers the top-left quarter exactly.
+    even = [0, 0.5, 1]
     presence = np.array([[5.0, 1.0, 9.0, 0.0]])
     boxes = np.array([[0.0, 0.0, 0.5, 0.5]])
     top, share, touches, kept = evaluate.grounding(
-        presence, np.array([[1.0, 1.0, 0.0, 0.0]]), boxes, 2)
+        presence, np.array([[1.0, 1.0, 0.0, 0.0]]), boxes, even)
     assert top.tolist() == [True]  # Cell 2 has more presence but was dropped.
     assert share.tolist() == [0.5]  # Of the 2 kept cells, one lies on the box.
     assert touches.tolist() == [True] and kept.tolist() == [True]
     top, share, touches, kept = evaluate.grounding(
-        presence, np.array([[0.0, 1.0, 1.0, 0.0]]), boxes, 2)
+        presence, np.array([[0.0, 1.0, 1.0, 0.0]]), boxes, even)
     assert top.tolist() == [False] and share.tolist() == [0.0] and touches.tolist() == [False]
     assert kept.tolist() == [False]
     # Cell 0 on the box is kept but not the top one (cell 2 is): kept, not grounded.
     top, share, touches, kept = evaluate.grounding(
-        presence, np.array([[1.0, 0.0, 1.0, 0.0]]), boxes, 2)
+        presence, np.array([[1.0, 0.0, 1.0, 0.0]]), boxes, even)
     assert top.tolist() == [False] and touches.tolist() == [False] and kept.tolist() == [True]
     # A box reaching a quarter into cell 1 (top right): its centre is off the box, its
     # area touches it.
     boxes = np.array([[0.0, 0.0, 0.5, 0.625]])
     top, share, touches, kept = evaluate.grounding(
-        presence, np.array([[0.0, 1.0, 0.0, 0.0]]), boxes, 2)
+        presence, np.array([[0.0, 1.0, 0.0, 0.0]]), boxes, even)
     assert top.tolist() == [False] and touches.tolist() == [True] and kept.tolist() == [True]
     assert share.tolist() == [0.25]
-    # Uneven cells (benchmarks/cell_alignment.py): edges at 0, 0.75, 1 make cell 1 the top
+    # Uneven cells (`geometry.cell_edges`): edges at 0, 0.75, 1 make cell 1 the top
     # right quarter-wide column, which the box (x up to 0.625) no longer reaches.
     edges = [0, 0.75, 1]
     top, share, touches, kept = evaluate.grounding(
-        presence, np.array([[0.0, 1.0, 0.0, 0.0]]), boxes, 2, edges)
+        presence, np.array([[0.0, 1.0, 0.0, 0.0]]), boxes, edges)
     assert touches.tolist() == [False] and kept.tolist() == [False]
     top, share, touches, kept = evaluate.grounding(
-        presence, np.array([[1.0, 1.0, 0.0, 0.0]]), boxes, 2, edges)
+        presence, np.array([[1.0, 1.0, 0.0, 0.0]]), boxes, edges)
     assert top.tolist() == [True]  # Cell 0's centre, (0.375, 0.375), lies in the box.
     # Cell 0: 0.5 of its 0.75 rows, 0.625 of its 0.75 columns; cell 1: none. Mean 5/18.
     assert share == pytest.approx([5 / 18])
@@ -415,7 +416,7 @@ def test_grounding_per_type_and_per_answer():
         answers=np.array([0, 1, 1]), types=np.array([0, 0, 1]),
         boxes=np.array([[0.0, 0.0, 0.5, 0.5]] * 2 + [[0.5, 0.5, 1.0, 1.0]]))
     metrics = evaluate.compute_metrics(outputs, arrays, ["chicken", "sheep"],
-                                       ["roof", "front"], "none", np.ones(3, bool), grid_size=2)
+                                       ["roof", "front"], "none", np.ones(3, bool), cell_edges=[0, 0.5, 1])
     assert metrics["grounding_top_cell_per_type"] == {"roof": 1.0, "front": 0.0}
     assert metrics["grounding_top_cell_per_answer"] == {"chicken": 1.0, "sheep": 0.5}
     assert "by answer         chicken 100.0%, sheep 50.0%" in evaluate.format_summary(metrics, "t")
@@ -435,7 +436,7 @@ def test_grounding_leaves_out_counts_and_empty_places():
                                            registry.get_dataset("tiny"))
     assert grounded.tolist() == [True, False, False]
     metrics = evaluate.compute_metrics(outputs, arrays, answer_names, type_names, "none",
-                                       grounded, grid_size=2)
+                                       grounded, cell_edges=[0, 0.5, 1])
     assert metrics["grounding_top_cell"] == 1.0
     assert metrics["grounding_top_cell_per_answer"] == {"chicken": 1.0}
 
