@@ -7,6 +7,8 @@ what it is, with the runs that chose it: docs/design_choices.md.
 import dataclasses
 import numbers
 
+import numpy as np
+
 from keras_adahan import geometry
 from keras_adahan.layers.adahan_mask import check_adahan_arguments
 from keras_adahan.layers.han_mask import check_k
@@ -273,6 +275,13 @@ class ModelConfig:
         check_k(self.k)
         check_adahan_arguments(self.threshold, 0 if self.min_cells is None else self.min_cells,
                                self.max_cells)
+        if not (np.diff(geometry.cell_edges(self)) > 0).all():
+            raise ValueError(
+                "the image encoder centres several cells past the image's last pixel, so "
+                "no box can show where each looks: even `conv_kernel_sizes` at stride 1 shift "
+                "every cell by half the stride before them; received conv_kernel_sizes="
+                f"{self.conv_kernel_sizes}, conv_strides={self.conv_strides}, image_size "
+                f"{self.image_size}")
         num_cells = self.num_cells
         try:  # The counts of cells against the grid.
             num_kept_cells(self.k, num_cells)

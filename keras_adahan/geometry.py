@@ -30,8 +30,10 @@ def cell_edges(config):
 
     Each cell is centred where its encoder's windows are centred in the image (strided
     'same' layers pad the odd pixel after, so a grid's cells may sit off the even split of
-    the image); edges lie halfway between neighbouring centres, the outer ones on the
-    image's borders (benchmarks/cell_alignment.py checks this against the gradients).
+    the image; even kernels at stride 1 shift them further, a last centre past the image
+    is taken at its last pixel); edges lie halfway between neighbouring centres, the outer
+    ones on the image's borders (benchmarks/cell_alignment.py checks this against the
+    gradients). `ModelConfig` refuses an encoder whose cells these edges cannot tell apart.
     """
     size, layers = config.image_size, []
     for window, stride, padding in _windows(config):
@@ -40,7 +42,8 @@ def cell_edges(config):
     centres = np.arange(size, dtype=np.float64)  # Output positions, then input ones.
     for stride, offset in reversed(layers):
         centres = stride * centres + offset
-    centres = (centres + 0.5) / config.image_size  # Pixel i spans [i, i + 1).
+    # Pixel i spans [i, i + 1): its centre is i + 0.5.
+    centres = np.clip(centres + 0.5, 0.5, config.image_size - 0.5) / config.image_size
     return np.concatenate([[0.0], (centres[:-1] + centres[1:]) / 2, [1.0]])
 
 
@@ -70,11 +73,8 @@ def cell_boxes(grid_size, image_size=None, edges=None):
 def cell_centres(grid_size, edges=None):
     """Normalized `(y, x)` centres of the cells' boxes, row-major, `(N, 2)`; `edges` as in
     `cell_boxes`."""
-    if edges is None:
-        centres = (np.arange(grid_size) + 0.5) / grid_size
-    else:
-        low, high = _spans(grid_size, edges)
-        centres = (low + high) / 2
+    low, high = _spans(grid_size, edges)
+    centres = (low + high) / 2
     y, x = np.meshgrid(centres, centres, indexing="ij")
     return np.stack([y.ravel(), x.ravel()], axis=1)
 
@@ -99,11 +99,7 @@ def box_overlap_shares(grid_size, boxes, edges=None):
 def _spans(grid_size, edges):
     """`(low, high)`, `(G,)` each: where each cell starts and ends along an axis."""
     if edges is None:
-        # j / G + 1 / G, not (j + 1) / G: the sums the grounding and coverage figures in the
-        # docs were measured with (an object's edge at a cell border, in float64, can touch
-        # the cell before it by 1e-16 one way and not the other).
-        low = np.arange(grid_size) / grid_size
-        return low, low + 1.0 / grid_size
+        edges = np.arange(grid_size + 1) / grid_size
     edges = np.asarray(edges, dtype=np.float64)
     if edges.shape != (grid_size + 1,) or not np.all(np.diff(edges) > 0):
         raise ValueError(f"`edges` must be {grid_size + 1} increasing values, received {edges}")

@@ -88,9 +88,13 @@ def load_labels(model_path, labels_path=None):
             if key in labels and (not isinstance(labels[key], int) or isinstance(labels[key], bool)):
                 raise TypeError(f"`{key}` must be an int")
         edges = labels.get("cell_edges", [0.0, 1.0])
-        if not (isinstance(edges, list) and len(edges) >= 2
+        try:
+            increasing = bool(np.all(np.diff(np.array(edges, dtype=np.float64)) > 0))
+        except (ValueError, TypeError, OverflowError):  # Text, nested lists, 10**400.
+            increasing = False
+        if not (increasing and isinstance(edges, list) and len(edges) >= 2
                 and all(isinstance(e, (int, float)) and not isinstance(e, bool) for e in edges)
-                and edges[0] == 0 and edges[-1] == 1 and np.all(np.diff(edges) > 0)):
+                and edges[0] == 0 and edges[-1] == 1):
             raise TypeError("`cell_edges` must be increasing numbers from 0 to 1")
         hashes = labels.get("model_sha256", {})
         if not isinstance(hashes, dict) or not all(isinstance(v, str) for v in hashes.values()):

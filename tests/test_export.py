@@ -41,6 +41,22 @@ def test_writes_every_artifact(exported_tiny_run):
     assert set(report["artifacts"]) == {exporter.SAVED_MODEL, *TFLITE_FILES}
 
 
+def test_labels_json_gives_the_cells_where_the_model_centres_them():
+    import types
+
+    from keras_adahan.model import VQAModel
+    from keras_adahan.presets import PRESETS
+    from keras_adahan.text import Vocabulary
+
+    # Sort-of-CLEVR's four 3x3/2 convs centre cell j at 16 j + 10.5 of 75 px.
+    model = VQAModel(PRESETS["sort_of_clevr"].replace(vocab_size=4, num_answers=2))
+    run = types.SimpleNamespace(model=model, vocabulary=Vocabulary(["red", "square"]),
+                                answers=["yes", "no"])
+    labels = exporter.labels_dict(run)
+    np.testing.assert_allclose(np.array(labels["cell_edges"]) * 75,
+                               [0, 18.5, 34.5, 50.5, 66.5, 75])
+
+
 def test_labels_json_describes_the_tokenizer_predict_uses(exported_tiny_run):
     # An on-device tokenizer is written from labels.json: its words and this description.
     labels = run_files.read_json(os.path.join(exported_tiny_run["export_dir"], exporter.LABELS))

@@ -101,12 +101,25 @@ class ConfigTest(unittest.TestCase):
                                        [0, *(8 * np.arange(31) + 4.5), 256])
         # TINY: 3x3/2 on 32 px pads nothing before (2 j + 1), 3x3/4 on 16 neither (4 j + 1).
         np.testing.assert_allclose(cell_edges(TINY) * 32, [0, 7.5, 15.5, 23.5, 32])
+        # Two 4x4 convs at stride 1 shift every cell half a stride (4 px) each: the last
+        # cell, centred at 132 px, is taken at the last pixel, 127.5.
+        shifted = ModelConfig(conv_kernel_sizes=(4, 4, 2, 4, 4))
+        np.testing.assert_allclose(cell_edges(shifted)[-4:] * 128, [112, 120, 125.75, 128])
+        with self.assertRaisesRegex(ValueError, "the image encoder centres several cells past "
+                                    "the image's last pixel.*conv_kernel_sizes=\\(2, 4, 4"):
+            ModelConfig(image_size=32, conv_filters=(8,) * 8, conv_kernel_sizes=(2,) + (4,) * 7,
+                        conv_strides=(4,) + (1,) * 7, k=2)
 
     def test_cell_edges_match_where_the_encoders_look(self):
         """With every conv kernel a positive box filter, an inner cell's gradient is
         symmetric about its window's centre: the centre of its box."""
-        for name in ("default", "sort_of_clevr", "reference", "reference_exact"):
-            config = PRESETS[name]
+        # 'Same' average pooling after a 3x3 and an even (4x4) conv at stride 1.
+        pooled = ModelConfig(image_size=48, conv_filters=(8, 8, 8), conv_kernel_sizes=(3, 4, 3),
+                             conv_strides=(1, 1, 1), pool_sizes=(2, 3, 0),
+                             pool_strides=(2, 2, 1), context_convs=1, k=2)
+        configs = {name: PRESETS[name] for name in
+                   ("default", "sort_of_clevr", "reference", "reference_exact")}
+        for name, config in {**configs, "pooled": pooled}.items():
             encoder = VQAModel(config).get_layer("image_encoder")
             for layer in encoder.layers:
                 for weight in layer.weights:

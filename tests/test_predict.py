@@ -145,12 +145,31 @@ def test_overlay_draws_the_cells_of_the_labels(exported_tiny_run, photos, tmp_pa
     assert kept[10:-10, 10:-10].min() == 255  # Inside the outline, the photo itself.
     assert pixels[int(0.8 * height * scale):, :].max() < 200  # Dimmed from 0.75 on.
     assert pixels[:, int(0.8 * width * scale):].max() < 200
-    # Labels without cell_edges (export format 3 and older): the even split.
-    labels = {"cell_edges": [0.0, 0.5, 1.0]}
-    from keras_adahan.predict import cell_edges
-    vqa = type("Runner", (), {"grid_size": 16})()
-    np.testing.assert_array_equal(cell_edges(labels, vqa), [0.0, 0.5, 1.0])
-    np.testing.assert_array_equal(cell_edges({}, vqa), np.arange(17) / 16)
+
+
+def test_cli_overlay_takes_the_cells_of_its_labels(exported_tiny_run, photos, tmp_path,
+                                                   monkeypatch):
+    from keras_adahan import predict as predict_module
+    from keras_adahan.predict import labels_fingerprint
+
+    export_dir = exported_tiny_run["export_dir"]
+    labels = run_files.read_json(os.path.join(export_dir, "labels.json"))
+    uneven = [0.0, 0.3] + [0.3 + 0.7 * j / 15 for j in range(1, 16)]
+    drawn = []
+    monkeypatch.setattr(predict_module, "draw_overlay",
+                        lambda image, mask, presence, edges, path: drawn.append(edges))
+    for given, expected in ((uneven, uneven), (None, np.arange(17) / 16)):
+        changed = {key: value for key, value in labels.items() if key != "cell_edges"}
+        if given is not None:
+            changed["cell_edges"] = given
+        changed["fingerprint"] = labels_fingerprint(changed)  # As an export would write.
+        path = tmp_path / "labels.json"
+        path.write_text(json.dumps(changed))
+        main(["--model", os.path.join(export_dir, "vqa_float32.tflite"), "--image",
+              str(photos["RGB"]), "--question", QUESTION, "--labels", str(path),
+              "--overlay", str(tmp_path / "overlay.png")])
+        # Labels without cell_edges (export format 3 and older): the even split.
+        np.testing.assert_allclose(drawn.pop(), expected)
 
 
 @pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "P"])

@@ -607,7 +607,8 @@ def test_labels_of_another_model_are_refused(exported_tiny_run, tmp_path):
         with pytest.raises(ValueError, match=f"does not fit the model: {message}"):
             predict(model, str(image), ["What animal is near the hay?"], labels_path=str(path))
     # Cell edges that are not a split of the image, even with a fingerprint to match.
-    for edges in ([0, 0.6, 0.5, 1], [0.1, 1], "even", [0, True]):
+    for edges in ([0, 0.6, 0.5, 1], [0.1, 1], "even", [0, True], [0, float("nan"), 1],
+                  [0, [0.5], 1], [0, 10**400, 1]):
         changed = {**labels, "cell_edges": edges}
         changed["fingerprint"] = labels_fingerprint(changed)
         path.write_text(json.dumps(changed))
