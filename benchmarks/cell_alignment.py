@@ -38,6 +38,11 @@ def centroids(encoder, image_size, grid_size, images=4, seed=0):
     return np.array(rows), np.array(columns)
 
 
+def _line(step, start):
+    """`step j + start`, as printed."""
+    return f"{step:.1f} j {'-' if start < 0 else '+'} {abs(start):.1f}"
+
+
 def report(name, encoder, image_size, edges):
     """Prints where the cells look against their boxes (`edges`, the model's `cell_edges`)
     and the even split's; returns normalized edges halfway between the centres that a line
@@ -56,10 +61,9 @@ def report(name, encoder, image_size, edges):
     box_step, box_start = np.polyfit(inner, boxes[inner], 1)
     even_step = image_size / grid_size
     middle = grid_size // 2
-    line = lambda step, start: f"{step:.1f} j {'-' if start < 0 else '+'} {abs(start):.1f}"  # noqa: E731
     print(f"{name}: {image_size} px, {grid_size}x{grid_size} cells: cell j looks at "
-          f"{line(step, start)} px (its boxes' centres: {line(box_step, box_start)}; the even "
-          f"split's: {line(even_step, even_step / 2)}); middle cell {middle}: "
+          f"{_line(step, start)} px (its boxes' centres: {_line(box_step, box_start)}; the even "
+          f"split's: {_line(even_step, even_step / 2)}); middle cell {middle}: "
           f"{looks[middle]:.1f} px, {(looks[middle] - boxes[middle]) / even_step:+.2f} cells "
           f"from its box's centre, {(looks[middle] - (middle + 0.5) * even_step) / even_step:+.2f}"
           " from the even split's")

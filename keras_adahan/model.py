@@ -12,9 +12,10 @@ answer logits. Cells are numbered row-major (`keras_adahan.geometry`).
 
 `VQAModel(config)` (or `build_model(config)`) is the full model; it carries its
 `ModelConfig` (`model.config`, saved in the `.keras` file) and its geometry
-(`model.grid_size`, `model.cell_edges`, `model.cell_boxes()`). `image_encoder` and `answer_head` are nested
-functional models (`model.get_layer("image_encoder")`), so an image can be encoded once and
-asked many questions; `build_training_model` does exactly that for training.
+(`model.grid_size`, `model.cell_edges`, `model.cell_boxes()`). `image_encoder` and
+`answer_head` are nested functional models (`model.get_layer("image_encoder")`), so an image
+can be encoded once and asked many questions; `build_training_model` does exactly that for
+training.
 """
 
 import collections
