@@ -96,6 +96,7 @@ def main(argv=None):
 
     from keras_adahan import data
     from keras_adahan import evaluate
+    from keras_adahan import geometry
     from keras_adahan import run_files
 
     run = run_files.load_run(args.run)
@@ -113,7 +114,7 @@ def main(argv=None):
           "target, top cell touches it, a kept cell touches it, kept area on it")
     grid_size = run.model.grid_size
     geometries = [("the model's boxes", run.model.cell_edges),
-                  ("even boxes", np.arange(grid_size + 1) / grid_size)]
+                  ("even boxes", geometry.even_edges(grid_size))]
     if edges is not None:
         geometries.append(("boxes around the centroids", edges))
     for label, cell_edges in geometries:

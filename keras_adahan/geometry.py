@@ -47,6 +47,11 @@ def cell_edges(config):
     return np.concatenate([[0.0], (centres[:-1] + centres[1:]) / 2, [1.0]])
 
 
+def even_edges(grid_size):
+    """The even split's `(G + 1,)` normalized edges: `j / G`."""
+    return np.arange(grid_size + 1) / grid_size
+
+
 def cell_boxes(grid_size, image_size=None, edges=None):
     """The image rectangle of every cell, in the order of the `presence`/`mask` outputs.
 
@@ -99,7 +104,7 @@ def box_overlap_shares(grid_size, boxes, edges=None):
 def _spans(grid_size, edges):
     """`(low, high)`, `(G,)` each: where each cell starts and ends along an axis."""
     if edges is None:
-        edges = np.arange(grid_size + 1) / grid_size
+        edges = even_edges(grid_size)
     edges = np.asarray(edges, dtype=np.float64)
     if edges.shape != (grid_size + 1,) or not np.all(np.diff(edges) > 0):
         raise ValueError(f"`edges` must be {grid_size + 1} increasing values, received {edges}")

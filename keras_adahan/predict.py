@@ -140,7 +140,9 @@ def cell_edges(labels, vqa):
     labels exported before they held them (format 3 and older)."""
     if "cell_edges" in labels:
         return np.array(labels["cell_edges"], dtype=np.float64)
-    return np.linspace(0.0, 1.0, vqa.grid_size + 1)
+    from keras_adahan import geometry
+
+    return geometry.even_edges(vqa.grid_size)
 
 
 def load_model(model_path, num_threads=1):
@@ -233,7 +235,9 @@ def check_overlay(path, inputs):
 
 def predict(model_path, image_path, questions, top=3, labels_path=None, num_threads=1,
             strict=False):
-    """Answers `questions` about one image. Returns one dict per question.
+    """Answers `questions` about one image. Returns one dict per question: its `answers`
+    (the `top` answers with their probabilities), `mask` and `presence` of the cells, and
+    the `cell_edges` they lie between (from the labels).
 
     A question with words the model does not know is answered (they read as "unknown"),
     with a warning naming them; with `strict`, it is an error.
@@ -251,6 +255,7 @@ def predict(model_path, image_path, questions, top=3, labels_path=None, num_thre
     labels = load_labels(model_path, labels_path)
     labels_file = labels_path_of(model_path, labels_path)
     check_labels(labels, vqa, labels_file)
+    edges = cell_edges(labels, vqa)
     try:
         vocabulary = Vocabulary(labels["words"])
     except ValueError as error:
@@ -281,6 +286,7 @@ def predict(model_path, image_path, questions, top=3, labels_path=None, num_thre
             "answers": top_answers(out["probabilities"], labels["answers"], top),
             "mask": out["mask"],
             "presence": out["presence"],
+            "cell_edges": edges,
         })
     return results, vqa
 
@@ -318,8 +324,8 @@ def main(argv=None):
                                args.threads, strict=args.strict)
         if args.overlay:
             first = results[0]
-            edges = cell_edges(load_labels(args.model, args.labels), vqa)
-            draw_overlay(args.image, first["mask"], first["presence"], edges, args.overlay)
+            draw_overlay(args.image, first["mask"], first["presence"], first["cell_edges"],
+                         args.overlay)
     except (ValueError, OSError) as error:
         raise cli.UserError(str(error)) from None
     for result in results:
