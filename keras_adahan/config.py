@@ -224,6 +224,13 @@ class ModelConfig:
                     "stride 1 without pooling, so local and context cells line up; received "
                     f"conv_strides={self.conv_strides}, pool_sizes={self.pool_sizes}"
                 )
+            if any(kernel % 2 == 0 for kernel in self.conv_kernel_sizes[context]):
+                # An even 'same' kernel shifts its output half a pixel off its input.
+                raise ValueError(
+                    "`fusion='gated'` needs odd kernel sizes for its context convs, so local "
+                    "and context cells are centred alike; received "
+                    f"conv_kernel_sizes={self.conv_kernel_sizes}"
+                )
         if self.fusion == "add" and self.rnn_units != self.conv_filters[-1]:
             raise ValueError(
                 "`fusion='add'` adds the question vector to every cell, so `rnn_units` must "

@@ -103,12 +103,12 @@ class ConfigTest(unittest.TestCase):
         np.testing.assert_allclose(cell_edges(TINY) * 32, [0, 7.5, 15.5, 23.5, 32])
         # Two 4x4 convs at stride 1 shift every cell half a stride (4 px) each: the last
         # cell, centred at 132 px, is taken at the last pixel, 127.5.
-        shifted = ModelConfig(conv_kernel_sizes=(4, 4, 2, 4, 4))
+        shifted = ModelConfig(conv_kernel_sizes=(4, 4, 2, 4, 4), fusion="concat")
         np.testing.assert_allclose(cell_edges(shifted)[-4:] * 128, [112, 120, 125.75, 128])
         with self.assertRaisesRegex(ValueError, "the image encoder centres several cells past "
                                     "the image's last pixel.*conv_kernel_sizes=\\(2, 4, 4"):
             ModelConfig(image_size=32, conv_filters=(8,) * 8, conv_kernel_sizes=(2,) + (4,) * 7,
-                        conv_strides=(4,) + (1,) * 7, k=2)
+                        conv_strides=(4,) + (1,) * 7, fusion="concat", k=2)
 
     def test_cell_edges_match_where_the_encoders_look(self):
         """With every conv kernel a positive box filter, an inner cell's gradient is
@@ -179,6 +179,7 @@ class ConfigTest(unittest.TestCase):
             (dict(pool_sizes=(3, 3, 3)), "`pool_sizes` and `pool_strides` must be both empty or both set"),
             (dict(context_convs=3), r"`fusion='gated'` needs `context_convs` in .* = \[1, 2\], received 3"),
             (dict(conv_strides=(2, 2, 2)), "context convs .* at stride 1 without pooling"),
+            (dict(conv_kernel_sizes=(3, 3, 4)), r"odd kernel sizes for its context convs.*=\(3, 3, 4\)"),
             (dict(fusion_units=()), r"`fusion_units` must not be empty, received \(\)"),
             (dict(fusion="add"), "`rnn_units` must equal the last of `conv_filters` \\(8\\), received 4"),
             (dict(vocab_size=1), "`vocab_size` must be >= 2"),
