@@ -85,7 +85,7 @@ class ModelConfig:
     # encoder features are zero fuses to zero (a white background is not zero at
     # initialization: white is 1.0 after rescaling; the encoder has to learn it).
     fusion: str = "gated"
-    context_convs: int = 2  # Used by "gated" fusion only.
+    context_convs: int = 2  # Used by "gated" fusion only: odd kernels, stride 1, no pooling.
     # 1x1 convs on the fused cells, ReLU between; the last is linear, so its norm (the
     # presence) can grow in any direction.
     fusion_units: tuple = (64, 64)
@@ -225,7 +225,7 @@ class ModelConfig:
                     f"conv_strides={self.conv_strides}, pool_sizes={self.pool_sizes}"
                 )
             if any(kernel % 2 == 0 for kernel in self.conv_kernel_sizes[context]):
-                # An even 'same' kernel shifts its output half a pixel off its input.
+                # At stride 1 an even 'same' kernel centres each output half a cell off.
                 raise ValueError(
                     "`fusion='gated'` needs odd kernel sizes for its context convs, so local "
                     "and context cells are centred alike; received "
